@@ -1,0 +1,6 @@
+"""``python -m quantlab`` is the ``quantlab`` command."""
+import sys
+
+from quantlab.cli import main
+
+sys.exit(main())
