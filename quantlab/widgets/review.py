@@ -1,0 +1,430 @@
+"""``quantlab.review``: the backtest review dashboard.
+
+One result shows its metrics (with the deployment policy's pass/fail badge per
+metric), the equity and drawdown chart, the monthly returns heat map and the
+sortable trade list. Several results (a list, a dict, or a parameter sweep's
+result with ``.results``) add a comparison table on top; choosing a run in it
+shows that run below.
+
+Charts are PNGs drawn by matplotlib's Agg canvas, shown in ``ipywidgets.Image``
+views and inlined as base64 ``<img>`` in the static ``text/html`` fallback, so
+they show in every front end and in executed / exported notebooks.
+
+Example
+-------
+>>> from quantlab.engine.backtest import backtest          # doctest: +SKIP
+>>> from quantlab.engine.data import sample
+>>> r = backtest(sample(), strategy)
+>>> quantlab.review(r)                                      # the dashboard
+>>> quantlab.review([r1, r2, r3]).select(2)                 # compare, show run #2
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterable, Mapping, Sequence
+
+import ipywidgets as widgets
+import pandas as pd
+
+from . import _render as R
+
+__all__ = ["Review", "review", "resolve_policy", "as_results"]
+
+#: comparison columns, in order, when present in the results' metrics
+COMPARE_METRICS = [
+    "total_return", "cagr", "sharpe", "sortino", "calmar", "max_drawdown", "volatility",
+    "win_rate", "profit_factor", "trades", "exposure",
+]
+#: metrics where smaller is better (sort ascending when comparing)
+LOWER_IS_BETTER = {"max_drawdown", "volatility", "max_drawdown_duration"}
+
+
+def resolve_policy(policy: Any) -> Any:
+    """``None`` -> the default ``DeploymentPolicy()`` (if the lab layer is importable),
+    ``False`` -> no policy, anything with ``.check(result)`` -> itself."""
+    if policy is False:
+        return None
+    if policy is None:
+        try:
+            from quantlab.lab.policy import DeploymentPolicy
+        except ImportError:
+            return None
+        return DeploymentPolicy()
+    if not callable(getattr(policy, "check", None)):
+        raise TypeError(
+            f"policy must be a DeploymentPolicy (anything with .check(result)), None for the default "
+            f"or False for none; got {type(policy).__name__}."
+        )
+    return policy
+
+
+def _is_result(obj: Any) -> bool:
+    return hasattr(obj, "metrics") and hasattr(obj, "equity")
+
+
+def as_results(obj: Any) -> list[Any]:
+    """Normalise one result, a list/tuple/dict of results, or a sweep result
+    (anything with ``.results``) to a list of results."""
+    if _is_result(obj):
+        return [obj]
+    if hasattr(obj, "results") and not isinstance(obj, Mapping):
+        obj = obj.results
+        if callable(obj):
+            obj = obj()
+    if isinstance(obj, Mapping):
+        obj = list(obj.values())
+    if isinstance(obj, pd.Series):
+        obj = obj.tolist()
+    if isinstance(obj, Iterable) and not isinstance(obj, (str, bytes)):
+        items = list(obj)
+        bad = [type(x).__name__ for x in items if not _is_result(x)]
+        if not items:
+            raise ValueError("review() got no results: pass a BacktestResult or a non-empty list of them.")
+        if bad:
+            raise TypeError(
+                f"review() expects BacktestResult objects (with .metrics and .equity); got {', '.join(sorted(set(bad)))}."
+            )
+        return items
+    raise TypeError(
+        f"review() expects a BacktestResult, a list/dict of them or a sweep result with .results; got {type(obj).__name__}."
+    )
+
+
+def _run_label(i: int, result: Any) -> str:
+    name = getattr(result, "name", None) or "run"
+    p = R.params_text(getattr(result, "params", None))
+    return f"#{i} {name}" + (f" ({p})" if p else "")
+
+
+def _safe_check(policy: Any, result: Any) -> tuple[Any, str | None]:
+    if policy is None:
+        return None, None
+    try:
+        return policy.check(result), None
+    except Exception as exc:  # noqa: BLE001 - show, do not break the review
+        return None, f"policy check failed: {type(exc).__name__}: {exc}"
+
+
+class Review(widgets.VBox):
+    """The review dashboard (an ``ipywidgets.VBox``); build it with :func:`review`.
+
+    Attributes and methods for code (tests, papermill reports):
+    ``results``, ``checks``, ``selected`` (index of the shown run), ``result``,
+    ``check``, :meth:`select`, :meth:`metrics_table`, :attr:`charts` (PNG bytes),
+    :attr:`comparison` (numeric DataFrame), :meth:`sort_trades`, :meth:`to_html`.
+
+    Example
+    -------
+    >>> rv = review([r1, r2])            # doctest: +SKIP
+    >>> rv.select(1).result is r2
+    True
+    """
+
+    def __init__(self, results: Any, policy: Any = None, *, max_points: int = 2000, trade_rows: int = 200):
+        self._results = as_results(results)
+        self._policy = resolve_policy(policy)
+        pairs = [_safe_check(self._policy, r) for r in self._results]
+        self._checks = [c for c, _ in pairs]
+        self._check_errors = [e for _, e in pairs]
+        self._max_points = int(max_points)
+        self._trade_rows = int(trade_rows)
+        self._cache: dict[int, dict[str, bytes | None]] = {}
+        self._lock = threading.RLock()
+        self._selected = 0
+        self._compare_order = list(range(len(self._results)))
+        self._compare_by = "run"
+
+        self._header = widgets.HTML()
+        self._metrics = widgets.HTML()
+        self._equity = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+        self._monthly = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+        self._monthly_note = widgets.HTML()
+        self._trade_by = widgets.Dropdown(description="Sort by", layout=widgets.Layout(width="220px"))
+        self._trade_order = widgets.ToggleButtons(
+            options=[("↑ asc", True), ("↓ desc", False)], value=True, style={"button_width": "64px"}
+        )
+        self._trades = widgets.HTML()
+        overview = widgets.HBox(
+            [self._metrics, self._equity],
+            layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start", grid_gap="12px"),
+        )
+        trades_box = widgets.VBox([widgets.HBox([self._trade_by, self._trade_order]), self._trades])
+        self._tabs = widgets.Tab(
+            children=[overview, widgets.VBox([self._monthly, self._monthly_note]), trades_box],
+            titles=["Overview", "Monthly returns", "Trades"],
+        )
+        children: list[widgets.Widget] = []
+        self._select: widgets.Select | None = None
+        self._compare_html: widgets.HTML | None = None
+        self._compare_sort: widgets.Dropdown | None = None
+        if len(self._results) > 1:
+            metrics = [m for m in COMPARE_METRICS if any(m in r.metrics for r in self._results)]
+            self._compare_sort = widgets.Dropdown(
+                options=[("run #", "run")] + [(R.metric_label(m), m) for m in metrics],
+                value="run", description="Rank by", layout=widgets.Layout(width="260px"),
+            )
+            self._compare_html = widgets.HTML()
+            self._select = widgets.Select(
+                options=[(_run_label(i, r), i) for i, r in enumerate(self._results)],
+                value=0, rows=min(8, len(self._results)), description="Show run",
+                layout=widgets.Layout(width="max-content", min_width="320px"),
+            )
+            self._select.observe(self._on_select, names="value")
+            self._compare_sort.observe(self._on_compare_sort, names="value")
+            children += [
+                widgets.HTML(f"<b>Comparison of {len(self._results)} runs</b> <small>(choose a run to show it below)</small>"),
+                widgets.HBox([self._compare_sort]),
+                self._compare_html,
+                self._select,
+            ]
+        children += [self._header, self._tabs]
+        super().__init__(children=children)
+        self._trade_by.observe(self._on_trade_sort, names="value")
+        self._trade_order.observe(self._on_trade_sort, names="value")
+        self._show(0)
+
+    # -- public API ------------------------------------------------------------------
+    @property
+    def results(self) -> list[Any]:
+        """All results, in the order given."""
+        return list(self._results)
+
+    @property
+    def checks(self) -> list[Any]:
+        """The policy check of every result (``None`` where no policy)."""
+        return list(self._checks)
+
+    @property
+    def policy(self) -> Any:
+        """The policy used for the badges (``None`` if none)."""
+        return self._policy
+
+    @property
+    def selected(self) -> int:
+        """Index (into :attr:`results`) of the run shown."""
+        return self._selected
+
+    @selected.setter
+    def selected(self, index: int) -> None:
+        self.select(index)
+
+    @property
+    def result(self) -> Any:
+        """The result shown."""
+        return self._results[self._selected]
+
+    @property
+    def check(self) -> Any:
+        """The policy check of the result shown (``None`` if no policy)."""
+        return self._checks[self._selected]
+
+    def select(self, index: int) -> "Review":
+        """Show run ``index`` (as if chosen in the comparison); returns ``self``."""
+        n = len(self._results)
+        if not isinstance(index, int) or not -n <= index < n:
+            raise IndexError(f"run index {index!r} out of range: this review has {n} run(s) (0..{n - 1}).")
+        index %= n
+        if self._select is not None and self._select.value != index:
+            self._select.value = index  # observer calls _show
+        else:
+            self._show(index)
+        return self
+
+    def metrics_table(self) -> pd.DataFrame:
+        """The shown run's metrics: metric, label, value (formatted), raw, rule, passed."""
+        return R.metrics_frame(self.result.metrics, self.check)
+
+    @property
+    def charts(self) -> dict[str, bytes | None]:
+        """PNG bytes of the shown run's charts: ``equity`` (with drawdown) and ``monthly``."""
+        return dict(self._charts(self._selected))
+
+    @property
+    def comparison(self) -> pd.DataFrame:
+        """One row per run: name, params, key metrics and the policy verdict (raw numbers)."""
+        rows = []
+        for i, (r, c) in enumerate(zip(self._results, self._checks)):
+            row: dict[str, Any] = {"run": i, "name": getattr(r, "name", None)}
+            row.update({f"{k}": v for k, v in dict(getattr(r, "params", None) or {}).items()})
+            row.update({m: r.metrics.get(m) for m in COMPARE_METRICS if m in r.metrics})
+            if self._policy is not None:
+                row["policy"] = None if c is None else bool(getattr(c, "passed", False))
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("run")
+
+    def sort_trades(self, by: str | None = None, ascending: bool = True) -> "Review":
+        """Sort the trade list by column ``by``; returns ``self``."""
+        if by is not None and by not in dict(self._trade_by.options).values():
+            raise ValueError(f"cannot sort trades by {by!r}; columns: {[v for _, v in self._trade_by.options]}.")
+        if by is not None:
+            self._trade_by.value = by
+        self._trade_order.value = bool(ascending)
+        self._render_trades()
+        return self
+
+    @property
+    def trades_view(self) -> pd.DataFrame:
+        """The shown run's trades in the order displayed."""
+        return R.sort_trades(getattr(self.result, "trades", None), self._trade_by.value, self._trade_order.value)
+
+    def to_html(self) -> str:
+        """A static HTML rendering (comparison, metrics, charts as inline PNG, trades)."""
+        parts = ["<div class='quantlab-review'>"]
+        if len(self._results) > 1:
+            parts.append(f"<b>Comparison of {len(self._results)} runs</b> (shown: #{self._selected})")
+            parts.append(self._compare_table_html())
+        parts.append(self._header.value)
+        parts.append(self._metrics.value)
+        charts = self._charts(self._selected)
+        parts.append(f"<div>{R.png_img(charts['equity'], 'equity and drawdown')}</div>")
+        if charts["monthly"]:
+            parts.append(f"<div>{R.png_img(charts['monthly'], 'monthly returns')}</div>")
+        parts.append("<details><summary>Trades</summary>" + self._trades.value + "</details></div>")
+        return "".join(parts)
+
+    # -- display ---------------------------------------------------------------------------
+    def _summary(self) -> str:
+        r, c = self.result, self.check
+        m = r.metrics
+        bits = [f"{k} {R.fmt_metric(k, m[k])}" for k in ("total_return", "sharpe", "max_drawdown", "trades") if k in m]
+        verdict = "" if c is None else ("; policy PASSED" if getattr(c, "passed", False) else "; policy FAILED")
+        return f"{_run_label(self._selected, r)}: {', '.join(bits)}{verdict}"
+
+    def __repr__(self) -> str:
+        if len(self._results) == 1:
+            return f"Review({self._summary()})"
+        return f"Review({len(self._results)} runs; showing {self._summary()})"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        data = widgets.VBox._repr_mimebundle_(self, **kwargs) if self.comm is not None else {}
+        data = dict(data or {})
+        data["text/plain"] = repr(self)
+        data["text/html"] = self.to_html()
+        return data
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    # -- internals -------------------------------------------------------------------------
+    def _charts(self, i: int) -> dict[str, bytes | None]:
+        with self._lock:
+            if i not in self._cache:
+                r = self._results[i]
+                total = r.metrics.get("total_return")
+                title = (getattr(r, "name", None) or "equity") + (
+                    f"  ·  {R.fmt_metric('total_return', total)}" if total is not None else ""
+                )
+                self._cache[i] = {
+                    "equity": R.equity_drawdown_png(
+                        r.equity, getattr(r, "drawdown", None), title=title, max_points=self._max_points
+                    ),
+                    "monthly": R.monthly_heatmap_png(getattr(r, "returns", None)),
+                }
+            return self._cache[i]
+
+    def _show(self, i: int) -> None:
+        self._selected = i
+        r, c, err = self._results[i], self._checks[i], self._check_errors[i]
+        eq = r.equity
+        span = ""
+        if len(eq) and isinstance(eq.index, pd.DatetimeIndex):
+            span = f" · {len(eq):,} bars, {eq.index[0]:%Y-%m-%d} → {eq.index[-1]:%Y-%m-%d}"
+        elif len(eq):
+            span = f" · {len(eq):,} bars"
+        p = R.params_text(getattr(r, "params", None))
+        verdict = ""
+        if c is not None:
+            verdict = " " + R.badge(bool(getattr(c, "passed", False)), "policy PASSED" if getattr(c, "passed", False) else "policy FAILED")
+        warn = f"<div style='color:{R.RED}'>{R.escape(err)}</div>" if err else ""
+        self._header.value = (
+            f"<div style='margin:6px 0'><b style='font-size:14px'>{R.escape(getattr(r, 'name', None) or 'backtest')}</b>"
+            f" <code>{R.escape(p)}</code><small style='color:{R.GREY}'>{R.escape(span)}</small>{verdict}</div>{warn}"
+        )
+        self._metrics.value = R.metrics_html(r.metrics, c)
+        charts = self._charts(i)
+        self._equity.value = charts["equity"]
+        self._monthly.value = charts["monthly"] or b""
+        self._monthly.layout.display = None if charts["monthly"] else "none"
+        self._monthly_note.value = "" if charts["monthly"] else (
+            f"<div style='color:{R.GREY}'>No monthly table: the result's returns have no DatetimeIndex.</div>"
+        )
+        trades = getattr(r, "trades", None)
+        cols = list(trades.columns) if isinstance(trades, pd.DataFrame) else []
+        options = [(c_.replace("_", " "), c_) for c_ in cols]
+        by = self._trade_by.value if self._trade_by.value in cols else (cols[0] if cols else None)
+        if list(self._trade_by.options) != options:
+            self._trade_by.options = options
+        if self._trade_by.value != by:
+            self._trade_by.value = by
+        self._render_trades()
+        if self._compare_html is not None:
+            self._compare_html.value = self._compare_table_html()
+
+    def _render_trades(self) -> None:
+        self._trades.value = R.trades_html(
+            getattr(self.result, "trades", None), self._trade_by.value, self._trade_order.value, max_rows=self._trade_rows
+        )
+
+    def _compare_table_html(self) -> str:
+        df = self.comparison
+        if "policy" in df.columns:
+            df["policy"] = [R.raw(R.badge(v, "pass" if v else "fail")) if v is not None else "" for v in df["policy"]]
+        df = df.loc[self._compare_order]
+        return R.frame_html(df, max_rows=None, highlight=self._selected, index=True, max_height="260px")
+
+    def _on_select(self, change: Mapping[str, Any]) -> None:
+        if change["new"] is not None:
+            self._show(int(change["new"]))
+
+    def _on_compare_sort(self, change: Mapping[str, Any]) -> None:
+        by = change["new"]
+        n = len(self._results)
+        if by == "run":
+            order = list(range(n))
+        else:
+            vals = pd.Series([r.metrics.get(by) for r in self._results], dtype=float)
+            order = vals.sort_values(ascending=by in LOWER_IS_BETTER, kind="stable", na_position="last").index.tolist()
+        self._compare_order = order
+        assert self._select is not None
+        keep = self._selected
+        self._select.unobserve(self._on_select, names="value")
+        try:
+            self._select.options = [(_run_label(i, self._results[i]), i) for i in order]
+            self._select.value = keep
+        finally:
+            self._select.observe(self._on_select, names="value")
+        self._compare_html.value = self._compare_table_html()  # type: ignore[union-attr]
+
+    def _on_trade_sort(self, change: Mapping[str, Any]) -> None:
+        self._render_trades()
+
+
+def review(result_or_results: Any, policy: Any = None, *, max_points: int = 2000) -> Review:
+    """Review one backtest result, or compare several, in a dashboard widget.
+
+    Parameters
+    ----------
+    result_or_results
+        A ``BacktestResult``; a list, tuple or dict of them; or a sweep result
+        with ``.results`` (e.g. :func:`quantlab.engine.sweep.sweep`'s).
+    policy
+        The ``DeploymentPolicy`` whose rules give each metric its pass/fail
+        badge. ``None`` uses the default policy, ``False`` shows no badges.
+    max_points
+        Equity and drawdown are downsampled (each bucket's extremes kept) to
+        at most this many points, so huge backtests draw fast.
+
+    Returns
+    -------
+    Review
+        An ``ipywidgets.VBox``; it also renders as static HTML with PNG charts
+        where no widget manager runs (papermill, nbconvert, exported HTML).
+
+    Example
+    -------
+    >>> from quantlab.engine.backtest import backtest             # doctest: +SKIP
+    >>> from quantlab.engine.data import sample
+    >>> rv = review(backtest(sample(), strategy))
+    >>> rv.metrics_table()[["label", "value", "passed"]].head(3)
+    """
+    return Review(result_or_results, policy=policy, max_points=max_points)
