@@ -1,0 +1,142 @@
+"""Find obvious secrets in strategy code before it is committed.
+
+Git history is forever: a key committed once is leaked to everyone who clones
+the hub. :func:`find_secrets` looks for
+
+* well-known key formats anywhere in the source: OpenAI/Anthropic style
+  ``sk-...``, AWS access key ids ``AKIA...``/``ASIA...``, GitHub tokens
+  ``ghp_``/``gho_``/``ghu_``/``ghs_``/``ghr_``/``github_pat_``, Slack tokens
+  ``xoxb-``/``xoxp-``/..., Google API keys ``AIza...``, and PEM private key
+  blocks ``-----BEGIN ... PRIVATE KEY-----``;
+* a non-empty string literal assigned to (or passed as, or used as the dict
+  key for) a name that says it is secret: ``password``, ``passwd``, ``secret``,
+  ``token``, ``api_key``, ``apikey``, ``access_key``, ``private_key``,
+  ``auth``/``credentials`` (``api_token = "abc123"``,
+  ``connect(password="hunter2")``, ``{"token": "..."}``).
+
+Values read at run time (``os.environ["API_KEY"]``) are fine, and so are
+obvious placeholders (``""``, ``"..."``, ``"<your key>"``, ``"changeme"``,
+``"xxxx"``). It is a guard against accidents, not a secret scanner.
+
+Example
+-------
+>>> [f.kind for f in find_secrets("API_KEY = 'sk-abcdefghijklmnopqrstuvwx'\\n")]
+['API key (sk-...)']
+>>> find_secrets("import os\\nkey = os.environ['KEY']\\n")
+[]
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+__all__ = ["SecretFinding", "find_secrets"]
+
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("API key (sk-...)", re.compile(r"\bsk-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_\-]{20,}")),
+    ("AWS access key id (AKIA...)", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("GitHub token (ghp_...)", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})")),
+    ("Slack token (xox...)", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("Google API key (AIza...)", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b")),
+    ("private key block", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
+]
+
+_SECRET_NAME = re.compile(
+    r"(pass(word|wd|phrase)?|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|"
+    r"client[_-]?secret|auth|credentials?|bearer)$",
+    re.IGNORECASE,
+)
+_PLACEHOLDER = re.compile(r"^(\W*|x+|\*+|\.+|changeme|change[_ -]?me|todo|none|null|secret|password|token|<.*>|\{.*\}|\$\{?\w+\}?)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SecretFinding:
+    """One suspected secret: the 1-based ``line``, what it looks like (``kind``) and a redacted ``preview``."""
+
+    line: int
+    kind: str
+    preview: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.kind} ({self.preview})"
+
+
+def _redact(value: str) -> str:
+    value = value.strip()
+    if len(value) <= 6:
+        return "*" * len(value)
+    return value[:4] + "…" + "*" * 4
+
+
+def _target_names(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Name):
+        return [node.id]
+    if isinstance(node, ast.Attribute):
+        return [node.attr]
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+        return [node.slice.value]
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return [n for elt in node.elts for n in _target_names(elt)]
+    return []
+
+
+def _is_secret_literal(value: ast.AST | None) -> bool:
+    if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
+        return False
+    text = value.value.strip()
+    return len(text) >= 4 and not _PLACEHOLDER.match(text)
+
+
+def _named_findings(code: str) -> list[SecretFinding]:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []  # the strategy check reports syntax errors
+    found: list[SecretFinding] = []
+
+    def add(name: str, value: ast.Constant, lineno: int) -> None:
+        found.append(SecretFinding(lineno, f"string literal assigned to {name!r}", _redact(value.value)))
+
+    for node in ast.walk(tree):
+        pairs: list[tuple[list[str], ast.AST | None, int]] = []
+        if isinstance(node, ast.Assign):
+            pairs.append(([n for t in node.targets for n in _target_names(t)], node.value, node.lineno))
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            pairs.append((_target_names(node.target), node.value, node.lineno))
+        elif isinstance(node, ast.keyword) and node.arg:
+            pairs.append(([node.arg], node.value, node.value.lineno))
+        elif isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values):
+                if isinstance(k, ast.Constant) and isinstance(k.value, str):
+                    pairs.append(([k.value], v, v.lineno))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            positional = args.posonlyargs + args.args
+            for arg, default in zip(positional[len(positional) - len(args.defaults):], args.defaults):
+                pairs.append(([arg.arg], default, default.lineno))
+            for arg, default in zip(args.kwonlyargs, args.kw_defaults):
+                if default is not None:
+                    pairs.append(([arg.arg], default, default.lineno))
+        for names, value, lineno in pairs:
+            for name in names:
+                if _SECRET_NAME.search(name) and _is_secret_literal(value):
+                    add(name, value, lineno)  # type: ignore[arg-type]
+                    break
+    return found
+
+
+def find_secrets(code: str) -> list[SecretFinding]:
+    """Every suspected secret in ``code``, sorted by line (empty list = nothing found).
+
+    >>> [str(f) for f in find_secrets("x = 1\\npassword = 'hunter2'\\n")]
+    ["line 2: string literal assigned to 'password' (hunt…****)"]
+    """
+    found: list[SecretFinding] = []
+    for lineno, line in enumerate(code.splitlines(), start=1):
+        for kind, pattern in _PATTERNS:
+            for m in pattern.finditer(line):
+                found.append(SecretFinding(lineno, kind, _redact(m.group(0))))
+    seen_lines = {f.line for f in found}
+    found.extend(f for f in _named_findings(code) if f.line not in seen_lines)
+    return sorted(found, key=lambda f: (f.line, f.kind))
