@@ -1,0 +1,268 @@
+"""Pluggable transports: how a :class:`~quantlab.client.ServerConfig` becomes an MCP connection.
+
+A transport builds the stream pair the SDK's ``mcp.Client`` drives, and knows how to
+describe itself, which child processes it owns (so none outlive the hub) and what
+the server wrote to stderr (for error messages). Two are built in:
+
+- ``"stdio"`` (:class:`StdioTransport`): spawn ``command args`` and speak over its stdin/stdout;
+  stderr goes to a private temporary file whose last lines appear in connect errors.
+- ``"http"`` (:class:`HttpTransport`): streamable HTTP to ``url`` with optional ``headers``
+  (e.g. ``Authorization: Bearer ...``).
+
+Register another with :func:`register_transport`.
+
+Example
+-------
+>>> from quantlab.client import ServerConfig
+>>> t = make_transport(ServerConfig.from_entry("t", {"command": "python", "args": ["-m", "mcp_server_time"]}))
+>>> t.kind, t.describe()
+('stdio', 'stdio: python -m mcp_server_time')
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
+
+from ._config import ServerConfig
+
+__all__ = ["Transport", "StdioTransport", "HttpTransport", "register_transport", "make_transport", "kill_process_group"]
+
+#: Environment variables passed to stdio servers on top of the SDK's safe default set
+#: (HOME, PATH, ...), so a server started from a notebook sees the same Python setup.
+EXTRA_INHERITED_ENV = ("PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX", "LANG", "LC_ALL", "TMPDIR", "TZ")
+_MARKER = "QUANTLAB_MCP_CHILD"
+
+# Every stdio child any hub in this process started and has not yet seen exit: {pid: tag}.
+_LIVE_CHILDREN: dict[int, str] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+class Transport:
+    """Base class of transports. Subclasses implement :meth:`streams`.
+
+    >>> Transport.kind
+    'abstract'
+    """
+
+    kind = "abstract"
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+
+    def describe(self) -> str:
+        """``"<kind>: <command line or URL>"`` for messages."""
+        return f"{self.kind}: {self.config.target}"
+
+    def streams(self) -> Any:
+        """A fresh async context manager yielding ``(read_stream, write_stream)`` for ``mcp.Client``."""
+        raise NotImplementedError
+
+    def after_connect(self) -> None:
+        """Hook run once the session is initialized (e.g. find the child's pid)."""
+
+    def after_close(self) -> None:
+        """Hook run once the session is closed (reap anything left)."""
+
+    def stderr_tail(self, lines: int = 15) -> str:
+        """The last ``lines`` lines the server wrote to stderr (``""`` if unknown)."""
+        return ""
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id when this transport spawned it."""
+        return None
+
+
+class StdioTransport(Transport):
+    """Spawn the server as a subprocess (own process group) and talk over stdin/stdout.
+
+    >>> StdioTransport(ServerConfig(name="x", command="python", args=("-V",))).describe()
+    'stdio: python -V'
+    """
+
+    kind = "stdio"
+
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config)
+        self._errfile: Any = None
+        self._tag = ""
+        self._pid: int | None = None
+
+    def _env(self) -> dict[str, str]:
+        from mcp.client.stdio import get_default_environment
+
+        env = get_default_environment()
+        env.update({k: os.environ[k] for k in EXTRA_INHERITED_ENV if k in os.environ})
+        env.update(self.config.env)
+        env[_MARKER] = self._tag
+        return env
+
+    def streams(self) -> Any:
+        from mcp import StdioServerParameters
+        from mcp.client.stdio import stdio_client
+
+        self._close_errfile()
+        # O_APPEND: the child's writes always land at the end while we pread() the tail.
+        self._errfile = tempfile.TemporaryFile(mode="a+b", prefix=f"mcp-{self.config.name}-", suffix=".stderr")
+        self._tag = f"{os.getpid()}-{uuid.uuid4().hex}"
+        self._pid = None
+        params = StdioServerParameters(
+            command=self.config.command or "",
+            args=list(self.config.args),
+            env=self._env(),
+            cwd=self.config.cwd,
+        )
+        return stdio_client(params, errlog=self._errfile)
+
+    def after_connect(self) -> None:
+        self._pid = _find_child(self._tag)
+        if self._pid is not None:
+            with _LIVE_LOCK:
+                _LIVE_CHILDREN[self._pid] = self.config.name
+
+    def after_close(self) -> None:
+        pid, self._pid = self._pid, None
+        if pid is not None:
+            kill_process_group(pid, grace=0.0 if not _alive(pid) else 1.0)
+            with _LIVE_LOCK:
+                _LIVE_CHILDREN.pop(pid, None)
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    def stderr_tail(self, lines: int = 15) -> str:
+        f = self._errfile
+        if f is None:
+            return ""
+        try:
+            size = os.fstat(f.fileno()).st_size
+            data = os.pread(f.fileno(), 8192, max(0, size - 8192))
+        except (OSError, ValueError):
+            return ""
+        text = data.decode("utf-8", "replace").rstrip()
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _close_errfile(self) -> None:
+        if self._errfile is not None:
+            try:
+                self._errfile.close()
+            except OSError:
+                pass
+            self._errfile = None
+
+
+class HttpTransport(Transport):
+    """Streamable HTTP to ``config.url`` with ``config.headers`` on every request.
+
+    >>> HttpTransport(ServerConfig(name="x", url="http://127.0.0.1:8000/mcp")).describe()
+    'http: http://127.0.0.1:8000/mcp'
+    """
+
+    kind = "http"
+
+    def streams(self) -> Any:
+        return _http_streams(self.config.url or "", dict(self.config.headers))
+
+
+@asynccontextmanager
+async def _http_streams(url: str, headers: dict[str, str]) -> AsyncIterator[Any]:
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    async with create_mcp_http_client(headers=headers or None) as http:
+        async with streamable_http_client(url, http_client=http) as streams:
+            yield streams
+
+
+_REGISTRY: dict[str, Callable[[ServerConfig], Transport]] = {"stdio": StdioTransport, "http": HttpTransport}
+
+
+def register_transport(kind: str, factory: Callable[[ServerConfig], Transport]) -> None:
+    """Use ``factory(config)`` for servers whose ``ServerConfig.transport`` is ``kind``.
+
+    >>> register_transport("stdio", StdioTransport)  # (re)register the built-in one
+    """
+    _REGISTRY[kind] = factory
+
+
+def make_transport(config: ServerConfig) -> Transport:
+    """The transport for ``config`` (``stdio`` for ``command``, ``http`` for ``url``)."""
+    try:
+        factory = _REGISTRY[config.transport]
+    except KeyError:
+        raise ValueError(f"server {config.name!r}: no transport registered for {config.transport!r}") from None
+    return factory(config)
+
+
+# -- child processes -------------------------------------------------------------------
+
+def _find_child(tag: str) -> int | None:
+    """The pid of our child process started with ``QUANTLAB_MCP_CHILD=tag`` (psutil; None if unavailable)."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil ships with jupyter/ipykernel
+        return None
+    try:
+        children = psutil.Process().children(recursive=False)
+    except psutil.Error:
+        return None
+    for child in reversed(children):  # newest last
+        try:
+            if child.environ().get(_MARKER) == tag:
+                return child.pid
+        except psutil.Error:
+            continue
+    return None
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not count; it is left for asyncio's child watcher to reap)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def kill_process_group(pid: int, grace: float = 1.0) -> None:
+    """SIGTERM the process group of ``pid`` (stdio servers lead their own), SIGKILL after ``grace`` s."""
+    if sys.platform == "win32":  # pragma: no cover
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.02)
+
+
+def kill_live_children() -> list[int]:
+    """Kill every stdio server any hub in this process started and did not close (used at exit)."""
+    with _LIVE_LOCK:
+        pids = list(_LIVE_CHILDREN)
+        _LIVE_CHILDREN.clear()
+    for pid in pids:
+        kill_process_group(pid, grace=0.5)
+    return pids
