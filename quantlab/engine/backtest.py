@@ -1,0 +1,615 @@
+"""Vectorised backtest of target-position signals.
+
+Execution convention
+--------------------
+* A strategy returns a *target position* per bar in ``[-1, 1]`` (fraction of
+  equity; negative = short). NaN means flat (it is filled with 0).
+* The target from bar ``t``'s signal is filled at bar ``t``'s **close**
+  (vectorbt's default ``price=close``).
+* Orders happen only when the target *changes*; between changes the position
+  is held in constant **units** (no per-bar rebalancing) — vectorbt's
+  ``from_signals`` behaviour.
+* Opening from flat, or reversing (long <-> short): the old position is closed
+  first, then ``units = |target| * cash / (fill_price * (1 + fees))`` are
+  bought/sold short, so cash covers price and fees exactly (as vectorbt sizes
+  ``size=inf`` entries).
+* Changing the size within the same direction (e.g. 0.5 -> 1.0) trades the
+  difference to ``target * equity / (fill_price * (1 + fees))`` units.
+* ``fees`` and ``slippage`` are fractions of traded notional: buys fill at
+  ``close * (1 + slippage)``, sells at ``close * (1 - slippage)``, and each fill
+  pays ``fees * |units| * fill_price``.
+* Equity is ``cash + units * close`` at every bar; returns are its bar-to-bar
+  changes, the first measured against the starting ``cash``. An account whose
+  equity drops to 0 or below opens no new positions.
+
+The core is numpy only: a few passes over the bars, no Python loop per bar
+(the rare same-direction resizing falls back to a loop over *orders*).
+
+Example
+-------
+>>> from quantlab.engine import backtest, data, Strategy
+>>> s = Strategy.from_code('''
+... def signals(data, fast=10, slow=50):
+...     return (data.close.rolling(fast).mean() > data.close.rolling(slow).mean()).astype(float)
+... ''', name="sma")
+>>> r = backtest(data.synthetic(bars=2000, seed=1), s)
+>>> sorted(r.metrics)[:3]
+['cagr', 'calmar', 'exposure']
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import html
+import json
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from . import stats as _stats
+from .strategy import Strategy
+
+__all__ = ["backtest", "BacktestResult", "SignalError", "infer_periods_per_year", "simulate"]
+
+TRADE_COLUMNS = ("entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "return", "bars_held")
+
+
+class SignalError(ValueError):
+    """A strategy's ``signals`` output that cannot be backtested (wrong type, shape, index or range)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def infer_periods_per_year(index: pd.DatetimeIndex) -> float:
+    """Bars per year from the index: ``365.25 days / median spacing``; 252 for daily weekday-only data.
+
+    >>> infer_periods_per_year(pd.date_range("2024-01-01", periods=10, freq="1h"))
+    8766.0
+    >>> infer_periods_per_year(pd.bdate_range("2024-01-01", periods=30))
+    252.0
+    """
+    if len(index) < 2:
+        return 252.0
+    freq = getattr(index, "freq", None)
+    step: float | None = None
+    if freq is not None:
+        try:
+            step = float(pd.Timedelta(freq).value)
+        except (ValueError, TypeError):
+            step = None
+    if step is None:
+        step = float(np.median(np.diff(index.asi8)))
+    if step <= 0:
+        return 252.0
+    day = 86_400e9
+    if abs(step - day) < 1e-9 * day or (freq is not None and freq.name in ("B", "C")):
+        if not (index.dayofweek >= 5).any():
+            return 252.0
+    return 365.25 * day / step
+
+
+def _signals_array(sig: Any, data: pd.DataFrame, name: str) -> np.ndarray:
+    n = len(data)
+    if isinstance(sig, pd.DataFrame):
+        if sig.shape[1] != 1:
+            raise SignalError(f"strategy {name!r}: signals returned a DataFrame with {sig.shape[1]} columns; "
+                              "return one pd.Series of target positions.")
+        sig = sig.iloc[:, 0]
+    if isinstance(sig, pd.Series):
+        if len(sig) != n:
+            raise SignalError(f"strategy {name!r}: signals has {len(sig)} values but the data has {n} bars; "
+                              "return one target position per bar.")
+        if not (sig.index is data.index or sig.index.equals(data.index)):
+            if isinstance(sig.index, pd.RangeIndex) and sig.index.start == 0 and sig.index.step == 1:
+                pass  # positional, e.g. pd.Series(numpy_array)
+            else:
+                raise SignalError(f"strategy {name!r}: the signals index does not match the data index; "
+                                  "return a Series indexed like `data` (e.g. pd.Series(x, index=data.index)).")
+        values = sig.to_numpy()
+    elif sig is None:
+        raise SignalError(f"strategy {name!r}: signals returned None; `return` a pd.Series of target positions.")
+    else:
+        values = np.asarray(sig)
+    if values.ndim == 2 and 1 in values.shape:
+        values = values.reshape(-1)
+    if values.ndim != 1:
+        raise SignalError(f"strategy {name!r}: signals has shape {values.shape}; expected ({n},).")
+    if values.shape[0] != n:
+        raise SignalError(f"strategy {name!r}: signals has {values.shape[0]} values but the data has {n} bars; "
+                          "return one target position per bar.")
+    if values.dtype != np.float64:
+        try:
+            values = values.astype(np.float64)
+        except (TypeError, ValueError):
+            raise SignalError(f"strategy {name!r}: signals are not numeric (dtype {values.dtype}); "
+                              "return numbers in [-1, 1].") from None
+    else:
+        values = values.copy()
+    nan = np.isnan(values)
+    if nan.any():
+        values[nan] = 0.0  # NaN means flat
+    if not np.isfinite(values).all():
+        pos = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise SignalError(f"strategy {name!r}: signals contain infinite values (first at bar {pos}, "
+                          f"{data.index[pos]}); return numbers in [-1, 1].")
+    lo, hi = (float(values.min()), float(values.max())) if n else (0.0, 0.0)
+    if lo < -1.0 or hi > 1.0:
+        bad = np.flatnonzero((values < -1.0) | (values > 1.0))
+        pos = int(bad[0])
+        raise SignalError(f"strategy {name!r}: {bad.size} signal value(s) outside [-1, 1] (range {lo:g}..{hi:g}, "
+                          f"first {values[pos]:g} at {data.index[pos]}); clip them, e.g. sig.clip(-1, 1).")
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# the simulation core
+# ---------------------------------------------------------------------------------------------
+def _fast_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: float, fees: float, slip: float):
+    """Every order closes a position and/or opens one from all-cash: fully vectorised."""
+    n = close.size
+    T = target[chg]
+    c = close[chg]
+    m = T.size
+    sgn = np.sign(T)
+    p_in = c * (1.0 + slip * sgn)                        # entry fill price of the position opened here
+    uu = T / (p_in * (1.0 + fees))                       # units per unit of available cash
+    cc = 1.0 - uu * p_in - np.abs(uu) * p_in * fees      # cash per unit of available cash after opening
+    # exit price of position k is at change k+1, moving against the position
+    q = np.empty(m)
+    q[:-1] = c[1:] * (1.0 - slip * sgn[:-1])
+    q[-1] = np.nan
+    g = np.where(T != 0.0, cc + uu * q - np.abs(uu) * q * fees, 1.0)
+    growth = np.ones(m)
+    if m > 1:
+        growth[1:] = np.cumprod(g[:-1])
+    avail = cash * growth                                # cash available before the orders at change k
+    if (avail <= 0).any():                               # bust: the order loop handles it
+        return None, None
+    units_k = uu * avail
+    cash_k = np.where(T != 0.0, cc * avail, avail)
+    seg = np.cumsum(np.bincount(chg, minlength=n)[:n]) if m else np.zeros(n, dtype=np.int64)
+    # seg[t] = number of changes at or before t; state 0 = initial
+    st_units = np.concatenate(([0.0], units_k))
+    st_cash = np.concatenate(([cash], cash_k))
+    units = st_units[seg]
+    cash_arr = st_cash[seg]
+    equity = cash_arr + units * close
+    # trades: one per change with non-zero target
+    op = np.flatnonzero(T != 0.0)
+    entry_idx = chg[op]
+    closed = op < m - 1
+    exit_idx = np.where(closed, chg[np.minimum(op + 1, m - 1)], -1)
+    size = np.abs(units_k[op])
+    entry_price = p_in[op]
+    exit_price = np.where(closed, q[op], close[-1])
+    side = sgn[op]
+    exit_fees = np.where(closed, size * exit_price * fees, 0.0)
+    pnl = side * (exit_price - entry_price) * size - size * entry_price * fees - exit_fees
+    trades = (entry_idx, exit_idx, side, size, entry_price, exit_price, pnl)
+    return (equity, units, trades), None
+
+
+def _slow_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: float, fees: float, slip: float):
+    """General case with same-direction resizing: a loop over orders (not bars)."""
+    n = close.size
+    m = chg.size
+    st_units = np.zeros(m + 1)
+    st_cash = np.empty(m + 1)
+    st_cash[0] = cash
+    u, cs = 0.0, float(cash)
+    tr: list[list[float]] = []   # entry_idx, exit_idx, side, in_units, in_value, out_units, out_value, flows
+    cur: list[float] | None = None
+
+    def fill(d: float, c: float) -> float:
+        nonlocal cs
+        p = c * (1.0 + slip) if d > 0 else c * (1.0 - slip)
+        cs -= d * p + abs(d) * p * fees
+        return p
+
+    for k in range(m):
+        i = int(chg[k])
+        c = float(close[i])
+        T = float(target[i])
+        if u != 0.0 and (T == 0.0 or (T > 0) != (u > 0)):          # close the position
+            before = cs
+            p = fill(-u, c)
+            cur[5] += abs(u); cur[6] += abs(u) * p; cur[7] += cs - before; cur[1] = i  # type: ignore[index]
+            tr.append(cur)  # type: ignore[arg-type]
+            cur, u = None, 0.0
+        if T != 0.0:
+            eq = cs + u * c
+            if eq > 0:
+                if u == 0.0:                                           # open from cash
+                    p = c * (1.0 + slip * math.copysign(1.0, T))
+                    d = T * eq / (p * (1.0 + fees))
+                    cur = [i, -1, math.copysign(1.0, T), 0.0, 0.0, 0.0, 0.0, 0.0]
+                else:                                                  # resize in the same direction
+                    d0 = T * eq / (c * (1.0 + fees)) - u
+                    p = c * (1.0 + slip * math.copysign(1.0, d0)) if d0 != 0 else c
+                    d = T * eq / (p * (1.0 + fees)) - u
+                if d != 0.0:
+                    before = cs
+                    p = fill(d, c)
+                    if (d > 0) == (cur[2] > 0):  # type: ignore[index]
+                        cur[3] += abs(d); cur[4] += abs(d) * p  # type: ignore[index]
+                    else:
+                        cur[5] += abs(d); cur[6] += abs(d) * p  # type: ignore[index]
+                    cur[7] += cs - before  # type: ignore[index]
+                    u += d
+        st_units[k + 1] = u
+        st_cash[k + 1] = cs
+    if cur is not None and u != 0.0:
+        tr.append(cur)
+    seg = np.cumsum(np.bincount(chg, minlength=n)[:n]) if m else np.zeros(n, dtype=np.int64)
+    units = st_units[seg]
+    equity = st_cash[seg] + units * close
+    a = np.array(tr, dtype=np.float64).reshape(-1, 8)
+    entry_idx = a[:, 0].astype(np.int64)
+    exit_idx = a[:, 1].astype(np.int64)
+    side = a[:, 2]
+    size = a[:, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entry_price = a[:, 4] / a[:, 3]
+        closed = exit_idx >= 0
+        exit_price = np.where(closed, a[:, 6] / np.where(a[:, 5] > 0, a[:, 5], 1.0), close[-1])
+    open_units = np.where(closed, 0.0, side * (a[:, 3] - a[:, 5]))
+    pnl = a[:, 7] + open_units * close[-1]
+    return (equity, units, (entry_idx, exit_idx, side, size, entry_price, exit_price, pnl)), None
+
+
+def simulate(close: np.ndarray, target: np.ndarray, cash: float = 100_000.0, fees: float = 0.0,
+             slippage: float = 0.0) -> dict[str, np.ndarray]:
+    """Run the execution model on raw arrays (no validation, no pandas).
+
+    Returns ``equity``, ``units`` (position per bar) and the trade arrays
+    ``entry_idx, exit_idx (-1 = open), side, size, entry_price, exit_price, pnl``.
+
+    >>> out = simulate(np.array([1.0, 2.0, 4.0]), np.array([1.0, 1.0, 0.0]), cash=1.0)
+    >>> out["equity"].tolist(), out["pnl"].tolist()
+    ([1.0, 2.0, 4.0], [3.0])
+    """
+    close = np.asarray(close, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    n = close.size
+    prev = np.empty(n)
+    if n:
+        prev[0] = 0.0
+        prev[1:] = target[:-1]
+    chg = np.flatnonzero(target != prev)
+    Tc, Tp = target[chg], prev[chg]
+    resize = (Tc != 0.0) & (Tp != 0.0) & (np.sign(Tc) == np.sign(Tp))
+    res = None
+    if not resize.any():
+        res, _ = _fast_path(close, target, chg, float(cash), float(fees), float(slippage))
+    if res is None:  # resizing, or the account went bust (the loop refuses to open with equity <= 0)
+        res, _ = _slow_path(close, target, chg, float(cash), float(fees), float(slippage))
+    equity, units, (ei, xi, side, size, ep, xp, pnl) = res
+    return {"equity": equity, "units": units, "entry_idx": np.asarray(ei, dtype=np.int64),
+            "exit_idx": np.asarray(xi, dtype=np.int64), "side": side, "size": size,
+            "entry_price": ep, "exit_price": xp, "pnl": pnl}
+
+
+def _returns(equity: np.ndarray, cash: float) -> np.ndarray:
+    prev = np.empty_like(equity)
+    if equity.size:
+        prev[0] = cash
+        prev[1:] = equity[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = (equity - prev) / prev
+    zero = prev == 0
+    if zero.any():
+        r[zero] = np.where(equity[zero] == 0, 0.0, np.inf * np.sign(equity[zero]))
+    neg = prev < 0
+    if neg.any():
+        r[neg] *= -1
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# result
+# ---------------------------------------------------------------------------------------------
+def _jsonable(v: float) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    f = float(v)
+    if math.isnan(f):
+        return "nan"
+    if math.isinf(f):
+        return "inf" if f > 0 else "-inf"
+    return f
+
+
+def _unjson(v: Any) -> Any:
+    if isinstance(v, str) and v in ("nan", "inf", "-inf"):
+        return float(v)
+    return v
+
+
+def _enc_floats(a: np.ndarray) -> list:
+    a = np.asarray(a, dtype=np.float64)
+    if np.isfinite(a).all():
+        return a.tolist()
+    return [_jsonable(x) for x in a.tolist()]
+
+
+def _dec_floats(values: list) -> np.ndarray:
+    return np.array([_unjson(x) for x in values], dtype=np.float64) if any(isinstance(x, str) for x in values) \
+        else np.array(values, dtype=np.float64)
+
+
+def _enc_params(params: Mapping[str, Any]) -> dict:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, (np.integer,)):
+            v = int(v)
+        elif isinstance(v, (float, np.floating)):
+            v = _jsonable(float(v))
+        out[k] = v
+    return out
+
+
+class BacktestResult:
+    """The outcome of :func:`backtest`.
+
+    Attributes: ``metrics`` (dict of plain floats/ints, see :mod:`quantlab.engine.stats`),
+    ``equity``, ``returns``, ``positions`` (units held after each bar, ``pd.Series``),
+    ``trades`` (DataFrame with ``entry_time, exit_time, side, size, entry_price,
+    exit_price, pnl, return, bars_held``; open trades have ``exit_time`` NaT and
+    are valued at the last close), ``strategy``, ``name``, ``params``,
+    ``data_ref``, ``costs`` (``cash, fees, slippage``), ``periods_per_year``,
+    ``run_id``, ``created_at``; property ``drawdown``.
+
+    ``to_dict()`` / ``from_dict()`` round-trip exactly through JSON.
+
+    Example
+    -------
+    >>> from quantlab.engine import backtest, data
+    >>> r = backtest(data.synthetic(500, seed=3), "def signals(data):\\n    return data.close * 0 + 1")
+    >>> r.metrics["trades"], r.metrics["open_trades"]
+    (0, 1)
+    >>> BacktestResult.from_dict(r.to_dict()).equity.equals(r.equity)
+    True
+    """
+
+    def __init__(self, *, metrics: dict, equity: pd.Series, returns: pd.Series, positions: pd.Series,
+                 trades: pd.DataFrame, strategy: Strategy | None = None, name: str = "strategy",
+                 params: Mapping[str, Any] | None = None, data_ref: str | None = None,
+                 costs: Mapping[str, float] | None = None, periods_per_year: float = 252.0,
+                 run_id: str | None = None, created_at: str | None = None, _data_key: Any = None,
+                 code_sha256: str | None = None) -> None:
+        self.metrics = dict(metrics)
+        self.equity = equity
+        self.returns = returns
+        self.positions = positions
+        self.trades = trades
+        self.strategy = strategy
+        self.name = name
+        self.params = dict(params or {})
+        self.data_ref = data_ref
+        self.costs = dict(costs or {"cash": 100_000.0, "fees": 0.0, "slippage": 0.0})
+        self.periods_per_year = float(periods_per_year)
+        self.created_at = created_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self.code_sha256 = code_sha256 or (strategy.sha256 if strategy is not None else None)
+        self._run_id = run_id
+        self._data_key = _data_key
+
+    # -- identity ------------------------------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        """Deterministic id: sha256 of code sha, params, data (reference or content hash), costs, periods/year.
+
+        Computed on first access (hashing 1M bars takes ~30 ms); a server may set its own.
+        """
+        if self._run_id is None:
+            key = self._data_key
+            if key is not None and not isinstance(key, str):
+                from .data import content_hash
+                key = content_hash(key)
+            payload = json.dumps({"code": self.code_sha256, "params": _enc_params(self.params),
+                                  "data": key if key is not None else self.data_ref,
+                                  "costs": {k: _jsonable(v) for k, v in self.costs.items()},
+                                  "ppy": _jsonable(self.periods_per_year)}, sort_keys=True, default=repr)
+            self._run_id = hashlib.sha256(payload.encode()).hexdigest()[:16]
+            self._data_key = None
+        return self._run_id
+
+    @run_id.setter
+    def run_id(self, value: str) -> None:
+        self._run_id = str(value)
+
+    @property
+    def drawdown(self) -> pd.Series:
+        """Drawdown per bar as a positive fraction ``1 - equity / running peak``."""
+        return pd.Series(_stats.drawdown(self.equity.to_numpy()), index=self.equity.index, name="drawdown")
+
+    # -- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Columnar, JSON-safe dict: index as int64 ns, floats as JSON numbers, NaN/inf as strings.
+
+        >>> from quantlab.engine import backtest, data
+        >>> d = backtest(data.synthetic(50, seed=1), "def signals(data):\\n    return data.close*0+1").to_dict()
+        >>> sorted(d)[:4]
+        ['code', 'code_sha256', 'costs', 'created_at']
+        """
+        t = self.trades
+        return {
+            "version": 1,
+            "run_id": self.run_id,
+            "name": self.name,
+            "params": _enc_params(self.params),
+            "code": self.strategy.code if self.strategy is not None else None,
+            "code_sha256": self.code_sha256,
+            "data_ref": self.data_ref,
+            "costs": {k: _jsonable(v) for k, v in self.costs.items()},
+            "periods_per_year": _jsonable(self.periods_per_year),
+            "created_at": self.created_at,
+            "metrics": {k: _jsonable(v) for k, v in self.metrics.items()},
+            "index": self.equity.index.asi8.tolist(),
+            "equity": _enc_floats(self.equity.to_numpy()),
+            "returns": _enc_floats(self.returns.to_numpy()),
+            "positions": _enc_floats(self.positions.to_numpy()),
+            "trades": {
+                "entry_time": t["entry_time"].to_numpy(dtype="datetime64[ns]").view("int64").tolist(),
+                "exit_time": [None if x == np.iinfo(np.int64).min else x
+                              for x in t["exit_time"].to_numpy(dtype="datetime64[ns]").view("int64").tolist()],
+                **{c: _enc_floats(t[c].to_numpy()) for c in ("size", "entry_price", "exit_price", "pnl", "return")},
+                "side": t["side"].astype(str).tolist(),
+                "bars_held": t["bars_held"].astype("int64").tolist(),
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "BacktestResult":
+        """Rebuild a result from :meth:`to_dict` output (also after ``json.dumps``/``loads``)."""
+        index = pd.DatetimeIndex(np.array(d["index"], dtype="int64").view("datetime64[ns]"), name="time")
+        td = d["trades"]
+        trades = _trades_frame(
+            pd.DatetimeIndex(np.array(td["entry_time"], dtype="int64").view("datetime64[ns]")),
+            pd.DatetimeIndex(np.array([np.iinfo(np.int64).min if x is None else x for x in td["exit_time"]],
+                                      dtype="int64").view("datetime64[ns]")),
+            np.array(td["side"], dtype=object), *(_dec_floats(td[c]) for c in ("size", "entry_price", "exit_price",
+                                                                               "pnl", "return")),
+            np.array(td["bars_held"], dtype=np.int64))
+        strategy = None
+        if d.get("code"):
+            try:
+                strategy = Strategy.from_code(d["code"], name=d.get("name"))
+            except Exception:  # noqa: BLE001 - keep the numbers even if the code no longer loads here
+                strategy = None
+        metrics = {k: _unjson(v) for k, v in d["metrics"].items()}
+        return cls(
+            metrics=metrics,
+            equity=pd.Series(_dec_floats(d["equity"]), index=index, name="equity"),
+            returns=pd.Series(_dec_floats(d["returns"]), index=index, name="returns"),
+            positions=pd.Series(_dec_floats(d["positions"]), index=index, name="position"),
+            trades=trades, strategy=strategy, name=d.get("name", "strategy"),
+            params={k: _unjson(v) for k, v in (d.get("params") or {}).items()}, data_ref=d.get("data_ref"),
+            costs={k: _unjson(v) for k, v in (d.get("costs") or {}).items()},
+            periods_per_year=_unjson(d["periods_per_year"]), run_id=d.get("run_id"),
+            created_at=d.get("created_at"), code_sha256=d.get("code_sha256"),
+        )
+
+    # -- display ---------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        m = self.metrics
+        span = f"{self.equity.index[0]} .. {self.equity.index[-1]}" if len(self.equity) else "empty"
+        return (f"BacktestResult(name={self.name!r}, params={self.params!r}, bars={len(self.equity)}, {span}, "
+                f"total_return={m.get('total_return', float('nan')):.4g}, sharpe={m.get('sharpe', float('nan')):.4g}, "
+                f"max_drawdown={m.get('max_drawdown', float('nan')):.4g}, trades={m.get('trades')})")
+
+    def _repr_html_(self) -> str:
+        pct = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure"}
+        rows = []
+        for k, v in self.metrics.items():
+            if isinstance(v, float) and k in pct and math.isfinite(v):
+                s = f"{v:.2%}"
+            elif isinstance(v, float):
+                s = f"{v:,.4g}"
+            else:
+                s = f"{v:,}"
+            rows.append(f"<tr><td style='text-align:left'>{html.escape(k)}</td><td>{html.escape(s)}</td></tr>")
+        params = ", ".join(f"{html.escape(str(k))}={html.escape(repr(v))}" for k, v in self.params.items()) or "—"
+        cost = ", ".join(f"{k}={v:g}" for k, v in self.costs.items())
+        return (f"<div><b>Backtest</b> <code>{html.escape(self.name)}</code> <small>{params} · "
+                f"{len(self.equity):,} bars · {html.escape(cost)} · data {html.escape(str(self.data_ref or '—'))}"
+                f"</small><table>{''.join(rows)}</table></div>")
+
+    def plot(self, ax: Any = None):
+        """Equity and drawdown chart (matplotlib); returns the Figure. Works without a display."""
+        from .plotting import plot_result
+        return plot_result(self, ax=ax)
+
+
+def _trades_frame(entry_time, exit_time, side, size, entry_price, exit_price, pnl, ret, bars_held) -> pd.DataFrame:
+    return pd.DataFrame({
+        "entry_time": entry_time, "exit_time": exit_time, "side": pd.Series(side, dtype=object).to_numpy(),
+        "size": size, "entry_price": entry_price, "exit_price": exit_price, "pnl": pnl,
+        "return": ret, "bars_held": np.asarray(bars_held, dtype=np.int64),
+    }, columns=list(TRADE_COLUMNS))
+
+
+# ---------------------------------------------------------------------------------------------
+# entry point
+# ---------------------------------------------------------------------------------------------
+def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, Any] | None = None,
+             cash: float = 100_000, fees: float = 0.0, slippage: float = 0.0,
+             periods_per_year: float | None = None, data_ref: str | None = None) -> BacktestResult:
+    """Backtest ``strategy`` on OHLCV ``data`` (see the module docstring for the execution convention).
+
+    ``strategy`` is a :class:`Strategy` or its source code. ``params`` overrides
+    its defaults. ``fees``/``slippage`` are fractions of traded notional.
+    ``periods_per_year`` defaults to :func:`infer_periods_per_year`.
+    ``data_ref`` records where the data came from (e.g. ``"sample"``).
+
+    Raises :class:`SignalError` if the signals have the wrong shape, index or range.
+
+    Example
+    -------
+    >>> from quantlab.engine import data
+    >>> r = backtest(data.sample(), "def signals(data, n=24):\\n    return (data.close > data.close.rolling(n).mean()) * 1.0",
+    ...              fees=0.0001, data_ref="sample")
+    >>> r.metrics["trades"] > 0
+    True
+    """
+    if isinstance(strategy, str):
+        strategy = Strategy.from_code(strategy)
+    if not isinstance(strategy, Strategy):
+        raise TypeError(f"strategy must be a quantlab Strategy or its source code, got {type(strategy).__name__}.")
+    if not isinstance(data, pd.DataFrame) or "close" not in data.columns:
+        raise TypeError("data must be an OHLCV pandas DataFrame with a 'close' column "
+                        "(see quantlab.engine.data.validate).")
+    if not isinstance(data.index, pd.DatetimeIndex):
+        raise TypeError("data must have a DatetimeIndex; use quantlab.engine.data.validate(df) to normalise it.")
+    if len(data) == 0:
+        raise ValueError("data has no bars.")
+    cash = float(cash)
+    fees = float(fees)
+    slippage = float(slippage)
+    if not (cash > 0 and math.isfinite(cash)):
+        raise ValueError(f"cash must be a positive number, got {cash}.")
+    if not (0.0 <= fees < 1.0) or not (0.0 <= slippage < 1.0):
+        raise ValueError(f"fees and slippage are fractions of traded notional in [0, 1), got fees={fees}, "
+                         f"slippage={slippage}.")
+    resolved = strategy.resolve_params(params)
+    sig = strategy.function(data, **resolved)
+    target = _signals_array(sig, data, strategy.name)
+    close = data["close"].to_numpy(dtype=np.float64)
+    if not np.isfinite(close).all():
+        raise ValueError("data 'close' contains NaN or infinite values; clean it with quantlab.engine.data.validate.")
+    ppy = float(periods_per_year) if periods_per_year is not None else infer_periods_per_year(data.index)
+    out = simulate(close, target, cash, fees, slippage)
+    equity, units = out["equity"], out["units"]
+    rets = _returns(equity, cash)
+    idx = data.index
+    n = idx.size
+    ei, xi = out["entry_idx"], out["exit_idx"]
+    closed = xi >= 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tret = out["pnl"] / (out["size"] * out["entry_price"])
+    bars_held = np.where(closed, xi, n - 1) - ei
+    i8 = idx.asi8
+    exit_ns = np.where(closed, i8[np.where(closed, xi, 0)], np.iinfo(np.int64).min)
+    trades = _trades_frame(
+        pd.DatetimeIndex(i8[ei].view("datetime64[ns]") if idx.unit == "ns" else idx[ei]).as_unit("ns"),
+        pd.DatetimeIndex(exit_ns.view("datetime64[ns]")) if idx.unit == "ns" else
+        pd.DatetimeIndex(np.where(closed, idx[np.where(closed, xi, 0)].as_unit("ns").asi8,
+                                  np.iinfo(np.int64).min).view("datetime64[ns]")),
+        np.where(out["side"] > 0, "long", "short"), out["size"], out["entry_price"], out["exit_price"],
+        out["pnl"], tret, bars_held)
+    metrics = _stats.compute_metrics(equity, rets, units, trades, ppy, cash=cash)
+    idx_out = idx.as_unit("ns") if idx.unit != "ns" else idx
+    if idx_out.name != "time":
+        idx_out = idx_out.rename("time")
+    return BacktestResult(
+        metrics=metrics,
+        equity=pd.Series(equity, index=idx_out, name="equity", copy=False),
+        returns=pd.Series(rets, index=idx_out, name="returns", copy=False),
+        positions=pd.Series(units, index=idx_out, name="position", copy=False),
+        trades=trades, strategy=strategy, name=strategy.name, params=resolved, data_ref=data_ref,
+        costs={"cash": cash, "fees": fees, "slippage": slippage}, periods_per_year=ppy, _data_key=data,
+    )

@@ -1,0 +1,304 @@
+"""Performance metrics, one function each, with the formula in the docstring.
+
+Definitions follow vectorbt (``Portfolio.stats()``) so numbers agree with it on
+the same inputs; where vectorbt and quantstats differ we follow vectorbt and say
+so. Notation: ``r_t`` are the per-bar returns of the equity curve (the first is
+``equity_0 / cash - 1``), ``n`` the number of bars, ``P`` periods per year,
+``V_t`` the equity.
+
+Edge cases return defined values instead of raising: fewer than two bars give
+NaN for the dispersion-based ratios (as vectorbt), flat equity gives 0.0 for
+Sharpe/Sortino/Calmar (vectorbt gives inf/nan there), no trades give NaN win
+rate/profit factor/expectancy, only winners give ``profit_factor = inf``.
+
+Example
+-------
+>>> import numpy as np
+>>> r = np.array([0.01, -0.02, 0.03])
+>>> round(sharpe(r, periods_per_year=252), 4)
+3.0237
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "METRICS",
+    "total_return",
+    "cagr",
+    "volatility",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "drawdown",
+    "max_drawdown",
+    "max_drawdown_duration",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "exposure",
+    "compute_metrics",
+]
+
+#: The metric names :func:`compute_metrics` returns, in display order.
+METRICS = (
+    "total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
+    "max_drawdown_duration", "win_rate", "profit_factor", "expectancy", "trades", "open_trades", "exposure",
+)
+
+
+def _arr(x: Any) -> np.ndarray:
+    return np.asarray(x.to_numpy() if isinstance(x, (pd.Series, pd.Index)) else x, dtype=np.float64)
+
+
+def total_return(equity: Any, cash: float | None = None) -> float:
+    """Total return ``V_end / V_0 - 1``, with ``V_0 = cash`` when given (else the first equity value).
+
+    >>> total_return([100.0, 110.0], cash=100.0)
+    0.1
+    """
+    v = _arr(equity)
+    if v.size == 0:
+        return float("nan")
+    start = float(cash) if cash is not None else float(v[0])
+    return float(v[-1] / start - 1.0) if start != 0 else float("nan")
+
+
+def cagr(returns: Any, periods_per_year: float) -> float:
+    """Compound annual growth rate ``prod(1 + r_t) ** (P / n) - 1``.
+
+    Years are ``n / P`` (vectorbt's ``annualized_return``; quantstats uses calendar days).
+
+    >>> round(cagr([0.01] * 252, 252), 6)
+    11.274002
+    """
+    r = _arr(returns)
+    if r.size == 0:
+        return float("nan")
+    growth = float(np.prod(1.0 + r))
+    if growth < 0:
+        return -1.0
+    return float(growth ** (periods_per_year / r.size) - 1.0)
+
+
+def volatility(returns: Any, periods_per_year: float) -> float:
+    """Annualised volatility ``std(r, ddof=1) * sqrt(P)``; NaN for fewer than two bars.
+
+    >>> round(volatility([0.01, -0.01], 4), 6)
+    0.028284
+    """
+    r = _arr(returns)
+    if r.size < 2:
+        return float("nan")
+    return float(np.std(r, ddof=1) * math.sqrt(periods_per_year))
+
+
+def sharpe(returns: Any, periods_per_year: float) -> float:
+    """Sharpe ratio ``mean(r) / std(r, ddof=1) * sqrt(P)``, risk-free rate 0 (vectorbt).
+
+    NaN for fewer than two bars; when ``std == 0``: 0.0 if ``mean == 0`` (flat
+    equity) else ``±inf`` (vectorbt returns inf in both cases).
+
+    >>> round(sharpe([0.01, -0.02, 0.03], 252), 4)
+    3.0237
+    """
+    r = _arr(returns)
+    if r.size < 2:
+        return float("nan")
+    mean = float(np.mean(r))
+    std = float(np.std(r, ddof=1))
+    if std == 0.0:
+        return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
+    return mean / std * math.sqrt(periods_per_year)
+
+
+def sortino(returns: Any, periods_per_year: float) -> float:
+    """Sortino ratio ``mean(r) * P / (sqrt(mean(min(r, 0)^2)) * sqrt(P))`` (vectorbt).
+
+    The downside deviation averages the squared negative returns over **all**
+    ``n`` bars (zeros for positive ones), target 0; quantstats does the same but
+    differs in annualisation details, we follow vectorbt. NaN for fewer than two
+    bars; zero downside deviation gives 0.0 if ``mean == 0`` else ``±inf``.
+
+    >>> round(sortino([0.01, -0.02, 0.03], 252), 4)
+    5.6125
+    """
+    r = _arr(returns)
+    if r.size < 2:
+        return float("nan")
+    mean = float(np.mean(r))
+    down = np.minimum(r, 0.0)
+    dd = math.sqrt(float(np.dot(down, down)) / r.size)
+    if dd == 0.0:
+        return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
+    return mean * periods_per_year / (dd * math.sqrt(periods_per_year))
+
+
+def drawdown(equity: Any) -> np.ndarray:
+    """Drawdown per bar ``1 - V_t / max(V_0..V_t)`` (a positive fraction, 0 at new highs).
+
+    >>> drawdown([100.0, 90.0, 120.0]).tolist()
+    [0.0, 0.09999999999999998, 0.0]
+    """
+    v = _arr(equity)
+    if v.size == 0:
+        return v
+    peak = np.maximum.accumulate(v)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dd = 1.0 - v / peak
+    dd[peak == v] = 0.0
+    return dd
+
+
+def max_drawdown(equity: Any) -> float:
+    """Maximum drawdown ``max_t (1 - V_t / max(V_0..V_t))`` as a positive fraction.
+
+    vectorbt reports the same number negated (and in percent in ``stats()``).
+
+    >>> max_drawdown([100.0, 80.0, 120.0, 90.0])
+    0.25
+    """
+    dd = drawdown(equity)
+    return float(dd.max()) if dd.size else 0.0
+
+
+def max_drawdown_duration(equity: Any) -> int:
+    """Longest drawdown in bars: from the peak bar to the recovery bar (``V_t >= peak``),
+    or to the last bar if not recovered — vectorbt's drawdown ``duration``.
+
+    The peak is the last bar at the running maximum before the decline.
+
+    >>> max_drawdown_duration([1.0, 0.9, 0.95, 1.0, 0.99])
+    3
+    """
+    v = _arr(equity)
+    n = v.size
+    if n == 0:
+        return 0
+    peak = np.maximum.accumulate(v)
+    at_peak = v >= peak
+    idx = np.arange(n)
+    last_peak = np.maximum.accumulate(np.where(at_peak, idx, 0))
+    best = 0
+    # recovered drawdowns end at a peak bar whose previous bar was below its peak
+    rec = np.flatnonzero(at_peak[1:] & ~at_peak[:-1]) + 1
+    if rec.size:
+        best = int((rec - last_peak[rec - 1]).max())
+    if not at_peak[-1]:
+        best = max(best, int(n - 1 - last_peak[-1]))
+    return best
+
+
+def win_rate(pnl: Any) -> float:
+    """Share of closed trades with ``pnl > 0``; NaN without trades.
+
+    >>> win_rate([5.0, -1.0, 0.0, 2.0])
+    0.5
+    """
+    p = _arr(pnl)
+    return float(np.count_nonzero(p > 0) / p.size) if p.size else float("nan")
+
+
+def profit_factor(pnl: Any) -> float:
+    """Gross profit over gross loss of closed trades ``sum(pnl > 0) / |sum(pnl < 0)|``.
+
+    ``inf`` if there are only winners, NaN without trades or with only breakevens (as vectorbt).
+
+    >>> profit_factor([5.0, -2.0, 1.0])
+    3.0
+    """
+    p = _arr(pnl)
+    if p.size == 0:
+        return float("nan")
+    win = float(p[p > 0].sum())
+    loss = float(-p[p < 0].sum())
+    if loss == 0.0:
+        return float("nan") if win == 0.0 else math.inf
+    return win / loss
+
+
+def expectancy(pnl: Any) -> float:
+    """Average P&L per closed trade ``win_rate * avg_win - loss_rate * |avg_loss|`` = ``mean(pnl)``
+    (vectorbt; breakevens count in ``n``); NaN without trades.
+
+    >>> expectancy([5.0, -2.0, 0.0])
+    1.0
+    """
+    p = _arr(pnl)
+    return float(p.sum() / p.size) if p.size else float("nan")
+
+
+def exposure(positions: Any) -> float:
+    """Share of bars holding a non-zero position.
+
+    >>> exposure([0.0, 1.5, -2.0, 0.0])
+    0.5
+    """
+    x = _arr(positions)
+    return float(np.count_nonzero(x) / x.size) if x.size else 0.0
+
+
+def compute_metrics(
+    equity: Any,
+    returns: Any,
+    positions: Any,
+    trades: pd.DataFrame,
+    periods_per_year: float,
+    cash: float | None = None,
+) -> dict[str, float | int]:
+    """All metrics in :data:`METRICS` as plain Python floats/ints.
+
+    ``trades`` needs a ``pnl`` column and ``exit_time`` (NaT for open trades);
+    win rate, profit factor and expectancy use closed trades only (vectorbt's
+    ``stats()`` default). ``cash`` is the starting value for ``total_return``
+    (default: derived from the first return).
+
+    >>> import pandas as pd
+    >>> eq = pd.Series([100.0, 101.0, 99.0, 103.0])
+    >>> tr = pd.DataFrame({"pnl": [3.0], "exit_time": [pd.Timestamp("2024-01-01")]})
+    >>> m = compute_metrics(eq, eq.pct_change().fillna(0), [0, 1, 1, 0], tr, 252, cash=100.0)
+    >>> m["trades"], m["total_return"]
+    (1, 0.03)
+    """
+    eq = _arr(equity)
+    r = _arr(returns)
+    ppy = float(periods_per_year)
+    if cash is None and eq.size and r.size:
+        cash = float(eq[0] / (1.0 + r[0])) if r[0] != -1.0 else float(eq[0])
+    if len(trades):
+        closed_mask = trades["exit_time"].notna().to_numpy()
+        pnl_all = trades["pnl"].to_numpy(dtype=np.float64)
+        pnl = pnl_all[closed_mask]
+        n_open = int((~closed_mask).sum())
+    else:
+        pnl = np.empty(0)
+        n_open = 0
+    c = cagr(r, ppy)
+    mdd = max_drawdown(eq)
+    if r.size < 2:
+        cal = float("nan")
+    elif mdd == 0.0:
+        cal = 0.0 if c == 0.0 else math.copysign(math.inf, c)
+    else:
+        cal = c / mdd
+    out: dict[str, float | int] = {
+        "total_return": total_return(eq, cash),
+        "cagr": c,
+        "volatility": volatility(r, ppy),
+        "sharpe": sharpe(r, ppy),
+        "sortino": sortino(r, ppy),
+        "calmar": float(cal),
+        "max_drawdown": mdd,
+        "max_drawdown_duration": max_drawdown_duration(eq),
+        "win_rate": win_rate(pnl),
+        "profit_factor": profit_factor(pnl),
+        "expectancy": expectancy(pnl),
+        "trades": int(pnl.size),
+        "open_trades": n_open,
+        "exposure": exposure(positions),
+    }
+    return out
