@@ -237,6 +237,16 @@ def _result_fields(result: Any) -> dict[str, Any]:
     }
 
 
+def _split(strategy: Any, result: Any) -> tuple[Any, Any]:
+    """``store(result)`` means ``store(result.strategy, result)`` for a BacktestResult."""
+    if result is None and not isinstance(strategy, (Strategy, str)) and hasattr(strategy, "metrics"):
+        inner = getattr(strategy, "strategy", None)
+        if inner is None:
+            raise TypeError("this backtest result carries no strategy; call hub.store(strategy, result).")
+        return inner, strategy
+    return strategy, result
+
+
 def _as_strategy(strategy: Any, name: str | None) -> Strategy:
     if isinstance(strategy, Strategy):
         return strategy
@@ -302,6 +312,7 @@ class AssetsHub:
         self.remote_name = remote_name
         self._lock = threading.RLock()
         self._cache: tuple[str, list[dict[str, Any]]] | None = None
+        self._clock: Callable[[], datetime] = _now  # UTC, whole seconds; names the files and stamps "Generated"
         created = False
         try:
             self.repo = git.Repo(self.path)
@@ -444,6 +455,7 @@ class AssetsHub:
 
     # -- storing -------------------------------------------------------------------
     def _prepare(self, strategy: Any, result: Any, source: Any, when: datetime) -> tuple[Strategy, dict[str, Any], str]:
+        strategy, result = _split(strategy, result)
         fields = _result_fields(result)
         strategy = _as_strategy(strategy, fields["name"])
         from quantlab import __version__
@@ -490,7 +502,7 @@ class AssetsHub:
         >>> hub.preview(strategy, result)["message"].splitlines()[0]    # doctest: +SKIP
         'Strategy: SMA cross'
         """
-        when = _now()
+        when = self._clock()
         strategy, metadata, message = self._prepare(strategy, result, source, when)
         path = strategy_path(self.path, strategy.name, when)
         n = 1
@@ -505,7 +517,8 @@ class AssetsHub:
         """Store ``strategy`` with its backtest ``result`` as one commit; return the record.
 
         ``strategy`` is a :class:`~quantlab.engine.strategy.Strategy` (or its
-        source code; the name then comes from ``result.name``). ``result`` is a
+        source code; the name then comes from ``result.name``); ``hub.store(result)``
+        alone uses ``result.strategy``. ``result`` is a
         ``BacktestResult`` (its ``metrics``, ``params``, ``run_id``, ``data_ref``,
         ``costs`` are recorded). ``source`` says who or what wrote the code:
         ``"hand-written"`` (default), ``"notebook cell"``, or a dict such as
@@ -519,7 +532,7 @@ class AssetsHub:
         >>> stored.path.name                                               # doctest: +SKIP
         'sma-cross_20261124-214337.py'
         """
-        when = _now()
+        when = self._clock()
         strategy, metadata, message = self._prepare(strategy, result, source, when)
         if not allow_secrets:
             self._refuse_secrets(strategy)
@@ -688,6 +701,13 @@ class AssetsHub:
     def _code_at(self, stored: StoredStrategy) -> str:
         blob = self.repo.commit(stored.commit).tree / stored.file
         return blob.data_stream.read().decode("utf-8")
+
+    def code(self, ref: Any) -> str:
+        """The source code stored under ``ref``, as committed (read, not executed).
+
+        >>> print(hub.code("SMA cross"))   # doctest: +SKIP
+        """
+        return self._code_at(self.get(ref))
 
     def load(self, ref: Any) -> Strategy:
         """The :class:`Strategy` stored under ``ref`` (a name -> its latest version, a commit, a path).
