@@ -1,0 +1,92 @@
+"""``python -m quantlab.servers.broker --db PATH``: run the paper broker (stdio by default).
+
+Options: ``--clock stepped|realtime|accelerated:N``, ``--symbols EURUSD,XAUUSD``,
+``--feed synthetic|DIR``, ``--seed N``, ``--mode netting|hedging``, ``--balance``,
+``--leverage``, ``--spread``, ``--slippage``, ``--commission``,
+``--http PORT [--token T | --token-file F]`` (HTTP on 127.0.0.1 with a bearer token;
+without a token one is generated into the token file, default ``<db>.token``).
+
+Example
+-------
+$ python -m quantlab.servers.broker --db /tmp/b.db --clock accelerated:20
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from .book import Broker, BrokerConfig
+from .server import Clock, build_server, parse_clock, run_http
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m quantlab.servers.broker",
+                                description="quantlab paper-trading broker: an MCP server in MetaTrader 5's dialect.")
+    p.add_argument("--db", required=True, help="SQLite database file holding all broker state (created if missing).")
+    p.add_argument("--clock", default="stepped", help="stepped (advance tool), realtime, or accelerated:N (N bars per second).")
+    p.add_argument("--symbols", default=None, help="comma-separated symbols (default EURUSD,GBPUSD,USDJPY,XAUUSD,BTCUSD or all files of --feed).")
+    p.add_argument("--feed", default="synthetic", help="'synthetic' (seeded random walk) or a folder of <SYMBOL>.csv/.parquet files.")
+    p.add_argument("--seed", type=int, default=7, help="seed of the synthetic feed.")
+    p.add_argument("--history", type=int, default=1000, help="bars visible when a new database starts.")
+    p.add_argument("--mode", choices=["netting", "hedging"], default="netting", help="account margin mode (new database only).")
+    p.add_argument("--balance", type=float, default=100_000.0)
+    p.add_argument("--leverage", type=int, default=100)
+    p.add_argument("--spread", type=int, default=None, help="spread in points for every symbol (default: each symbol's own).")
+    p.add_argument("--slippage", type=int, default=0, help="slippage in points against the trader on market fills.")
+    p.add_argument("--commission", type=float, default=0.0, help="commission per lot per deal, account currency.")
+    p.add_argument("--lookback", type=int, default=300, help="default deployment lookback in bars.")
+    p.add_argument("--http", type=int, default=None, metavar="PORT", help="serve streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio.")
+    p.add_argument("--token", default=None, help="bearer token for --http.")
+    p.add_argument("--token-file", default=None, help="file with the bearer token (generated if missing; default <db>.token).")
+    return p
+
+
+def resolve_token(token: str | None, token_file: str | None, db: str) -> tuple[str, Path | None]:
+    """The bearer token: given, read from the token file, or generated into it (mode 0600)."""
+    if token:
+        return token, None
+    path = Path(token_file or f"{db}.token").expanduser()
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip(), path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(tok + "\n")
+    return tok, path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        parse_clock(args.clock)
+        cfg = BrokerConfig(balance=args.balance, leverage=args.leverage, margin_mode=args.mode, spread=args.spread,
+                           slippage=args.slippage, commission=args.commission, lookback=args.lookback)
+        symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
+        broker = Broker.open(args.db, symbols=symbols, feed=args.feed, seed=args.seed, history=args.history, config=cfg)
+    except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
+        print(f"quantlab broker: {exc}", file=sys.stderr)
+        return 2
+    clock = Clock(broker, args.clock)
+    server = build_server(broker, clock)
+    clock.start()
+    try:
+        if args.http is not None:
+            token, path = resolve_token(args.token, args.token_file, args.db)
+            print(f"quantlab broker: http://127.0.0.1:{args.http}/mcp (token {'in ' + str(path) if path else 'given'})",
+                  file=sys.stderr, flush=True)
+            run_http(server, args.http, token)
+        else:
+            server.run("stdio")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        clock.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
