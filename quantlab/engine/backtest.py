@@ -81,12 +81,12 @@ def infer_periods_per_year(index: pd.DatetimeIndex) -> float:
         except (ValueError, TypeError):
             step = None
     if step is None:
-        step = float(np.median(np.diff(index.asi8)))
+        step = float(np.median(np.diff(index.as_unit("ns").asi8)))
     if step <= 0:
         return 252.0
     day = 86_400e9
-    if abs(step - day) < 1e-9 * day or (freq is not None and freq.name in ("B", "C")):
-        if not (index.dayofweek >= 5).any():
+    if abs(step - day) < 1e-9 * day or (freq is not None and getattr(freq, "rule_code", None) in ("B", "C")):
+        if not (index.day_of_week >= 5).any():
             return 252.0
     return 365.25 * day / step
 
@@ -120,6 +120,10 @@ def _signals_array(sig: Any, data: pd.DataFrame, name: str) -> np.ndarray:
     if values.shape[0] != n:
         raise SignalError(f"strategy {name!r}: signals has {values.shape[0]} values but the data has {n} bars; "
                           "return one target position per bar.")
+    if values.dtype.kind in "USTaM m" or (values.dtype.kind == "O" and n and any(
+            isinstance(x, (str, bytes)) for x in values[:1000])):
+        raise SignalError(f"strategy {name!r}: signals are not numeric (dtype {values.dtype}); "
+                          "return numbers in [-1, 1].")
     if values.dtype != np.float64:
         try:
             values = values.astype(np.float64)
@@ -158,9 +162,8 @@ def _fast_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: flo
     uu = T / (p_in * (1.0 + fees))                       # units per unit of available cash
     cc = 1.0 - uu * p_in - np.abs(uu) * p_in * fees      # cash per unit of available cash after opening
     # exit price of position k is at change k+1, moving against the position
-    q = np.empty(m)
+    q = np.full(m, np.nan)
     q[:-1] = c[1:] * (1.0 - slip * sgn[:-1])
-    q[-1] = np.nan
     g = np.where(T != 0.0, cc + uu * q - np.abs(uu) * q * fees, 1.0)
     growth = np.ones(m)
     if m > 1:
@@ -342,15 +345,32 @@ def _dec_floats(values: list) -> np.ndarray:
         else np.array(values, dtype=np.float64)
 
 
+def _enc_value(v: Any) -> Any:
+    if isinstance(v, (bool, np.bool_, str)) or v is None:
+        return bool(v) if isinstance(v, np.bool_) else v
+    if isinstance(v, (int, np.integer, float, np.floating)):
+        return _jsonable(v)
+    if isinstance(v, (pd.Series, pd.Index)):
+        v = v.to_numpy()
+    if isinstance(v, np.ndarray):
+        return [_enc_value(x) for x in v.tolist()]
+    if isinstance(v, (list, tuple)):
+        return [_enc_value(x) for x in v]
+    if isinstance(v, Mapping):
+        return {str(k): _enc_value(x) for k, x in v.items()}
+    return repr(v)
+
+
 def _enc_params(params: Mapping[str, Any]) -> dict:
-    out = {}
-    for k, v in params.items():
-        if isinstance(v, (np.integer,)):
-            v = int(v)
-        elif isinstance(v, (float, np.floating)):
-            v = _jsonable(float(v))
-        out[k] = v
-    return out
+    """JSON-safe parameters (NaN/inf as strings, arrays as lists, other objects as their repr)."""
+    return {str(k): _enc_value(v) for k, v in params.items()}
+
+
+def _hash_default(o: Any) -> Any:
+    if isinstance(o, (np.ndarray, pd.Series)):
+        a = np.ascontiguousarray(np.asarray(o))
+        return f"ndarray:{a.dtype}:{a.shape}:{hashlib.sha256(a.tobytes()).hexdigest()}"
+    return repr(o)
 
 
 class BacktestResult:
@@ -410,10 +430,11 @@ class BacktestResult:
             if key is not None and not isinstance(key, str):
                 from .data import content_hash
                 key = content_hash(key)
-            payload = json.dumps({"code": self.code_sha256, "params": _enc_params(self.params),
+            params = {k: (int(v) if isinstance(v, np.integer) else v) for k, v in self.params.items()}
+            payload = json.dumps({"code": self.code_sha256, "params": params,
                                   "data": key if key is not None else self.data_ref,
                                   "costs": {k: _jsonable(v) for k, v in self.costs.items()},
-                                  "ppy": _jsonable(self.periods_per_year)}, sort_keys=True, default=repr)
+                                  "ppy": _jsonable(self.periods_per_year)}, sort_keys=True, default=_hash_default)
             self._run_id = hashlib.sha256(payload.encode()).hexdigest()[:16]
             self._data_key = None
         return self._run_id
@@ -585,7 +606,7 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
     out = simulate(close, target, cash, fees, slippage)
     equity, units = out["equity"], out["units"]
     rets = _returns(equity, cash)
-    idx = data.index
+    idx = data.index if data.index.unit == "ns" else data.index.as_unit("ns")
     n = idx.size
     ei, xi = out["entry_idx"], out["exit_idx"]
     closed = xi >= 0
@@ -595,14 +616,11 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
     i8 = idx.asi8
     exit_ns = np.where(closed, i8[np.where(closed, xi, 0)], np.iinfo(np.int64).min)
     trades = _trades_frame(
-        pd.DatetimeIndex(i8[ei].view("datetime64[ns]") if idx.unit == "ns" else idx[ei]).as_unit("ns"),
-        pd.DatetimeIndex(exit_ns.view("datetime64[ns]")) if idx.unit == "ns" else
-        pd.DatetimeIndex(np.where(closed, idx[np.where(closed, xi, 0)].as_unit("ns").asi8,
-                                  np.iinfo(np.int64).min).view("datetime64[ns]")),
+        pd.DatetimeIndex(i8[ei].view("datetime64[ns]")), pd.DatetimeIndex(exit_ns.view("datetime64[ns]")),
         np.where(out["side"] > 0, "long", "short"), out["size"], out["entry_price"], out["exit_price"],
         out["pnl"], tret, bars_held)
     metrics = _stats.compute_metrics(equity, rets, units, trades, ppy, cash=cash)
-    idx_out = idx.as_unit("ns") if idx.unit != "ns" else idx
+    idx_out = idx
     if idx_out.name != "time":
         idx_out = idx_out.rename("time")
     return BacktestResult(

@@ -99,7 +99,7 @@ def synthetic(bars: int, seed: int = 0, freq: str = "1min", start: str = "2024-0
     open_, high, low = _ohlc_from_close(close, rng, sigma)
     volume = np.round(rng.lognormal(mean=7.0, sigma=0.5, size=bars))
     try:
-        index = pd.date_range(start=start, periods=bars, freq=freq, name="time")
+        index = pd.date_range(start=start, periods=bars, freq=freq, name="time", unit="ns")
     except ValueError as exc:
         raise DataError(f"synthetic data: bad freq {freq!r} or start {start!r}: {exc}") from None
     return pd.DataFrame(
@@ -244,8 +244,8 @@ def _generate_sample(seed: int = _SAMPLE_SEED, bars: int = _SAMPLE_BARS) -> pd.D
     """Regenerate the shipped sample (see :func:`sample` for the process)."""
     rng = np.random.default_rng(seed)
     # weekday hours only, like an FX feed that closes over the weekend
-    hours = pd.date_range("2023-01-02", periods=int(bars * 1.6), freq="1h", name="time")
-    hours = hours[hours.dayofweek < 5][:bars]
+    hours = pd.date_range("2023-01-02", periods=int(bars * 1.6), freq="1h", name="time", unit="ns")
+    hours = hours[hours.day_of_week < 5][:bars]
     n = len(hours)
     # two-state Markov regime: calm (0) / volatile (1)
     p_stay = np.array([0.995, 0.97])

@@ -82,7 +82,8 @@ def cagr(returns: Any, periods_per_year: float) -> float:
     growth = float(np.prod(1.0 + r))
     if growth < 0:
         return -1.0
-    return float(growth ** (periods_per_year / r.size) - 1.0)
+    with np.errstate(over="ignore"):
+        return float(np.float64(growth) ** (periods_per_year / r.size) - 1.0)  # inf on overflow, no exception
 
 
 def volatility(returns: Any, periods_per_year: float) -> float:
