@@ -23,6 +23,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from . import _render as R
+from ._base import StaticFallback
 
 __all__ = ["Monitor", "monitor"]
 
@@ -51,7 +52,7 @@ def deployments_html(df: pd.DataFrame | None) -> str:
     return R.frame_html(shown.reset_index(drop=True), max_rows=500, css_class="quantlab-deployments")
 
 
-class Monitor(widgets.VBox):
+class Monitor(StaticFallback, widgets.VBox):
     """Live deployments table (an ``ipywidgets.VBox``); build it with :func:`monitor`.
 
     ``refresh()`` reloads now, ``close()`` stops the background refresh for good,
@@ -246,11 +247,6 @@ class Monitor(widgets.VBox):
         """A static HTML rendering of the table as last refreshed."""
         return f"<div class='quantlab-monitor'>{self._status.value}{deployments_html(self._frame)}</div>"
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        data = dict(widgets.VBox._repr_mimebundle_(self, **kwargs) or {}) if self.comm is not None else {}
-        data["text/plain"] = repr(self)
-        data["text/html"] = self.to_html()
-        return data
 
 
 def monitor(lab: Any, interval: float = 2.0, **kwargs: Any) -> Monitor:

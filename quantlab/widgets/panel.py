@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 import ipywidgets as widgets
 
 from . import _render as R
+from ._base import StaticFallback
 
 __all__ = ["DeployPanel", "deploy_panel", "DeployPanelError"]
 
@@ -65,7 +66,7 @@ def check_table_html(check: Any) -> str:
     )
 
 
-class DeployPanel(widgets.VBox):
+class DeployPanel(StaticFallback, widgets.VBox):
     """The store-and-deploy panel (an ``ipywidgets.VBox``); build it with :func:`deploy_panel`.
 
     For code (tests, papermill): :meth:`click` (submit and wait), :meth:`stop`,
@@ -364,6 +365,10 @@ class DeployPanel(widgets.VBox):
             rows.append(("File", f"<code>{R.escape(path)}</code>"))
         if message:
             rows.append(("Commit message", f"<pre style='margin:0;white-space:pre-wrap;font-size:11px'>{R.escape(message)}</pre>"))
+        secrets = _get(p, "secrets") or []
+        if secrets:
+            rows.append(("Secrets", f"<span style='color:{R.RED}'>the code looks like it holds secrets; the hub will refuse "
+                                    f"to store it: {R.escape('; '.join(map(str, secrets)))}</span>"))
         if preview_error:
             rows.append(("Preview", f"<span style='color:{R.RED}'>{R.escape(preview_error)}</span>"))
         elif p is not None and path is None and not message:
@@ -458,11 +463,6 @@ class DeployPanel(widgets.VBox):
         )
         return f"<div class='quantlab-deploy-panel'>{self._info.value}{form}{self._steps_html.value}{self._outcome_html.value}</div>"
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        data = dict(widgets.VBox._repr_mimebundle_(self, **kwargs) or {}) if self.comm is not None else {}
-        data["text/plain"] = repr(self)
-        data["text/html"] = self.to_html()
-        return data
 
 
 def _failed_rules(check: Any) -> str:

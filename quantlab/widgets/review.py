@@ -27,6 +27,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from . import _render as R
+from ._base import StaticFallback
 
 __all__ = ["Review", "review", "resolve_policy", "as_results"]
 
@@ -105,7 +106,7 @@ def _safe_check(policy: Any, result: Any) -> tuple[Any, str | None]:
         return None, f"policy check failed: {type(exc).__name__}: {exc}"
 
 
-class Review(widgets.VBox):
+class Review(StaticFallback, widgets.VBox):
     """The review dashboard (an ``ipywidgets.VBox``); build it with :func:`review`.
 
     Attributes and methods for code (tests, papermill reports):
@@ -295,15 +296,7 @@ class Review(widgets.VBox):
             return f"Review({self._summary()})"
         return f"Review({len(self._results)} runs; showing {self._summary()})"
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        data = widgets.VBox._repr_mimebundle_(self, **kwargs) if self.comm is not None else {}
-        data = dict(data or {})
-        data["text/plain"] = repr(self)
-        data["text/html"] = self.to_html()
-        return data
 
-    def _repr_html_(self) -> str:
-        return self.to_html()
 
     # -- internals -------------------------------------------------------------------------
     def _charts(self, i: int) -> dict[str, bytes | None]:

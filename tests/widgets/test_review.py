@@ -1,0 +1,131 @@
+"""quantlab.review on real engine backtests."""
+from __future__ import annotations
+
+import ipywidgets as widgets
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from quantlab.lab.policy import DeploymentPolicy
+from quantlab.widgets import Review, review
+
+from .conftest import inline_pngs, png_size
+
+
+def test_single_result_dashboard(failing):
+    rv = review(failing)
+    assert isinstance(rv, Review) and isinstance(rv, widgets.VBox)
+    table = rv.metrics_table().set_index("metric")
+    m = failing.metrics
+    assert table.loc["total_return", "value"] == f"{m['total_return']:.2%}"
+    assert table.loc["sharpe", "value"] == f"{m['sharpe']:.2f}"
+    assert table.loc["trades", "value"] == f"{m['trades']}"
+    # default policy: this run fails on sharpe and profit factor, passes the rest
+    assert table.loc["sharpe", "passed"] is False
+    assert table.loc["profit_factor", "passed"] is False
+    assert table.loc["max_drawdown", "passed"] is True
+    assert table.loc["trades", "passed"] is True
+    assert rv.check.passed is False
+    html = rv._metrics.value
+    assert "Sharpe ratio" in html and "✘ fail" in html and "✔ pass" in html and "FAILED" in html
+
+
+def test_charts_are_pngs_in_image_widgets(passing):
+    rv = review(passing)
+    eq, monthly = rv.charts["equity"], rv.charts["monthly"]
+    assert png_size(eq) == (800, 460)
+    w, h = png_size(monthly)
+    assert w == 800 and 100 < h < 400  # one year of months
+    assert rv._equity.value == eq and rv._equity.format == "png"
+    assert rv._monthly.value == monthly
+
+
+def test_policy_false_shows_no_badges_and_a_custom_policy_is_used(failing):
+    assert "✔ pass" not in review(failing, policy=False)._metrics.value
+    lenient = DeploymentPolicy(min_sharpe=0.0, min_profit_factor=1.0)
+    rv = review(failing, policy=lenient)
+    assert rv.check.passed is True
+    assert "PASSED" in rv._metrics.value
+    with pytest.raises(TypeError, match="DeploymentPolicy"):
+        review(failing, policy="strict")
+
+
+def test_trade_list_sorts_by_the_dropdown(passing):
+    rv = review(passing)
+    rv.sort_trades("pnl", ascending=False)
+    pnl = rv.trades_view["pnl"].tolist()
+    assert pnl == sorted(pnl, reverse=True)
+    rv._trade_by.value = "bars_held"  # what the Dropdown does
+    rv._trade_order.value = True
+    held = rv.trades_view["bars_held"].tolist()
+    assert held == sorted(held)
+    first_row = rv._trades.value.split("<tbody>")[1].split("</tr>")[0]
+    assert f">{held[0]}<" in first_row
+    with pytest.raises(ValueError, match="columns"):
+        rv.sort_trades("nope")
+
+
+def test_comparison_switches_the_shown_run(sweep):
+    rv = review(sweep)
+    comp = rv.comparison
+    assert list(comp["fast"]) == [5, 10, 20]
+    assert comp["sharpe"].tolist() == [r.metrics["sharpe"] for r in sweep]
+    assert list(comp["policy"]) == [True, False, False]
+    assert rv.selected == 0 and rv.result is sweep[0]
+    first_png = rv.charts["equity"]
+    rv._select.value = 2  # choosing a row in the Select
+    assert rv.selected == 2 and rv.result is sweep[2]
+    assert rv.charts["equity"] != first_png and rv._equity.value == rv.charts["equity"]
+    assert f"{sweep[2].metrics['sharpe']:.2f}" in rv._metrics.value
+    assert "fast=20" in rv._header.value
+    assert rv.select(1).result is sweep[1] and rv._select.value == 1
+    with pytest.raises(IndexError, match="3 run"):
+        rv.select(7)
+
+
+def test_comparison_ranks_by_a_metric_and_keeps_the_selection(sweep):
+    rv = review(sweep).select(1)
+    rv._compare_sort.value = "max_drawdown"  # smaller is better
+    dds = [r.metrics["max_drawdown"] for r in sweep]
+    assert [v for _, v in rv._select.options] == sorted(range(3), key=lambda i: dds[i])
+    assert rv.selected == 1 and rv._select.value == 1
+
+
+def test_sweep_like_object_and_dict_are_accepted(sweep):
+    class Sweep:  # the shape of a SweepResult: .results
+        results = sweep
+
+    assert review(Sweep()).results == sweep
+    assert review({"a": sweep[0], "b": sweep[1]}).results == sweep[:2]
+    with pytest.raises(TypeError, match="BacktestResult"):
+        review([sweep[0], 42])
+    with pytest.raises(ValueError, match="no results"):
+        review([])
+
+
+def test_repr_and_static_fallback(sweep):
+    rv = review(sweep)
+    text = repr(rv)
+    assert text.startswith("Review(3 runs; showing #0 SMA cross (fast=5 slow=50)") and "policy PASSED" in text
+    bundle = rv._repr_mimebundle_()
+    assert bundle["text/plain"] == text
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == rv.model_id
+    html = bundle["text/html"]
+    assert "Comparison of 3 runs" in html and "Sharpe ratio" in html and "✔ pass" in html
+    pngs = inline_pngs(html)
+    assert len(pngs) == 2 and pngs[0] == rv.charts["equity"] and png_size(pngs[1])[0] == 800
+
+
+def test_ipython_display_formatter_sees_html_and_widget(passing):
+    """What a kernel (and so papermill/nbconvert) records for the output of a cell."""
+    shell = InteractiveShell.instance()
+    data, _ = shell.display_formatter.format(review(passing))
+    assert {"text/plain", "text/html", "application/vnd.jupyter.widget-view+json"} <= set(data)
+    assert len(inline_pngs(data["text/html"])) == 2
+
+
+def test_closed_review_still_renders_static(passing):
+    rv = review(passing)
+    rv.close()
+    bundle = rv._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" not in bundle
+    assert len(inline_pngs(bundle["text/html"])) == 2
