@@ -26,8 +26,8 @@ def _cell(v: Any, width: int = 60) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
-def text_tables(tables: Iterable[Table]) -> str:
-    """Plain-text tables, numbers right-aligned; an empty table prints ``(none)``."""
+def text_tables(tables: Iterable[Table], max_width: int = 60) -> str:
+    """Plain-text tables, numbers right-aligned, cells cut at ``max_width``; an empty table prints ``(none)``."""
     out: list[str] = []
     for title, rows in tables:
         out.append(title)
@@ -36,7 +36,7 @@ def text_tables(tables: Iterable[Table]) -> str:
             out.append("")
             continue
         cols = list(rows[0])
-        cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+        cells = [[_cell(r.get(c), max_width) for c in cols] for r in rows]
         widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
         numeric = [all(isinstance(r.get(c), (int, float)) for r in rows) for c in cols]
         out.append("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
