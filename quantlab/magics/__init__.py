@@ -146,6 +146,8 @@ class QuantlabMagics(Magics):
         except SystemExit:  # argparse on bad options
             raise UsageError("usage: %%strategy NAME [-v VAR] [--no-run]") from None
         name = " ".join(args.name).strip()
+        if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'":
+            name = name[1:-1].strip()
         if not name:
             raise UsageError("%%strategy needs a name: `%%strategy NAME [-v VAR]`, e.g. `%%strategy SMA cross`.")
         var = args.var or variable_name(name)
