@@ -1,0 +1,205 @@
+"""``quantlab broker start|stop|status``: the paper broker as a background HTTP daemon.
+
+The daemon is ``python -m quantlab.servers.broker --http PORT`` bound to
+127.0.0.1 with a bearer token, so deployments outlive a notebook kernel and a
+second kernel can see and stop them. Its state folder (``--home``, default
+``~/.quantlab/broker``) holds ``broker.pid``, ``broker.token`` (mode 0600),
+``broker.json`` (port, url, db, pid) and ``broker.log``; the database defaults
+to ``<home>/broker.db``.
+
+Example
+-------
+$ quantlab broker start --clock accelerated:10
+$ quantlab broker status
+$ quantlab broker stop
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register", "start", "stop", "status", "default_state_dir"]
+
+
+def default_state_dir() -> Path:
+    """``$QUANTLAB_HOME/broker`` or ``~/.quantlab/broker``."""
+    base = os.environ.get("QUANTLAB_HOME") or str(Path.home() / ".quantlab")
+    return Path(base).expanduser() / "broker"
+
+
+def _home(args: Any) -> Path:
+    return Path(args.home).expanduser() if getattr(args, "home", None) else default_state_dir()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child counts as dead
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _port_open(port: int, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _read_state(home: Path) -> dict[str, Any] | None:
+    f = home / "broker.json"
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def status(home: str | Path | None = None) -> dict[str, Any]:
+    """State of the daemon in ``home``: ``{"running": bool, "pid", "port", "url", "db", "token_file", ...}``.
+
+    >>> status("/tmp/nonexistent-quantlab-home")["running"]
+    False
+    """
+    home = Path(home).expanduser() if home else default_state_dir()
+    st = _read_state(home) or {}
+    pid = st.get("pid")
+    running = bool(pid) and _alive(int(pid)) and bool(st.get("port")) and _port_open(int(st["port"]))
+    return {"running": running, "home": str(home), **st}
+
+
+def start(home: str | Path | None = None, *, db: str | None = None, port: int | None = None, clock: str = "stepped",
+          extra: list[str] | None = None, timeout: float = 30.0) -> dict[str, Any]:
+    """Start the daemon (or return the running one) and wait until it accepts connections."""
+    home = Path(home).expanduser() if home else default_state_dir()
+    home.mkdir(parents=True, exist_ok=True)
+    cur = status(home)
+    if cur["running"]:
+        cur["already_running"] = True
+        return cur
+    db = str(Path(db).expanduser()) if db else str(home / "broker.db")
+    port = int(port) if port else _free_port()
+    if _port_open(port):
+        raise RuntimeError(f"port {port} on 127.0.0.1 is already in use; pass another --port.")
+    token_file = home / "broker.token"
+    log = open(home / "broker.log", "ab")
+    cmd = [sys.executable, "-m", "quantlab.servers.broker", "--db", db, "--http", str(port), "--token-file", str(token_file),
+           "--clock", clock, *(extra or [])]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (home / "broker.log").read_text(errors="replace")[-800:]
+            raise RuntimeError(f"the broker exited with code {proc.returncode}; log {home / 'broker.log'}:\n{tail}")
+        if _port_open(port) and token_file.is_file():
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError(f"the broker did not open port {port} within {timeout:.0f} s; see {home / 'broker.log'}.")
+    state = {"pid": proc.pid, "port": port, "url": f"http://127.0.0.1:{port}/mcp", "db": db,
+             "token_file": str(token_file), "clock": clock, "started": time.time(), "command": cmd}
+    (home / "broker.pid").write_text(f"{proc.pid}\n")
+    (home / "broker.json").write_text(json.dumps(state, indent=1))
+    return {"running": True, "home": str(home), "already_running": False, **state}
+
+
+def stop(home: str | Path | None = None, timeout: float = 10.0) -> dict[str, Any]:
+    """Stop the daemon (SIGTERM, then SIGKILL after ``timeout``); its database stays."""
+    home = Path(home).expanduser() if home else default_state_dir()
+    st = _read_state(home) or {}
+    pid = st.get("pid")
+    was = bool(pid) and _alive(int(pid))
+    if was:
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while _alive(int(pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(int(pid)):
+            os.kill(int(pid), signal.SIGKILL)
+    for name in ("broker.pid", "broker.json"):
+        (home / name).unlink(missing_ok=True)
+    return {"stopped": was, "pid": pid, "home": str(home)}
+
+
+# -- argparse face --------------------------------------------------------------------------
+def _cmd_start(args: argparse.Namespace) -> int:
+    extra = []
+    for flag in ("symbols", "mode", "feed"):
+        v = getattr(args, flag, None)
+        if v:
+            extra += [f"--{flag}", str(v)]
+    st = start(_home(args), db=args.db, port=args.port, clock=args.clock, extra=extra)
+    if args.json:
+        print(json.dumps(st, indent=1))
+    else:
+        verb = "already running" if st.get("already_running") else "started"
+        print(f"broker {verb}: {st['url']} (pid {st['pid']}, db {st['db']}, token in {st['token_file']})")
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    st = stop(_home(args))
+    if args.json:
+        print(json.dumps(st, indent=1))
+    else:
+        print(f"broker stopped (pid {st['pid']})" if st["stopped"] else "broker was not running")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    st = status(_home(args))
+    if args.json:
+        print(json.dumps(st, indent=1))
+    elif st["running"]:
+        print(f"broker running: {st['url']} (pid {st['pid']}, db {st['db']}, clock {st.get('clock')}, token in {st['token_file']})")
+    else:
+        print(f"broker not running (state folder {st['home']})")
+    return 0 if st["running"] else 3
+
+
+def register(subparsers: Any) -> None:
+    """Add ``quantlab broker start|stop|status``."""
+    p = subparsers.add_parser("broker", help="run the paper-trading broker as a background HTTP daemon",
+                              description="Manage the paper broker daemon (MT5-dialect MCP server over HTTP on 127.0.0.1).")
+    sub = p.add_subparsers(dest="broker_command", metavar="start|stop|status")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", default=None, help="state folder (default $QUANTLAB_HOME/broker or ~/.quantlab/broker)")
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    s = sub.add_parser("start", parents=[common], help="start the daemon (no-op if running)")
+    s.add_argument("--db", default=None, help="database file (default <home>/broker.db)")
+    s.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
+    s.add_argument("--clock", default="stepped", help="stepped, realtime or accelerated:N")
+    s.add_argument("--symbols", default=None, help="comma-separated symbols (new database only)")
+    s.add_argument("--mode", choices=["netting", "hedging"], default=None, help="account mode (new database only)")
+    s.add_argument("--feed", default=None, help="synthetic or a folder of CSV/Parquet files (new database only)")
+    s.set_defaults(func=_cmd_start)
+    sub.add_parser("stop", parents=[common], help="stop the daemon").set_defaults(func=_cmd_stop)
+    sub.add_parser("status", parents=[common], help="is the daemon running? (exit code 3 if not)").set_defaults(func=_cmd_status)
+    p.set_defaults(func=lambda a: (p.print_help(), 0)[1])
