@@ -168,30 +168,25 @@ def max_drawdown(equity: Any) -> float:
 
 
 def max_drawdown_duration(equity: Any) -> int:
-    """Longest drawdown in bars: from the peak bar to the recovery bar (``V_t >= peak``),
-    or to the last bar if not recovered — vectorbt's drawdown ``duration``.
+    """Longest drawdown in bars: the longest run of consecutive bars below the running peak
+    (``V_t < max(V_0..V_t)``), recovered or still open.
 
-    The peak is the last bar at the running maximum before the decline.
+    This is vectorbt's drawdown ``duration`` (``end_idx - start_idx`` with
+    ``start_idx = peak_idx + 1``; ``+ 1`` for a drawdown still open at the last bar).
 
     >>> max_drawdown_duration([1.0, 0.9, 0.95, 1.0, 0.99])
-    3
+    2
     """
     v = _arr(equity)
-    n = v.size
-    if n == 0:
+    if v.size == 0:
         return 0
-    peak = np.maximum.accumulate(v)
-    at_peak = v >= peak
-    idx = np.arange(n)
-    last_peak = np.maximum.accumulate(np.where(at_peak, idx, 0))
-    best = 0
-    # recovered drawdowns end at a peak bar whose previous bar was below its peak
-    rec = np.flatnonzero(at_peak[1:] & ~at_peak[:-1]) + 1
-    if rec.size:
-        best = int((rec - last_peak[rec - 1]).max())
-    if not at_peak[-1]:
-        best = max(best, int(n - 1 - last_peak[-1]))
-    return best
+    under = v < np.maximum.accumulate(v)
+    if not under.any():
+        return 0
+    edges = np.diff(np.concatenate(([0], under.view(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    return int((ends - starts).max())
 
 
 def win_rate(pnl: Any) -> float:

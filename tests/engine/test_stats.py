@@ -33,9 +33,10 @@ def test_drawdown_and_duration_by_hand():
     eq = [100.0, 110.0, 99.0, 105.0, 110.0, 120.0, 108.0, 114.0]
     assert stats.max_drawdown(eq) == pytest.approx(0.1)           # 120 -> 108 and 110 -> 99 are both 10 %
     np.testing.assert_allclose(stats.drawdown(eq), [0, 0, 0.1, 1 - 105 / 110, 0, 0, 0.1, 1 - 114 / 120])
-    # 110 (bar 1) recovers at bar 4: 3 bars; 120 (bar 5) not recovered by bar 7: 2 bars
-    assert stats.max_drawdown_duration(eq) == 3
-    assert stats.max_drawdown_duration([1.0, 1.0, 0.5, 0.6, 0.7, 0.8]) == 4   # peak is the last bar at the high
+    # bars 2-3 are under the 110 peak (recovered at bar 4), bars 6-7 under 120 (still open): 2 bars each
+    assert stats.max_drawdown_duration(eq) == 2
+    assert stats.max_drawdown_duration([1.0, 1.0, 0.5, 0.6, 0.7, 0.8]) == 4
+    assert stats.max_drawdown_duration([3.0, 1.0, 1.0, 1.0, 3.0, 2.0]) == 3
     assert stats.max_drawdown_duration([1.0, 2.0, 3.0]) == 0
 
 
