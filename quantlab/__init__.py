@@ -12,14 +12,46 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
+    # engine
     "Strategy": "quantlab.engine.strategy",
     "StrategyError": "quantlab.engine.strategy",
+    "backtest": "quantlab.engine.backtest",
+    "BacktestResult": "quantlab.engine.backtest",
+    "SignalError": "quantlab.engine.backtest",
+    "sweep": "quantlab.engine.sweep",
+    "SweepResult": "quantlab.engine.sweep",
+    # workflow
+    "Lab": "quantlab.lab.lab",
+    "DeploymentPolicy": "quantlab.lab.policy",
+    "PolicyError": "quantlab.lab.lab",
+    # client
+    "MCPHub": "quantlab.client",
+    "AsyncMCPHub": "quantlab.client",
+    "ToolError": "quantlab.client",
+    # hub
+    "AssetsHub": "quantlab.hub",
+    # faces
+    "review": "quantlab.widgets",
+    "deploy_panel": "quantlab.widgets",
+    "monitor": "quantlab.widgets",
 }
+_MODULES = {"data": "quantlab.data"}
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "data", "load_ipython_extension", *_LAZY]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext quantlab``: adds ``%%strategy NAME`` and ``%quantlab status``."""
+    from quantlab.magics import load_ipython_extension as load
+
+    load(ipython)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        value = importlib.import_module(_MODULES[name])
+        globals()[name] = value
+        return value
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

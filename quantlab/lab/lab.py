@@ -1,0 +1,704 @@
+"""``quantlab.Lab``: the workflow in one object.
+
+backtest (through the backtest MCP server) → validate (a :class:`DeploymentPolicy`) →
+store (the Git assets hub) → deploy (the paper broker MCP server) → record (the
+hub's deployments ledger), with the agent state kept across kernel restarts.
+
+Every step is written once, as a coroutine that runs on the MCP client's own event-loop
+thread; the sync methods (for cells and scripts) and the ``a``-prefixed async twins (for
+``await`` in a running loop) are two thin faces over that one implementation.
+
+Example
+-------
+>>> from quantlab import Lab, Strategy
+>>> lab = Lab.start("./assets-hub")                                  # doctest: +SKIP
+>>> result = lab.backtest(Strategy.from_file("sma.py"), data="sample")  # doctest: +SKIP
+>>> outcome = lab.store_and_deploy(result)                           # doctest: +SKIP
+>>> lab.deployments()                                                # doctest: +SKIP
+>>> lab.close()                                                      # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import html
+import io
+import json
+import os
+import threading
+import weakref
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable, ClassVar, Coroutine, Mapping
+
+import pandas as pd
+
+from quantlab.client import ClientError, MCPHub
+from quantlab.engine.backtest import BacktestResult
+from quantlab.engine.data import content_hash
+from quantlab.engine.strategy import Strategy
+from quantlab.hub import AssetsHub, StoredStrategy
+
+from .defaults import BACKTEST, BROKER, embedded_servers
+from .policy import DeploymentPolicy, PolicyCheck
+
+__all__ = ["Lab", "LabError", "PolicyError", "DeploymentRecord", "StoreDeployOutcome"]
+
+StepCallback = Callable[[str, str, str], None]
+
+
+class LabError(RuntimeError):
+    """A workflow step failed; the message says which step and what to do."""
+
+
+class PolicyError(LabError):
+    """The result fails the deployment policy; pass ``force=True`` to deploy anyway (recorded in the ledger)."""
+
+    def __init__(self, check: PolicyCheck) -> None:
+        self.check = check
+        super().__init__(
+            "the backtest fails the deployment policy: " + "; ".join(check.failures)
+            + ". Improve the strategy, or deploy anyway with force=True (recorded as forced in the ledger)."
+        )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _broker_id(deployment_id: Any) -> Any:
+    """Broker ids travel as text in the ledger; the broker's tools take integers when they are integers."""
+    text = str(deployment_id)
+    return int(text) if text.isdigit() else text
+
+
+def _table(rows: list[tuple[str, Any]]) -> str:
+    body = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{v}</td></tr>" for k, v in rows
+    )
+    return f"<table>{body}</table>"
+
+
+@dataclass
+class DeploymentRecord:
+    """One deployment as the lab knows it: the broker's id and status, the strategy commit, why it failed.
+
+    >>> DeploymentRecord(deployment_id="d1", strategy_name="SMA", status="running").ok
+    True
+    """
+
+    deployment_id: str | None
+    strategy_name: str
+    status: str
+    commit: str | None = None
+    symbol: str | None = None
+    timeframe: int | None = None
+    volume: float | None = None
+    broker: str | None = None
+    error: str | None = None
+    forced: bool = False
+    triggered_at: str = field(default_factory=_now)
+    existing: bool = False  # True when an already-running deployment was returned instead of a new one
+
+    @property
+    def ok(self) -> bool:
+        """``True`` unless the deployment failed."""
+        return self.status != "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __repr__(self) -> str:
+        extra = f", error={self.error!r}" if self.error else ""
+        commit = self.commit[:12] if self.commit else None
+        return (
+            f"DeploymentRecord(id={self.deployment_id!r}, strategy={self.strategy_name!r}, status={self.status!r}, "
+            f"symbol={self.symbol!r}, commit={commit!r}{extra})"
+        )
+
+    def _repr_html_(self) -> str:
+        colour = {"running": "#1a7f37", "failed": "#cf222e", "stopped": "#57606a"}.get(self.status, "#9a6700")
+        rows = [
+            ("status", f"<b style='color:{colour}'>{html.escape(self.status)}</b>"),
+            ("deployment", f"<code>{html.escape(str(self.deployment_id))}</code>"),
+            ("symbol", html.escape(str(self.symbol))),
+            ("commit", f"<code>{html.escape((self.commit or '')[:12])}</code>"),
+            ("triggered", html.escape(self.triggered_at)),
+        ]
+        if self.error:
+            rows.append(("error", f"<span style='color:#cf222e'>{html.escape(self.error)}</span>"))
+        return f"<div><b>Deployment</b> <code>{html.escape(self.strategy_name)}</code>{_table(rows)}</div>"
+
+
+@dataclass
+class StoreDeployOutcome:
+    """What :meth:`Lab.store_and_deploy` did: the policy ``check``, the ``stored`` strategy, the deployment ``record``.
+
+    ``ok`` is ``True`` when the strategy is stored and running on the broker; otherwise
+    ``error`` says which step failed and why (the stored commit is kept either way).
+    """
+
+    check: PolicyCheck
+    stored: StoredStrategy | None = None
+    record: DeploymentRecord | None = None
+    error: str | None = None
+    steps: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.record is not None and self.record.ok
+
+    def __repr__(self) -> str:
+        commit = self.stored.commit[:12] if self.stored else None
+        dep = self.record.deployment_id if self.record else None
+        state = "ok" if self.ok else f"failed: {self.error}"
+        return f"StoreDeployOutcome({state}; commit={commit!r}, deployment={dep!r}, policy={'pass' if self.check.passed else 'fail'})"
+
+    def _repr_html_(self) -> str:
+        rows = [(s, f"{html.escape(st)} {html.escape(d)}") for s, st, d in self.steps]
+        head = "<b style='color:#1a7f37'>stored and deployed</b>" if self.ok else (
+            f"<b style='color:#cf222e'>failed</b>: {html.escape(str(self.error))}")
+        return f"<div>{head}{_table(rows)}</div>"
+
+
+def _twins(core: Callable[..., Coroutine[Any, Any, Any]]) -> tuple[Callable[..., Any], Callable[..., Awaitable[Any]]]:
+    """Make the sync method and the async twin of one core coroutine (which runs on the MCP loop)."""
+
+    @functools.wraps(core)
+    def sync(self: "Lab", *args: Any, **kwargs: Any) -> Any:
+        return self.mcp.run(self._tracked(core(self, *args, **kwargs)))
+
+    @functools.wraps(core)
+    async def twin(self: "Lab", *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.wrap_future(self.mcp.submit(self._tracked(core(self, *args, **kwargs))))
+
+    sync.__name__ = core.__name__.lstrip("_")
+    twin.__name__ = "a" + sync.__name__
+    twin.__doc__ = f"Async twin of :meth:`Lab.{sync.__name__}` (``await lab.{twin.__name__}(...)``)."
+    return sync, twin
+
+
+class Lab:
+    """The quantlab workflow: backtest, validate, store, deploy, record, watch.
+
+    Make one with :meth:`start` (embedded servers by default, or the servers of a
+    ``mcpServers`` config). Sync methods for cells; ``a``-prefixed async twins.
+
+    Example
+    -------
+    >>> with Lab.start("./assets-hub") as lab:                               # doctest: +SKIP
+    ...     r = lab.backtest(strategy, data="sample", params={"fast": 10})
+    ...     lab.store_and_deploy(r, volume=0.1)
+    """
+
+    _active: ClassVar["weakref.ref[Lab] | None"] = None
+
+    def __init__(
+        self,
+        mcp: MCPHub,
+        hub: AssetsHub,
+        *,
+        policy: DeploymentPolicy | None = None,
+        home: str | os.PathLike[str] | None = None,
+        backtest_server: str = BACKTEST,
+        broker_server: str = BROKER,
+        progress: bool = True,
+    ) -> None:
+        self.mcp = mcp
+        self.hub = hub
+        self.policy = policy or DeploymentPolicy()
+        self.home = Path(home) if home is not None else Path(hub.path) / ".git" / "quantlab"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.backtest_server = backtest_server
+        self.broker_server = broker_server
+        self.progress = progress
+        self._uploads: dict[str, str] = {}
+        self._state_lock = threading.Lock()
+        self._state = self._load_state()
+        self._closed = False
+        Lab._active = weakref.ref(self)
+
+    # ----------------------------------------------------------------------- lifecycle
+    @classmethod
+    def start(
+        cls,
+        hub: str | os.PathLike[str] | AssetsHub = "./assets-hub",
+        config: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        *,
+        clock: str = "stepped",
+        policy: DeploymentPolicy | None = None,
+        backtest_server: str = BACKTEST,
+        broker_server: str = BROKER,
+        progress: bool = True,
+        **client_options: Any,
+    ) -> "Lab":
+        """Open the hub and connect the servers; return a ready lab.
+
+        With ``config=None`` quantlab starts its own backtest and broker servers as
+        subprocesses (files under ``<hub>/.git/quantlab``; the broker's market ``clock`` is
+        ``"stepped"`` — bars advance with :meth:`advance` — or ``"realtime"`` /
+        ``"accelerated:N"``). With a config (a ``mcpServers`` dict or a JSON/TOML path) the
+        servers named ``backtest_server`` and ``broker_server`` there are used.
+        Servers start concurrently; one that fails is reported, not fatal.
+
+        >>> lab = Lab.start("./assets-hub")          # doctest: +SKIP
+        """
+        store = hub if isinstance(hub, AssetsHub) else AssetsHub(hub)
+        home = Path(store.path) / ".git" / "quantlab"
+        if config is None:
+            config = embedded_servers(home, clock=clock)
+        mcp = MCPHub.from_config(config, **client_options)
+        try:
+            report = mcp.connect_all()
+        except BaseException:
+            mcp.close()
+            raise
+        lab = cls(mcp, store, policy=policy, home=home, backtest_server=backtest_server,
+                  broker_server=broker_server, progress=progress)
+        for name in report.failed:
+            import warnings
+
+            warnings.warn(f"quantlab: server {name!r} is not available yet: {report[name].error}", stacklevel=2)
+        return lab
+
+    @classmethod
+    async def astart(cls, *args: Any, **kwargs: Any) -> "Lab":
+        """Async twin of :meth:`start` (``lab = await Lab.astart()``)."""
+        return await asyncio.to_thread(cls.start, *args, **kwargs)
+
+    @classmethod
+    def active(cls) -> "Lab | None":
+        """The most recently started lab that is still open, else ``None``."""
+        lab = cls._active() if cls._active else None
+        return lab if lab is not None and not lab._closed else None
+
+    def close(self) -> None:
+        """Close the MCP sessions (embedded servers stop) and the hub; save the state."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._save_state()
+        finally:
+            try:
+                self.mcp.close()
+            finally:
+                self.hub.close()
+
+    def __enter__(self) -> "Lab":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------- state
+    @property
+    def state_path(self) -> Path:
+        """Where the agent state is kept (outside the hub's working tree)."""
+        return self.home / "state.json"
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            state = {}
+        now = _now()
+        state.setdefault("created_at", now)
+        state.setdefault("last_activity", now)
+        state.setdefault("invocation_count", 0)
+        state.setdefault("deployments_triggered", [])
+        return state
+
+    def _save_state(self) -> None:
+        with self._state_lock:
+            tmp = self.state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._state, indent=2, default=str), encoding="utf-8")
+            os.replace(tmp, self.state_path)
+
+    def _touch(self, deployment: DeploymentRecord | None = None) -> None:
+        with self._state_lock:
+            self._state["last_activity"] = _now()
+            self._state["invocation_count"] += 1
+            if deployment is not None:
+                self._state["deployments_triggered"].append(deployment.to_dict())
+        self._save_state()
+
+    async def _tracked(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return await coro
+        finally:
+            self._touch()
+
+    def state(self) -> dict[str, Any]:
+        """The agent state: ``created_at``, ``last_activity``, ``invocation_count``,
+        ``mcp_connections`` (per server, from the client) and ``deployments_triggered``.
+        Persisted in :attr:`state_path`, so it survives kernel restarts.
+
+        >>> lab.state()["invocation_count"]        # doctest: +SKIP
+        3
+        """
+        with self._state_lock:
+            state = json.loads(json.dumps(self._state, default=str))
+        state["mcp_connections"] = self.mcp.state().get("servers", {})
+        return state
+
+    # ----------------------------------------------------------------------- helpers
+    async def _call(self, server: str, tool: str, arguments: Mapping[str, Any] | None = None, timeout: float = 30.0) -> Any:
+        return await self.mcp.aio.call(server, tool, dict(arguments or {}), timeout=timeout)
+
+    async def _data_ref(self, data: Any) -> tuple[str, str | None]:
+        """A data reference the backtest server understands; uploads a DataFrame once."""
+        if isinstance(data, str):
+            return data, data
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError(f"data must be a pandas DataFrame or a reference string such as 'sample', not {type(data).__name__}.")
+        key = await asyncio.to_thread(content_hash, data)
+        if key not in self._uploads:
+            buf = io.BytesIO()
+            await asyncio.to_thread(data.to_parquet, buf)
+            answer = await self._call(self.backtest_server, "upload_data",
+                                      {"data": base64.b64encode(buf.getvalue()).decode("ascii"), "format": "parquet-base64"},
+                                      timeout=120.0)
+            self._uploads[key] = answer["data"]
+        return self._uploads[key], None
+
+    @staticmethod
+    def _strategy(strategy: Strategy | str, name: str | None = None) -> Strategy:
+        if isinstance(strategy, Strategy):
+            return strategy
+        if isinstance(strategy, (str, os.PathLike)) and str(strategy).endswith(".py") and "\n" not in str(strategy):
+            return Strategy.from_file(strategy, name=name)
+        if isinstance(strategy, str):
+            return Strategy.from_code(strategy, name=name)
+        raise TypeError(f"strategy must be a Strategy, source code or a .py path, not {type(strategy).__name__}.")
+
+    # ----------------------------------------------------------------------- backtest
+    async def _backtest(
+        self,
+        strategy: Strategy | str,
+        data: Any = "sample",
+        params: Mapping[str, Any] | None = None,
+        *,
+        cash: float = 100_000.0,
+        fees: float = 0.0,
+        slippage: float = 0.0,
+        periods_per_year: float | None = None,
+        timeout: float = 120.0,
+    ) -> BacktestResult:
+        """Backtest ``strategy`` on ``data`` through the backtest server; return the full :class:`BacktestResult`.
+
+        ``data`` is a DataFrame (uploaded once, cached by content hash) or a reference:
+        ``"sample"``, ``"synthetic:seed=7,bars=100000"``, ``"file:<path>"``. The result equals
+        :func:`quantlab.backtest` run in-process on the same inputs.
+
+        >>> r = lab.backtest(strategy, "sample", {"fast": 10}, fees=0.0005)   # doctest: +SKIP
+        >>> r.metrics["sharpe"]                                              # doctest: +SKIP
+        """
+        strat = self._strategy(strategy)
+        ref, _ = await self._data_ref(data)
+        args: dict[str, Any] = {"code": strat.code, "name": strat.name, "params": dict(params or {}), "data": ref,
+                                "cash": cash, "fees": fees, "slippage": slippage, "timeout": timeout}
+        if periods_per_year is not None:
+            args["periods_per_year"] = periods_per_year
+        summary = await self._call(self.backtest_server, "run_backtest", args, timeout=timeout + 15)
+        full = await self._call(self.backtest_server, "get_run", {"run_id": summary["run_id"], "part": "all"}, timeout=120.0)
+        result = BacktestResult.from_dict(full)
+        if result.strategy is None:
+            result.strategy = strat
+        return result
+
+    backtest, abacktest = _twins(_backtest)
+
+    def validate(self, result: Any, policy: DeploymentPolicy | None = None) -> PolicyCheck:
+        """Check a result (or its metrics) against ``policy`` (default: :attr:`policy`).
+
+        >>> lab.validate(result).passed     # doctest: +SKIP
+        True
+        """
+        return (policy or self.policy).check(result)
+
+    # ----------------------------------------------------------------------- store
+    async def _store(self, result: BacktestResult, source: Any = None, *, allow_secrets: bool = False) -> StoredStrategy:
+        """Store the result's strategy in the hub (commit message with the metrics); return the record.
+
+        The same code with the same parameters is stored only once: storing it again returns
+        the existing record.
+
+        >>> stored = lab.store(result)        # doctest: +SKIP
+        >>> stored.commit[:7]                 # doctest: +SKIP
+        """
+        strategy = getattr(result, "strategy", None)
+        if strategy is None:
+            raise LabError("this result carries no strategy code; backtest a Strategy (lab.backtest or quantlab.backtest) and store that result.")
+        existing = await asyncio.to_thread(self.hub.find, strategy.sha256, result.params)
+        if existing is not None:
+            return existing
+        return await asyncio.to_thread(self.hub.store, strategy, result, source or "notebook cell", allow_secrets)
+
+    store, astore = _twins(_store)
+
+    # ----------------------------------------------------------------------- deploy
+    async def _symbols(self) -> list[str]:
+        """The broker's symbols; the first is the default for :meth:`deploy`."""
+        answer = await self._call(self.broker_server, "get_symbols")
+        if isinstance(answer, Mapping):
+            answer = answer.get("symbols", answer.get("result", []))
+        return [s if isinstance(s, str) else s.get("name") for s in answer]
+
+    symbols, asymbols = _twins(_symbols)
+
+    async def _resolve_stored(self, target: Any) -> StoredStrategy:
+        if isinstance(target, StoredStrategy):
+            return target
+        if isinstance(target, BacktestResult):
+            return await self._store(target)
+        return await asyncio.to_thread(self.hub.get, target)
+
+    def _running_for(self, commit: str, symbol: str) -> dict[str, Any] | None:
+        status = self.hub.deployment_status()
+        if status.empty:
+            return None
+        rows = status[(status["commit"] == commit) & (status["status"] == "running")]
+        if "symbol" in rows:
+            rows = rows[rows["symbol"] == symbol]
+        return None if rows.empty else rows.iloc[-1].to_dict()
+
+    async def _deploy(
+        self,
+        target: Any,
+        symbol: str | None = None,
+        timeframe: int = 1,
+        volume: float = 0.1,
+        *,
+        policy: DeploymentPolicy | None = None,
+        force: bool = False,
+        config: Mapping[str, Any] | None = None,
+    ) -> DeploymentRecord:
+        """Deploy a stored strategy (a :class:`StoredStrategy`, a hub commit or name, or a
+        :class:`BacktestResult`, which is stored first) to the paper broker.
+
+        The policy is checked against the stored metrics; a failing strategy needs
+        ``force=True`` (recorded in the ledger). Every outcome is appended to the hub's
+        ledger: ``pending``, then ``running`` or ``failed`` with the reason. Deploying the
+        same commit on the same symbol again returns the running deployment.
+        Raises :class:`LabError` when the broker refuses or cannot be reached (the ledger
+        says ``failed``; the commit is kept; call again once the broker is back).
+
+        >>> rec = lab.deploy(stored, symbol="EURUSD", volume=0.1)   # doctest: +SKIP
+        >>> rec.status                                              # doctest: +SKIP
+        'running'
+        """
+        stored = await self._resolve_stored(target)
+        check = (policy or self.policy).check(stored.metrics)
+        if not check.passed and not force:
+            raise PolicyError(check)
+        if symbol is None:
+            symbols = await self._symbols()
+            if not symbols:
+                raise LabError(f"the broker {self.broker_server!r} lists no symbols; pass symbol=… explicitly.")
+            symbol = symbols[0]
+        base = dict(strategy_name=stored.name, commit=stored.commit, symbol=symbol, timeframe=int(timeframe),
+                    volume=float(volume), broker=self.broker_server, forced=bool(force and not check.passed))
+        running = await asyncio.to_thread(self._running_for, stored.commit, symbol)
+        if running is not None:
+            live = await self._live_status(str(running.get("broker_deployment_id")))
+            if live == "running":
+                return DeploymentRecord(deployment_id=str(running["broker_deployment_id"]), status="running",
+                                        existing=True, **base)
+        record = DeploymentRecord(deployment_id=None, status="pending", **base)
+        ledger = dict(strategy_name=stored.name, backtest_results=stored.metrics, status="pending", commit=stored.commit,
+                      broker=self.broker_server, forced=record.forced, policy=check.to_dict(), symbol=symbol,
+                      timeframe=record.timeframe, volume=record.volume, triggered_at=record.triggered_at)
+        await asyncio.to_thread(self.hub.record_deployment, ledger)
+        code = await asyncio.to_thread(self.hub.code, stored)
+        try:
+            answer = await self._call(self.broker_server, "deploy_strategy", {
+                "name": stored.name, "code": code, "params": stored.params, "symbol": symbol,
+                "timeframe": int(timeframe), "volume": float(volume),
+                "config": {"comment": f"quantlab {stored.commit[:12]}", **dict(config or {})},
+            }, timeout=60.0)
+        except ClientError as exc:
+            record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
+        else:
+            record.deployment_id = str(answer.get("deployment_id"))
+            status = str(answer.get("status", "running"))
+            record.status = "running" if status in ("pending", "running") else status
+            record.error = answer.get("error") or answer.get("last_error")
+        ledger.update(status=record.status, broker_deployment_id=record.deployment_id, error=record.error)
+        await asyncio.to_thread(self.hub.record_deployment, ledger)
+        self._touch(record)
+        if record.status == "failed":
+            raise LabError(
+                f"deploying {stored.name!r} (commit {stored.commit[:12]}) to {self.broker_server!r} failed: {record.error}. "
+                "The commit is kept and the ledger says 'failed'; call deploy again once the broker is reachable."
+            )
+        return record
+
+    deploy, adeploy = _twins(_deploy)
+
+    async def _store_and_deploy(
+        self,
+        result: BacktestResult,
+        symbol: str | None = None,
+        timeframe: int = 1,
+        volume: float = 0.1,
+        policy: DeploymentPolicy | None = None,
+        force: bool = False,
+        on_step: StepCallback | None = None,
+        source: Any = None,
+    ) -> StoreDeployOutcome:
+        """Validate → store → deploy → record, reporting each step; return a :class:`StoreDeployOutcome`.
+
+        A result that fails the policy raises :class:`PolicyError` unless ``force=True``.
+        If the deploy fails, the commit stays, the ledger says ``failed`` with the reason and
+        the outcome carries the error; calling again for the same code and params neither
+        stores nor deploys twice. ``on_step(step, status, detail)`` is called for
+        ``validate``, ``store``, ``deploy``, ``record`` with ``start``/``done``/``failed``.
+
+        >>> outcome = lab.store_and_deploy(result, volume=0.1)     # doctest: +SKIP
+        >>> outcome.ok, outcome.stored.commit[:7], outcome.record.deployment_id   # doctest: +SKIP
+        """
+        from tqdm.auto import tqdm
+
+        policy = policy or self.policy
+        bar = tqdm(total=4, desc="store & deploy", disable=not self.progress, leave=False)
+        steps: list[tuple[str, str, str]] = []
+
+        def step(name: str, status: str, detail: str = "") -> None:
+            steps.append((name, status, detail))
+            if status != "start":
+                bar.update(1)
+            bar.set_postfix_str(f"{name}: {status}")
+            if on_step is not None:
+                on_step(name, status, detail)
+
+        try:
+            step("validate", "start")
+            check = policy.check(result)
+            if not check.passed and not force:
+                step("validate", "failed", "; ".join(check.failures))
+                raise PolicyError(check)
+            step("validate", "done", "passed" if check.passed else "failed, forced")
+            outcome = StoreDeployOutcome(check=check, steps=steps)
+            step("store", "start")
+            try:
+                outcome.stored = await self._store(result, source)
+            except Exception as exc:  # noqa: BLE001 - reported in the outcome
+                step("store", "failed", str(exc))
+                outcome.error = f"store failed: {exc}"
+                return outcome
+            step("store", "done", outcome.stored.commit[:12])
+            step("deploy", "start")
+            try:
+                outcome.record = await self._deploy(outcome.stored, symbol, timeframe, volume, policy=policy, force=force)
+            except LabError as exc:
+                step("deploy", "failed", str(exc))
+                outcome.error = str(exc)
+                step("record", "done", "ledger: failed")
+                return outcome
+            step("deploy", "done", str(outcome.record.deployment_id))
+            step("record", "done", f"ledger: {outcome.record.status}")
+            return outcome
+        finally:
+            bar.close()
+
+    store_and_deploy, astore_and_deploy = _twins(_store_and_deploy)
+
+    # ----------------------------------------------------------------------- watch
+    async def _live_status(self, deployment_id: str) -> str | None:
+        try:
+            answer = await self._call(self.broker_server, "get_deployment", {"deployment_id": _broker_id(deployment_id)})
+        except ClientError:
+            return None
+        return answer.get("status")
+
+    async def _deployments(self) -> pd.DataFrame:
+        """Every deployment: the ledger's latest status merged with the broker's live status,
+        position and PnL (``deployment_id, strategy_name, symbol, status, position, pnl, trades,
+        commit, triggered_at, last_error``). If the broker cannot be reached the ledger is shown
+        with ``status_source='ledger'``.
+
+        >>> lab.deployments()[["deployment_id", "status", "pnl"]]   # doctest: +SKIP
+        """
+        ledger = await asyncio.to_thread(self.hub.deployment_status)
+        columns = ["deployment_id", "strategy_name", "symbol", "status", "position", "pnl", "trades", "commit",
+                   "triggered_at", "last_error", "status_source"]
+        if ledger.empty:
+            return pd.DataFrame(columns=columns)
+        ledger = ledger[ledger["broker"].fillna(self.broker_server) == self.broker_server].copy()
+        ledger["deployment_id"] = ledger["broker_deployment_id"]
+        try:
+            live = await self._call(self.broker_server, "list_deployments")
+            live_rows = live.get("deployments", live) if isinstance(live, Mapping) else live
+            live_frame = pd.DataFrame(list(live_rows or []))
+        except ClientError:
+            live_frame = pd.DataFrame()
+        out = ledger.rename(columns={"error": "last_error"})
+        out["status_source"] = "ledger"
+        if not live_frame.empty and "deployment_id" in live_frame:
+            live_frame = live_frame.set_index(live_frame["deployment_id"].astype(str))
+            ids = out["deployment_id"].astype(str)
+            known = ids.isin(live_frame.index)
+            for col in ("status", "symbol", "position", "pnl", "trades", "last_error"):
+                if col in live_frame:
+                    values = ids[known].map(live_frame[col])
+                    if col not in out:
+                        out[col] = None
+                    out[col] = out[col].astype(object)
+                    out.loc[known, col] = values
+            out.loc[known, "status_source"] = "broker"
+        for col in columns:
+            if col not in out:
+                out[col] = None
+        return out[columns].reset_index(drop=True)
+
+    deployments, adeployments = _twins(_deployments)
+
+    async def _stop(self, deployment_id: str) -> DeploymentRecord:
+        """Stop a deployment on the broker (its positions are closed) and record ``stopped`` in the ledger.
+
+        >>> lab.stop(rec.deployment_id).status     # doctest: +SKIP
+        'stopped'
+        """
+        deployment_id = str(deployment_id)
+        answer = await self._call(self.broker_server, "stop_deployment", {"deployment_id": _broker_id(deployment_id)})
+        status = await asyncio.to_thread(self.hub.deployment_status)
+        row = status[status["broker_deployment_id"].astype(str) == deployment_id] if not status.empty else status
+        info = row.iloc[-1].to_dict() if not row.empty else {}
+        record = DeploymentRecord(
+            deployment_id=deployment_id, status=str(answer.get("status", "stopped")),
+            strategy_name=str(info.get("strategy_name") or answer.get("name") or "?"), commit=info.get("commit"),
+            symbol=info.get("symbol") or answer.get("symbol"), broker=self.broker_server,
+        )
+        await asyncio.to_thread(self.hub.record_deployment, {
+            "strategy_name": record.strategy_name, "status": "stopped", "commit": record.commit,
+            "broker": self.broker_server, "broker_deployment_id": deployment_id, "symbol": record.symbol,
+            "backtest_results": info.get("backtest_results"),
+        })
+        return record
+
+    stop, astop = _twins(_stop)
+
+    async def _advance(self, bars: int = 1) -> Any:
+        """Advance the broker's market clock by ``bars`` (stepped clock; for demos and tests).
+
+        >>> lab.advance(5)          # doctest: +SKIP
+        """
+        return await self._call(self.broker_server, "advance", {"bars": int(bars)}, timeout=120.0)
+
+    advance, aadvance = _twins(_advance)
+
+    # ----------------------------------------------------------------------- display
+    def __repr__(self) -> str:
+        servers = ", ".join(f"{n}={s.get('status')}" for n, s in self.mcp.state().get("servers", {}).items())
+        return f"Lab(hub={str(self.hub.path)!r}, servers: {servers or 'none'}, policy={self.policy!r})"
+
+    def _repr_html_(self) -> str:
+        servers = self.mcp.state().get("servers", {})
+        rows = [("hub", f"<code>{html.escape(str(self.hub.path))}</code>")]
+        rows += [(f"server {n}", html.escape(f"{s.get('status')} ({s.get('transport')}, {s.get('tools')} tools)"))
+                 for n, s in servers.items()]
+        rows.append(("policy", html.escape(repr(self.policy))))
+        return f"<div><b>quantlab Lab</b>{_table(rows)}</div>"
