@@ -1,0 +1,139 @@
+"""The whole workflow against the real embedded backtest and broker servers and a real Git hub."""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal, assert_series_equal
+
+from quantlab import DeploymentPolicy, Lab, PolicyError, backtest, data
+from quantlab.lab import LabError
+
+from .conftest import free_port, start_http_broker
+
+LENIENT = DeploymentPolicy(min_sharpe=-10, max_drawdown=1.0, min_profit_factor=0.0, min_trades=1)
+
+
+def test_server_backtest_equals_in_process(lab, strategy):
+    remote = lab.backtest(strategy, "sample", {"fast": 5, "slow": 30}, fees=0.0005)
+    local = backtest(data.sample(), strategy, {"fast": 5, "slow": 30}, fees=0.0005)
+    assert remote.metrics == local.metrics
+    assert_series_equal(remote.equity, local.equity, check_exact=True)
+    assert_frame_equal(remote.trades, local.trades, check_exact=True)
+    assert remote.strategy == strategy
+
+
+def test_dataframe_is_uploaded_once_and_backtested(lab, strategy):
+    frame = data.synthetic(3_000, seed=11)
+    r1 = lab.backtest(strategy, frame)
+    uploads = dict(lab._uploads)
+    r2 = lab.backtest(strategy, frame, {"fast": 20})
+    assert lab._uploads == uploads and len(uploads) >= 1
+    assert r1.data_ref.startswith("upload:")
+    assert r1.metrics == backtest(frame, strategy).metrics
+    assert r2.params["fast"] == 20
+
+
+def test_store_and_deploy_then_trade_and_stop(lab, strategy):
+    result = lab.backtest(strategy, "sample")
+    steps = []
+    outcome = lab.store_and_deploy(result, volume=0.1, policy=LENIENT, on_step=lambda *s: steps.append(s))
+    assert outcome.ok, outcome.error
+    assert [s[:2] for s in steps if s[1] != "start"] == [
+        ("validate", "done"), ("store", "done"), ("deploy", "done"), ("record", "done")]
+    msg = lab.hub.repo.commit(outcome.stored.commit).message
+    assert msg.startswith("Strategy: SMA cross\nBacktest Results:\n  - Sharpe Ratio: ")
+    dep_id = outcome.record.deployment_id
+    assert outcome.record.symbol == lab.symbols()[0]
+
+    lab.advance(400)
+    live = lab.deployments().set_index("deployment_id").loc[dep_id]
+    assert live["status"] == "running" and live["status_source"] == "broker"
+    assert live["trades"] > 0
+
+    # the same code and params again: no second commit, no second deployment
+    head = lab.hub.repo.head.commit.hexsha
+    again = lab.store_and_deploy(result, volume=0.1, policy=LENIENT)
+    assert again.stored.commit == outcome.stored.commit
+    assert again.record.deployment_id == dep_id and again.record.existing
+    assert lab.hub.repo.head.commit.hexsha == head
+
+    stopped = lab.stop(dep_id)
+    assert stopped.status == "stopped"
+    ledger = lab.hub.deployments()
+    mine = ledger[ledger["commit"] == outcome.stored.commit]
+    assert list(mine["status"]) == ["pending", "running", "stopped"]
+    assert lab.deployments().set_index("deployment_id").loc[dep_id, "status"] == "stopped"
+
+
+def test_policy_gate_needs_force_and_force_is_recorded(lab, strategy):
+    strict = DeploymentPolicy(min_sharpe=50.0)
+    result = lab.backtest(strategy, "sample", {"fast": 3, "slow": 7})
+    with pytest.raises(PolicyError, match="sharpe"):
+        lab.store_and_deploy(result, policy=strict)
+    outcome = lab.store_and_deploy(result, policy=strict, force=True)
+    assert outcome.ok
+    ledger = lab.hub.deployments()
+    row = ledger[ledger["broker_deployment_id"].astype(str) == outcome.record.deployment_id].iloc[-1]
+    assert bool(row["forced"]) is True
+    lab.stop(outcome.record.deployment_id)
+
+
+def test_state_counts_and_persists(lab):
+    before = lab.state()
+    lab.symbols()
+    after = lab.state()
+    assert after["invocation_count"] == before["invocation_count"] + 1
+    assert after["created_at"] == before["created_at"]
+    assert after["mcp_connections"]["broker"]["status"] == "connected"
+    assert lab.state_path.is_file() and ".git" in lab.state_path.parts
+
+
+def test_async_twins_from_a_running_loop(lab, strategy):
+    async def main():
+        r = await lab.abacktest(strategy, "sample", {"fast": 8})
+        syms = await lab.asymbols()
+        return r, syms
+
+    r, syms = asyncio.run(main())
+    assert r.params["fast"] == 8 and syms
+
+
+def test_broker_down_keeps_commit_and_retry_succeeds(tmp_path, strategy):
+    port = free_port()
+    token = "t0ken"
+    config = {"mcpServers": {
+        "backtest": {"command": __import__("sys").executable,
+                     "args": ["-m", "quantlab.servers.backtest", "--runs", str(tmp_path / "runs"), "--workers", "1"]},
+        "broker": {"url": f"http://127.0.0.1:{port}/mcp", "headers": {"Authorization": f"Bearer {token}"}},
+    }}
+    with pytest.warns(UserWarning, match="broker"):
+        lab = Lab.start(tmp_path / "hub", config=config, progress=False, max_retries=0, backoff_base=0.05)
+    try:
+        result = lab.backtest(strategy, "sample")
+        outcome = lab.store_and_deploy(result, symbol="EURUSD", policy=LENIENT)
+        assert not outcome.ok and "failed" in outcome.error
+        commit = outcome.stored.commit
+        assert lab.hub.get(commit).commit == commit  # the commit is kept
+        assert lab.hub.deployments()["status"].tolist()[-1] == "failed"
+
+        proc = start_http_broker(tmp_path / "broker.db", port, token)
+        try:
+            retry = lab.store_and_deploy(result, symbol="EURUSD", policy=LENIENT)
+            assert retry.ok, retry.error
+            assert retry.stored.commit == commit
+            assert lab.hub.deployments()["status"].tolist()[-1] == "running"
+            lab.stop(retry.record.deployment_id)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    finally:
+        lab.close()
+
+
+def test_lab_repr_and_html(lab):
+    assert "Lab(hub=" in repr(lab)
+    assert "<table>" in lab._repr_html_()
