@@ -198,7 +198,7 @@ class Feed:
             if pd.api.types.is_numeric_dtype(t):
                 secs = t.astype("int64").to_numpy()
             else:
-                secs = (pd.to_datetime(t, utc=True).astype("int64") // 10**9).to_numpy()
+                secs = ((pd.to_datetime(t, utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
             order = np.argsort(secs, kind="stable")
             spec = DEFAULT_SYMBOLS.get(name)
             spec = SymbolSpec(**asdict(spec)) if spec else SymbolSpec(name, description=f"replayed from {path.name}", path=f"Replay\\{name}")
@@ -209,9 +209,11 @@ class Feed:
             n = len(df)
             def col(c: str, default: float, dtype: Any) -> np.ndarray:
                 return (df[c].to_numpy(dtype=dtype) if c in df.columns else np.full(n, default, dtype=dtype))[order]
+            nd = spec.digits  # prices live on the symbol's tick grid, as on MT5
             series[name] = _Series(
-                time=secs[order].astype(np.int64), open=col("open", 0, np.float64), high=col("high", 0, np.float64),
-                low=col("low", 0, np.float64), close=col("close", 0, np.float64),
+                time=secs[order].astype(np.int64), open=np.round(col("open", 0, np.float64), nd),
+                high=np.round(col("high", 0, np.float64), nd), low=np.round(col("low", 0, np.float64), nd),
+                close=np.round(col("close", 0, np.float64), nd),
                 tick_volume=col("tick_volume", 1, np.int64), spread=col("spread", spec.spread, np.int64),
                 real_volume=col("real_volume", 0, np.int64),
             )
