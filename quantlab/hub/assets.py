@@ -23,6 +23,8 @@ Safety rules the hub keeps:
 * a detached HEAD is refused with the command to fix it;
 * when another process holds ``.git/index.lock`` the hub retries with backoff
   for ``lock_timeout`` seconds, then raises :class:`IndexLockError` naming the file;
+* commits skip the repository's hooks (``--no-verify``): a formatter hook must not
+  change stored code after its SHA-256 was recorded;
 * a store that cannot commit removes the files it wrote and unstages them, so a
   retry starts clean; a commit, once made, is never undone by a later step
   (pushing, deploying, recording).
@@ -73,6 +75,7 @@ __all__ = [
 T = TypeVar("T")
 _DEFAULT_AUTHOR = ("quantlab", "quantlab@localhost")
 _LOCK_RE = re.compile(r"Unable to create '([^']+\.lock)'")
+_COMMIT_OUT_RE = re.compile(r"^\[.*? (?:\(root-commit\) )?([0-9a-f]{64}|[0-9a-f]{40})\] ")
 _README = """# quantlab assets hub
 
 Strategies stored by [quantlab](https://github.com/) with their backtest results.
@@ -430,11 +433,18 @@ class AssetsHub:
             deadline = time.monotonic() + self.lock_timeout
             self._retry(lambda: self.repo.git.add("-f", "--", *rel), deadline)
             added = True
-            self._retry(
-                lambda: self.repo.git.commit("--only", "--no-verify", "--cleanup=verbatim", "-q", "-F", msg_file, "--", *rel),
+            exe = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
+            out = self._retry(
+                lambda: self.repo.git.execute(
+                    [exe, "-c", "core.abbrev=no", "commit", "--only", "--no-verify", "--cleanup=verbatim",
+                     "-F", msg_file, "--", *rel]
+                ),
                 deadline,
             )
-            return self.repo.git.rev_parse("HEAD")
+            # the sha git printed for *this* commit ("[main <sha>] subject"): HEAD may already
+            # have moved on if another process committed right after us
+            m = _COMMIT_OUT_RE.match(str(out))
+            return m.group(1) if m else self.repo.git.rev_list("-1", "HEAD", "--", rel[0])
         except BaseException:
             if added:
                 try:
@@ -561,6 +571,10 @@ class AssetsHub:
     # -- reading -------------------------------------------------------------------
     def _records(self) -> list[dict[str, Any]]:
         """Every stored strategy in HEAD, newest first: dicts with file, commit, date, metadata."""
+        with self._lock:  # GitPython's cat-file helper process is not thread-safe
+            return self._read_records()
+
+    def _read_records(self) -> list[dict[str, Any]]:
         head = self._head()
         if head is None:
             return []
@@ -792,13 +806,28 @@ class AssetsHub:
             except HubError as exc:
                 raise type(exc)(f"{exc}\nThe event was written to {path} and will be committed with the next event.") from exc
 
-    def deployments(self) -> pd.DataFrame:
-        """Every deployment event in the ledger, oldest first (columns: :data:`quantlab.hub.ledger.FIELDS` + extras)."""
-        return _ledger.events_frame(_ledger.read_events(self.ledger_path))
+    def _events(self, commit: str | None) -> list[dict[str, Any]]:
+        events = _ledger.read_events(self.ledger_path)
+        if commit is not None:
+            events = [e for e in events if str(e.get("commit") or "").startswith(str(commit))]
+        return events
 
-    def deployment_status(self) -> pd.DataFrame:
-        """The latest status of each deployment (key: strategy commit + broker deployment id)."""
-        return _ledger.latest_status(_ledger.read_events(self.ledger_path))
+    def deployments(self, commit: str | None = None) -> pd.DataFrame:
+        """Every deployment event in the ledger, oldest first (columns: :data:`quantlab.hub.ledger.FIELDS`
+        + extras); ``commit`` (full or a prefix) keeps the events of one stored strategy.
+
+        >>> hub.deployments()[["strategy_name", "status", "triggered_at"]]   # doctest: +SKIP
+        """
+        return _ledger.events_frame(self._events(commit))
+
+    def deployment_status(self, commit: str | None = None) -> pd.DataFrame:
+        """The latest status of each deployment (key: strategy commit + broker deployment id;
+        see :mod:`quantlab.hub.ledger`), optionally only for one strategy ``commit``.
+
+        >>> hub.deployment_status(stored.commit)["status"].tolist()   # doctest: +SKIP
+        ['running']
+        """
+        return _ledger.latest_status(self._events(commit))
 
     # -- remote --------------------------------------------------------------------------
     def push(self) -> str:

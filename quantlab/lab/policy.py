@@ -26,7 +26,7 @@ Example
 >>> check.passed
 True
 >>> policy.check({"sharpe": float("nan"), "max_drawdown": 0.1, "profit_factor": 2, "trades": 9}).failures
-['sharpe: value is NaN (undefined, e.g. no trades or no variance); rule >= 1.0']
+['sharpe: value is NaN (undefined, e.g. no trades or no variance); rule >= 1']
 """
 from __future__ import annotations
 

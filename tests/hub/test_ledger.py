@@ -57,6 +57,8 @@ def test_failed_then_retried_and_two_deployments(hub):
     assert sorted(status.index) == ["d1", "d2", "d3"]
     assert status.loc["d1", "events"] == 4 and status.loc["d1", "status"] == "running"
     assert len(hub.deployments()) == 6
+    assert list(hub.deployment_status(commit="c2")["broker_deployment_id"]) == ["d2"]
+    assert len(hub.deployments(commit="c1")) == 5
 
 
 def test_ledger_message_error_paragraph(hub, git):

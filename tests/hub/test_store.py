@@ -283,3 +283,33 @@ def test_hub_repr_html(hub, strategy, result):
     html = hub._repr_html_()
     assert "SMA cross" in html and "AssetsHub" in html
     assert os.fspath(hub.path) in html
+
+
+def test_concurrent_stores_from_two_hub_objects(hub, strategy, result, git):
+    """Two hub objects (two GitPython repos, real git processes racing for index.lock) in the same second."""
+    other = AssetsHub(hub.path, lock_timeout=10.0)
+    hub.lock_timeout = 10.0
+    errors: list[BaseException] = []
+    stored: list[StoredStrategy] = []
+
+    def work(h):
+        h._clock = lambda: FIXED
+        try:
+            for _ in range(3):
+                stored.append(h.store(strategy, result))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(h,)) for h in (hub, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.close()
+    assert errors == []
+    assert len({s.path for s in stored}) == 6 and len({s.commit for s in stored}) == 6
+    for s in stored:  # each record names the commit that stored *its* files
+        assert s.file in git(hub.path, "show", "--name-only", "--format=", s.commit).split()
+    assert git(hub.path, "rev-list", "--count", "HEAD").strip() == "7"
+    assert git(hub.path, "status", "--porcelain", "--untracked-files=all") == ""
+    assert len(hub.strategies()) == 6
