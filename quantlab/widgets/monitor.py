@@ -68,6 +68,9 @@ class Monitor(StaticFallback, widgets.VBox):
     """
 
     def __init__(self, lab: Any, interval: float = 2.0, *, autostart: bool = True, max_errors: int = 5):
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._stop_event = threading.Event()
         if not callable(getattr(lab, "deployments", None)):
             raise TypeError(f"monitor() needs a Lab (anything with .deployments()); got {type(lab).__name__}.")
         if not interval or interval <= 0:
@@ -75,15 +78,12 @@ class Monitor(StaticFallback, widgets.VBox):
         self._lab = lab
         self._interval = float(interval)
         self._max_errors = int(max_errors)
-        self._stop_event = threading.Event()
         self._refresh_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._frame: pd.DataFrame | None = None
         self._error: str | None = None
         self._errors_in_row = 0
         self._refreshes = 0
         self._refreshed_at: float | None = None
-        self._closed = False
 
         self._status = widgets.HTML()
         self._table = widgets.HTML()
@@ -176,15 +176,17 @@ class Monitor(StaticFallback, widgets.VBox):
 
     def close(self) -> None:
         """Stop refreshing for good and close the widget (and its children)."""
-        if self._closed:
+        if self.__dict__.get("_closed", False):
             return
         self._closed = True
         self._stop_event.set()
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(max(5.0, self._interval + 5.0))
-        for child in (self._status, self._table, self._auto, self._refresh_btn, self._stop_pick, self._stop_btn):
-            child.close()
+        for name in ("_status", "_table", "_auto", "_refresh_btn", "_stop_pick", "_stop_btn"):
+            child = self.__dict__.get(name)
+            if child is not None:
+                child.close()
         super().close()
 
     # -- internals --------------------------------------------------------------------------------

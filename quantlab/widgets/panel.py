@@ -408,7 +408,7 @@ class DeployPanel(StaticFallback, widgets.VBox):
             commit = _get(stored, "commit") or _get(record, "commit") or ""
             parts.append(
                 f"<div style='color:{R.GREEN}'><b>✔ Stored and deployed.</b></div>"
-                f"<div>commit <code>{R.escape(str(commit)[:12])}</code> · file <code>{R.escape(_get(stored, 'path', ''))}</code></div>"
+                f"<div>commit <code>{R.escape(str(commit)[:12])}</code> · file <code>{R.escape(_get(stored, 'file', None) or _get(stored, 'path', ''))}</code></div>"
                 f"<div>deployment <code>{R.escape(_get(record, 'deployment_id', ''))}</code> on "
                 f"<b>{R.escape(_get(record, 'symbol', self.symbol))}</b>: status "
                 f"<b>{R.escape(_get(self._stopped_record, 'status', None) or _get(record, 'status', ''))}</b></div>"

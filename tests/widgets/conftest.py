@@ -1,5 +1,5 @@
 """Fixtures for the widget and magics tests: real backtests (engine) and, when
-``quantlab.lab.lab`` exists, one real Lab (embedded MCP servers, git hub) per module."""
+``quantlab.lab.lab`` exists, one real Lab (embedded MCP servers, git hub) for the session."""
 from __future__ import annotations
 
 import base64
@@ -68,7 +68,7 @@ def lab_class():
     return Lab
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     Lab = lab_class()
     if Lab is None:  # the integrator removes this skip once quantlab/lab/lab.py has landed
