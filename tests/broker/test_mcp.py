@@ -1,0 +1,234 @@
+"""The broker over real MCP transports: stdio and token-protected HTTP, SIGKILL + restart, two clients, the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import httpx2
+import pytest
+
+from quantlab.servers.broker.book import Broker
+
+from .conftest import BOOM, ROOT, SMA, ToolFailed, call, run, stdio_params
+
+MT5_TOOLS = {
+    "get_account_info", "get_terminal_info", "get_version", "get_symbols", "get_symbols_by_group", "get_symbol_info",
+    "get_symbol_info_tick", "copy_rates_from_pos", "copy_rates_from_date", "copy_rates_range", "order_send",
+    "order_check", "positions_get", "positions_get_by_ticket", "orders_get", "history_orders_get", "history_deals_get",
+}
+OUR_TOOLS = {"advance", "deploy_strategy", "list_deployments", "get_deployment", "stop_deployment", "deployment_journal",
+             "set_alert", "list_alerts"}
+
+
+def test_stdio_mt5_dialect_and_errors(tmp_path):
+    from mcp import Client
+
+    async def main():
+        async with Client(stdio_params(tmp_path / "s.db", "--symbols", "EURUSD,XAUUSD")) as c:
+            tools = {t.name: t for t in (await c.list_tools()).tools}
+            assert MT5_TOOLS | OUR_TOOLS <= set(tools)
+            assert tools["order_send"].description.startswith("Send a trade request")
+            assert "request" in tools["order_send"].input_schema["properties"]
+            uris = {str(r.uri) for r in (await c.list_resources()).resources}
+            assert {"mt5://timeframes", "mt5://order_types", "mt5://filling_types", "mt5://trade_actions"} <= uris
+            acts = json.loads((await c.read_resource("mt5://trade_actions")).contents[0].text)["values"]
+            assert acts["TRADE_ACTION_DEAL"] == 1 and acts["TRADE_ACTION_SLTP"] == 6
+            assert await call(c, "get_symbols") == ["EURUSD", "XAUUSD"]
+            assert await call(c, "get_symbols_by_group", {"group": "XAU*"}) == ["XAUUSD"]
+            info = await call(c, "get_symbol_info", {"symbol": "XAUUSD"})
+            assert (info["digits"], info["trade_contract_size"], info["volume_step"]) == (2, 100.0, 0.01)
+            tick = await call(c, "get_symbol_info_tick", {"symbol": "EURUSD"})
+            r = await call(c, "order_send", {"request": {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 0}})
+            assert r["retcode"] == 10009 and r["price"] == tick["ask"]
+            chk = await call(c, "order_check", {"request": {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 1}})
+            assert chk["retcode"] == 0
+            pos = await call(c, "positions_get")
+            assert len(pos) == 1 and pos[0]["ticket"] == r["order"]
+            assert (await call(c, "positions_get_by_ticket", {"ticket": r["order"]}))["volume"] == 0.1
+            assert len(await call(c, "history_deals_get", {"symbol": "EURUSD"})) == 1
+            # rates: records and columns, never past now, H1 via minutes and MT5 constant
+            bars = await call(c, "copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 1, "start_pos": 0, "count": 5})
+            assert [set(b) for b in bars][0] == {"time", "open", "high", "low", "close", "tick_volume", "spread", "real_volume"}
+            assert bars[-1]["time"] == tick["time"]
+            h1 = await call(c, "copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 16385, "start_pos": 1, "count": 3,
+                                                       "format": "columns"})
+            assert h1["count"] == 3 and h1["timeframe"] == "H1"
+            h1_all = await call(c, "copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 60, "start_pos": 0, "count": 4})
+            assert h1["columns"]["time"] == [b["time"] for b in h1_all[:3]]
+            assert all(b["time"] + 3600 <= tick["time"] + 60 for b in h1_all)  # completed bars only
+            rng = await call(c, "copy_rates_range", {"symbol": "EURUSD", "timeframe": "M1", "date_from": tick["time"] - 600,
+                                                     "date_to": tick["time"] + 86_400})
+            assert len(rng) == 11 and rng[-1]["time"] == tick["time"]
+            frm = await call(c, "copy_rates_from_date", {"symbol": "EURUSD", "timeframe": 1,
+                                                         "date_from": "2024-01-01T00:09:30", "count": 3})
+            assert [b["time"] for b in frm] == [1704067200 + 60 * k for k in (7, 8, 9)]
+            # bad input -> tool errors with an MT5 retcode; server keeps serving
+            bad = [
+                ("order_send", {"request": {"action": 1, "symbol": "NOPE", "volume": 0.1, "type": 0}}, "10013"),
+                ("order_send", {"request": {"action": 1, "symbol": "EURUSD", "volume": -0.1, "type": 0}}, "10014"),
+                ("order_send", {"request": {"action": 1, "symbol": "EURUSD", "volume": 0.123, "type": 0}}, "10014"),
+                ("order_send", {"request": {"action": 5, "symbol": "EURUSD", "volume": 0.1, "type": 2, "price": 9.0}}, "10015"),
+                ("order_send", {"request": {"action": 6, "position": 123, "sl": 1.0}}, "10036"),
+                ("order_send", {"request": "buy please"}, ""),
+                ("positions_get_by_ticket", {"ticket": 999}, "10036"),
+                ("copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 1, "start_pos": 0, "count": 10**7}, "cap"),
+                ("copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 7, "start_pos": 0, "count": 5}, "timeframe"),
+                ("get_symbol_info", {"symbol": "NOPE"}, "unknown symbol"),
+                ("deploy_strategy", {"name": "x", "code": "def signals(:", "symbol": "EURUSD", "volume": 0.1}, "syntax error"),
+                ("get_deployment", {"deployment_id": 77}, "no deployment 77"),
+                ("advance", {"bars": -5}, "bars"),
+            ]
+            for name, args, words in bad:
+                with pytest.raises(ToolFailed) as e:
+                    await call(c, name, args)
+                assert words in str(e.value), (name, str(e.value))
+            assert len(await call(c, "positions_get")) == 1
+            assert len(await call(c, "history_orders_get")) == 1
+            assert (await call(c, "get_account_info"))["margin"] > 0
+
+    run(main())
+
+
+def test_stdio_deployment_lifecycle(tmp_path):
+    from mcp import Client
+
+    async def main():
+        async with Client(stdio_params(tmp_path / "d.db", "--symbols", "EURUSD")) as c:
+            d = await call(c, "deploy_strategy", {"name": "sma", "code": SMA, "params": {"fast": 3, "slow": 12},
+                                                  "symbol": "EURUSD", "timeframe": "M1", "volume": 0.1})
+            assert d["status"] == "running" and d["params"] == {"fast": 3, "slow": 12}
+            bad = await call(c, "deploy_strategy", {"name": "boom", "code": BOOM, "symbol": "EURUSD", "volume": 0.1})
+            again = await call(c, "deploy_strategy", {"name": "sma2", "code": SMA, "params": {"fast": 3, "slow": 12},
+                                                      "symbol": "EURUSD", "volume": 0.1})
+            assert again["existing"] and again["deployment_id"] == d["deployment_id"]
+            adv = await call(c, "advance", {"bars": 120})
+            assert adv["advanced"] == 120
+            g = await call(c, "get_deployment", {"deployment_id": d["deployment_id"]})
+            assert g["status"] == "running" and g["bars"] == 120 and g["trades"] > 0
+            assert (await call(c, "get_deployment", {"deployment_id": bad["deployment_id"]}))["status"] == "failed"
+            j = await call(c, "deployment_journal", {"deployment_id": d["deployment_id"], "kind": "fill"})
+            assert j and all(x["kind"] == "fill" and x["time"] > 0 and x["wall_time"] > 0 for x in j)
+            deals = await call(c, "history_deals_get")
+            assert {x["magic"] for x in deals} == {d["deployment_id"]}
+            s = await call(c, "stop_deployment", {"deployment_id": d["deployment_id"]})
+            assert s["status"] == "stopped" and s["lots"] == 0
+            assert await call(c, "positions_get") == []
+            lst = await call(c, "list_deployments")
+            assert [x["status"] for x in lst] == ["stopped", "failed"]
+
+    run(main())
+
+
+def test_http_token_two_clients_sigkill_and_restart(tmp_path, http_broker):
+    """Deploy over HTTP, second client sees and stops one; SIGKILL; restart on the same db: nothing lost, resumes."""
+    db = tmp_path / "k.db"
+    srv = http_broker(db, "--symbols", "EURUSD,USDJPY")
+
+    async def phase1():
+        async with httpx2.AsyncClient() as h:  # no token -> 401, wrong token -> 401
+            assert (await h.post(srv.url, json={})).status_code == 401
+            assert (await h.post(srv.url, json={}, headers={"Authorization": "Bearer wrong"})).status_code == 401
+        async with srv.client() as a, srv.client() as b:
+            d1 = await call(a, "deploy_strategy", {"name": "sma", "code": SMA, "symbol": "EURUSD", "volume": 0.2})
+            d2 = await call(a, "deploy_strategy", {"name": "sma-jpy", "code": SMA, "symbol": "USDJPY", "volume": 0.1})
+            seen = await call(b, "list_deployments", {"status": "running"})
+            assert {x["deployment_id"] for x in seen} == {d1["deployment_id"], d2["deployment_id"]}
+            await call(b, "advance", {"bars": 100})
+            stopped = await call(b, "stop_deployment", {"deployment_id": d2["deployment_id"]})
+            assert stopped["status"] == "stopped"
+            assert (await call(a, "get_deployment", {"deployment_id": d2["deployment_id"]}))["status"] == "stopped"
+            p = await call(a, "order_send", {"request": {"action": 5, "symbol": "EURUSD", "volume": 0.1, "type": 2,
+                                                         "price": 1.0}})
+            await call(a, "set_alert", {"kind": "price_below", "threshold": 0.5, "symbol": "EURUSD"})
+            snap = {
+                "account": await call(a, "get_account_info"), "positions": await call(a, "positions_get"),
+                "orders": await call(a, "orders_get"), "deals": await call(a, "history_deals_get"),
+                "deps": await call(a, "list_deployments"), "alerts": await call(a, "list_alerts"),
+                "journal": await call(a, "deployment_journal", {"deployment_id": d1["deployment_id"], "limit": 10_000}),
+                "clock": await call(a, "get_clock"),
+            }
+            return d1, p, snap
+
+    d1, pending, snap = run(phase1())
+    srv.kill()  # SIGKILL: no chance to flush anything
+    srv2 = http_broker(db, "--symbols", "EURUSD,USDJPY")
+
+    async def phase2():
+        async with srv2.client() as c:
+            assert await call(c, "get_account_info") == snap["account"]
+            assert await call(c, "positions_get") == snap["positions"]
+            assert await call(c, "orders_get") == snap["orders"] and snap["orders"][0]["ticket"] == pending["order"]
+            assert await call(c, "history_deals_get") == snap["deals"]
+            assert await call(c, "list_alerts") == snap["alerts"]
+            deps = await call(c, "list_deployments")
+            strip = lambda xs: [{k: v for k, v in x.items() if k != "updated"} for x in xs]  # noqa: E731
+            assert strip(deps) == strip(snap["deps"])
+            assert await call(c, "deployment_journal", {"deployment_id": d1["deployment_id"], "limit": 10_000}) == snap["journal"]
+            clk = await call(c, "get_clock")
+            assert (clk["cursor"], clk["time"]) == (snap["clock"]["cursor"], snap["clock"]["time"])
+            await call(c, "advance", {"bars": 60})  # the running deployment resumes where it was
+            return await call(c, "get_deployment", {"deployment_id": d1["deployment_id"]}), await call(c, "history_deals_get")
+
+    g, deals = run(phase2())
+    assert g["status"] == "running" and g["bars"] == 160
+    # the killed-and-restarted run equals an uninterrupted in-process run of the same steps
+    ref = Broker.open(str(tmp_path / "ref.db"), symbols=["EURUSD", "USDJPY"])
+    a = ref.deployments.deploy("sma", SMA, {}, "EURUSD", "M1", 0.2, {})
+    b = ref.deployments.deploy("sma-jpy", SMA, {}, "USDJPY", "M1", 0.1, {})
+    ref.advance(100)
+    ref.deployments.stop(b["deployment_id"])
+    ref.order_send({"action": 5, "symbol": "EURUSD", "volume": 0.1, "type": 2, "price": 1.0})
+    ref.advance(60)
+    rg = ref.deployments.get(a["deployment_id"])
+    assert (rg["lots"], rg["pnl"], rg["trades"]) == (g["lots"], g["pnl"], g["trades"])
+    key = lambda rows: [(r["ticket"], r["time"], r["type"], r["volume"], r["price"], r["profit"], r["magic"]) for r in rows]  # noqa: E731
+    assert key(ref.history_deals()) == key(deals)
+
+
+def test_accelerated_clock_moves_by_itself(tmp_path):
+    from mcp import Client
+
+    async def main():
+        import asyncio
+
+        async with Client(stdio_params(tmp_path / "a.db", "--symbols", "EURUSD", "--clock", "accelerated:200")) as c:
+            c0 = (await call(c, "get_clock"))["cursor"]
+            await asyncio.sleep(1.0)
+            clk = await call(c, "get_clock")
+            assert clk["mode"] == "accelerated" and 50 <= clk["cursor"] - c0 <= 400
+
+    run(main())
+
+
+def test_cli_start_status_stop(tmp_path):
+    home = tmp_path / "home"
+    q = [sys.executable, "-m", "quantlab", "broker"]
+    try:
+        out = subprocess.run([*q, "start", "--home", str(home), "--json", "--symbols", "EURUSD"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        st = json.loads(out.stdout)
+        assert st["running"] and st["url"].startswith("http://127.0.0.1:") and (home / "broker.token").is_file()
+        assert oct((home / "broker.token").stat().st_mode & 0o777) == "0o600"
+        again = json.loads(subprocess.run([*q, "start", "--home", str(home), "--json"], cwd=ROOT, capture_output=True,
+                                          text=True, timeout=60).stdout)
+        assert again["already_running"] and again["pid"] == st["pid"]
+        s = subprocess.run([*q, "status", "--home", str(home)], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert s.returncode == 0 and "broker running" in s.stdout
+
+        async def use():
+            from mcp import Client
+            from mcp.client.streamable_http import streamable_http_client
+
+            tok = (home / "broker.token").read_text().strip()
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {tok}"}) as h:
+                async with Client(streamable_http_client(st["url"], http_client=h)) as c:
+                    return await call(c, "get_symbols")
+
+        assert run(use()) == ["EURUSD"]
+    finally:
+        stop = subprocess.run([*q, "stop", "--home", str(home)], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert stop.returncode == 0 and "stopped" in stop.stdout
+    s = subprocess.run([*q, "status", "--home", str(home)], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert s.returncode == 3 and "not running" in s.stdout
