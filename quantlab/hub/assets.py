@@ -43,6 +43,7 @@ import html
 import json
 import os
 import re
+import subprocess
 import tempfile
 import threading
 import time
@@ -325,6 +326,8 @@ class AssetsHub:
                     f"no assets hub at {self.path} (not a Git repository); "
                     "create one with AssetsHub(path) or pass the right --hub PATH."
                 ) from None
+            if self.path.exists() and not self.path.is_dir():
+                raise HubError(f"{self.path} is a file; give a folder for the assets hub.") from None
             self.path.mkdir(parents=True, exist_ok=True)
             self.repo = git.Repo.init(self.path, initial_branch="main")
             created = True
@@ -405,7 +408,9 @@ class AssetsHub:
                 err = str(exc.stderr or exc).strip()
                 m = _LOCK_RE.search(err)
                 if not m:
-                    raise HubError(f"git {exc.command[1] if len(exc.command) > 1 else ''} failed in {self.path}: {err}") from exc
+                    cmd = [str(c) for c in (exc.command if isinstance(exc.command, (list, tuple)) else [exc.command])]
+                    sub = next((c for c in cmd[1:] if not c.startswith("-") and "=" not in c), "")
+                    raise HubError(f"git {sub} failed in {self.path}: {err}") from exc
                 if time.monotonic() + delay > deadline:
                     lock = m.group(1)
                     raise IndexLockError(
@@ -592,22 +597,43 @@ class AssetsHub:
             for f in lines[1:]:
                 if f.endswith(".py"):
                     added.setdefault(f, (sha, date))
-        tree = self.repo.head.commit.tree
+        present = set(self.repo.git.ls_tree("-r", "--name-only", "-z", head, "--", f"{BOTS_DIR}/").split("\x00"))
+        files = [f for f in added if f in present and "\n" not in f]
+        metas = self._read_blobs([f"{head}:{f[:-3]}.json" for f in files])
         records = []
-        for f, (sha, date) in added.items():
+        for f, raw in zip(files, metas):
+            sha, date = added[f]
             try:
-                code_blob = tree / f
-            except KeyError:
-                continue  # deleted since
-            try:
-                meta = json.loads((tree / f"{f[:-3]}.json").data_stream.read().decode("utf-8"))
-            except (KeyError, ValueError):
+                meta = json.loads(raw.decode("utf-8")) if raw is not None else {}
+            except ValueError:
+                meta = {}
+            if not isinstance(meta, dict):
                 meta = {}
             name = meta.get("name") or Path(f).stem.rsplit("_", 1)[0]
-            records.append({"name": name, "file": f, "commit": sha, "date": date, "metadata": meta, "blob": code_blob.hexsha})
+            records.append({"name": name, "file": f, "commit": sha, "date": date, "metadata": meta})
         # `git log` order: newest first, a child always before its parent
         self._cache = (head, records)
         return records
+
+    def _read_blobs(self, specs: list[str]) -> list[bytes | None]:
+        """Contents of ``<rev>:<path>`` objects in one ``git cat-file --batch`` (``None`` = missing)."""
+        if not specs:
+            return []
+        exe = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
+        proc = subprocess.run([exe, "cat-file", "--batch"], cwd=self.path, input="\n".join(specs).encode() + b"\n",
+                              capture_output=True, check=True)
+        out, pos, blobs = proc.stdout, 0, []
+        for _ in specs:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split()
+            pos = end + 1
+            if header and header[-1] not in (b"missing", b"ambiguous") and len(header) == 3:
+                size = int(header[2])
+                blobs.append(out[pos:pos + size])
+                pos += size + 1
+            else:
+                blobs.append(None)
+        return blobs
 
     def _stored(self, rec: Mapping[str, Any]) -> StoredStrategy:
         meta = dict(rec["metadata"])

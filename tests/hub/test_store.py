@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 from datetime import datetime, timezone
 
@@ -313,3 +314,22 @@ def test_concurrent_stores_from_two_hub_objects(hub, strategy, result, git):
     assert git(hub.path, "rev-list", "--count", "HEAD").strip() == "7"
     assert git(hub.path, "status", "--porcelain", "--untracked-files=all") == ""
     assert len(hub.strategies()) == 6
+
+
+def test_other_git_failures_are_reported(hub, strategy, result, git):
+    (hub.path / "f.txt").write_text("1\n")
+    git(hub.path, "add", "f.txt")
+    git(hub.path, "commit", "-q", "-m", "f")
+    git(hub.path, "switch", "-q", "-c", "side")
+    (hub.path / "f.txt").write_text("side\n")
+    git(hub.path, "commit", "-q", "-am", "side")
+    git(hub.path, "switch", "-q", "main")
+    (hub.path / "f.txt").write_text("main\n")
+    git(hub.path, "commit", "-q", "-am", "main")
+    subprocess.run(["git", "-C", str(hub.path), "merge", "-q", "side"], capture_output=True)  # conflict: merge in progress
+    with pytest.raises(HubError, match="git commit failed in .*partial commit during a merge"):
+        hub.store(strategy, result)
+    assert not any((hub.path / "generated_bots").glob("*.py"))  # rolled back
+    assert git(hub.path, "ls-files", "generated_bots") == ""  # and unstaged
+    with pytest.raises(HubError, match="is a file"):
+        AssetsHub(hub.path / "f.txt")
