@@ -60,7 +60,7 @@ class PolicyError(LabError):
         self.check = check
         super().__init__(
             "the backtest fails the deployment policy: " + "; ".join(check.failures)
-            + ". Improve the strategy, or deploy anyway with force=True (recorded as forced in the ledger)."
+            + ". Improve the strategy, or deploy anyway with force=True (`--force` on the command line; recorded as forced in the ledger)."
         )
 
 

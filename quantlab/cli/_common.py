@@ -1,0 +1,53 @@
+"""Options and helpers shared by the CLI subcommands that open a :class:`quantlab.Lab`."""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+
+def default_hub() -> str:
+    """``$QUANTLAB_HUB`` if set, else ``./assets-hub``."""
+    return os.environ.get("QUANTLAB_HUB") or "./assets-hub"
+
+
+def lab_options() -> argparse.ArgumentParser:
+    """A parent parser with ``--hub`` and ``--config`` (the servers to use)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--hub", default=default_hub(), help="assets hub folder (default $QUANTLAB_HUB or ./assets-hub)")
+    p.add_argument("--config", default=None,
+                   help="mcpServers JSON/TOML file naming the 'backtest' and 'broker' servers (default: embedded servers)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def open_lab(args: argparse.Namespace) -> Any:
+    """Start a lab for a CLI command (quiet: no progress bars)."""
+    from quantlab.lab import Lab
+
+    return Lab.start(args.hub, config=args.config, progress=False)
+
+
+def parse_params(pairs: list[list[str]] | None) -> dict[str, Any]:
+    """``-p fast 10 -p name x`` → ``{"fast": 10, "name": "x"}`` (values parsed as JSON when they can be).
+
+    >>> parse_params([["fast", "10"], ["kind", "ema"]])
+    {'fast': 10, 'kind': 'ema'}
+    """
+    import json
+
+    out: dict[str, Any] = {}
+    for key, value in pairs or []:
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Print rows as an aligned text table."""
+    cells = [[c.upper() for c in columns]] + [["" if r.get(c) is None else str(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    for row in cells:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

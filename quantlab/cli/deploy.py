@@ -1,0 +1,94 @@
+"""``quantlab deploy``, ``quantlab deployments``, ``quantlab stop``: paper deployments from the shell.
+
+Examples
+--------
+$ quantlab deploy sma.py --symbol EURUSD --volume 0.1          # backtest, store, deploy (policy-gated)
+$ quantlab deploy 3f2a9c1 --force                              # a strategy already in the hub, by commit or name
+$ quantlab deployments                                         # ledger + the broker's live status
+$ quantlab stop 4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ._common import lab_options, open_lab, parse_params, print_table
+
+__all__ = ["register"]
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Deploy a strategy file (backtested and stored first) or a stored strategy (commit or name)."""
+    from quantlab.engine.strategy import Strategy
+
+    with open_lab(args) as lab:
+        target = args.strategy
+        if target.endswith(".py") or Path(target).is_file():
+            strategy = Strategy.from_file(target)
+            result = lab.backtest(strategy, args.data, parse_params(args.param), fees=args.fees, slippage=args.slippage)
+            outcome = lab.store_and_deploy(result, symbol=args.symbol, timeframe=args.timeframe, volume=args.volume,
+                                           force=args.force, source="command line")
+            check = outcome.check
+            print(repr(check))
+            if outcome.stored is not None:
+                print(f"stored   {outcome.stored.file} @ {outcome.stored.commit[:12]}")
+            if not outcome.ok:
+                print(f"error    {outcome.error}")
+                return 1
+            record = outcome.record
+        else:
+            record = lab.deploy(target, symbol=args.symbol, timeframe=args.timeframe, volume=args.volume, force=args.force)
+        note = " (already running)" if record.existing else ""
+        print(f"deployed {record.strategy_name!r} on {record.symbol}: deployment {record.deployment_id}, "
+              f"status {record.status}{note}")
+    return 0
+
+
+def cmd_deployments(args: argparse.Namespace) -> int:
+    """List deployments with their live status."""
+    with open_lab(args) as lab:
+        frame = lab.deployments()
+        if args.json:
+            print(frame.to_json(orient="records", date_format="iso", default_handler=str))
+            return 0
+        if frame.empty:
+            print(f"no deployments recorded in {lab.hub.path}")
+            return 0
+        rows = frame.assign(commit=frame["commit"].astype(str).str[:12]).to_dict("records")
+        print_table(rows, ["deployment_id", "strategy_name", "symbol", "status", "position", "pnl", "trades", "commit"])
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop one deployment (its positions are closed) and record it."""
+    with open_lab(args) as lab:
+        record = lab.stop(args.deployment_id)
+        print(json.dumps(record.to_dict()) if args.json else f"deployment {record.deployment_id}: {record.status}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    common = lab_options()
+    p = subparsers.add_parser("deploy", parents=[common], help="backtest, store and deploy a strategy to paper trading",
+                              description=cmd_deploy.__doc__)
+    p.add_argument("strategy", help="a .py file defining signals(data, **params), or a hub commit / strategy name")
+    p.add_argument("--symbol", default=None, help="broker symbol (default: the broker's first)")
+    p.add_argument("--timeframe", type=int, default=1, help="bar size in minutes (default 1)")
+    p.add_argument("--volume", type=float, default=0.1, help="lots at target position 1 (default 0.1)")
+    p.add_argument("--data", default="sample", help="data reference for the backtest (default 'sample')")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="strategy parameter")
+    p.add_argument("--fees", type=float, default=0.0, help="fees as a fraction of traded notional")
+    p.add_argument("--slippage", type=float, default=0.0, help="slippage as a fraction of the price")
+    p.add_argument("--force", action="store_true", help="deploy although the policy fails (recorded in the ledger)")
+    p.set_defaults(func=cmd_deploy)
+
+    p = subparsers.add_parser("deployments", parents=[common], help="list deployments and their live status",
+                              description=cmd_deployments.__doc__)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_deployments)
+
+    p = subparsers.add_parser("stop", parents=[common], help="stop a deployment", description=cmd_stop.__doc__)
+    p.add_argument("deployment_id", help="the broker's deployment id (see `quantlab deployments`)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_stop)
