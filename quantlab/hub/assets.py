@@ -59,7 +59,7 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from quantlab.engine.strategy import Strategy, StrategyError
 
 from . import ledger as _ledger
-from .message import commit_message, format_drawdown, format_number, from_jsonable_number, one_line, to_jsonable
+from .message import commit_message, format_drawdown, format_number, from_jsonable_number, to_jsonable
 from .secrets import SecretFinding, find_secrets
 from .slug import BOTS_DIR, reserve_path, slugify, strategy_path
 
@@ -146,6 +146,11 @@ class StoredStrategy:
     def params(self) -> dict[str, Any]:
         """The parameters the backtest ran with."""
         return dict(self.metadata.get("params") or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: ``name, file, commit, sha256, metadata``."""
+        return {"name": self.name, "file": self.file, "commit": self.commit, "sha256": self.sha256,
+                "metadata": to_jsonable(self.metadata)}
 
     @property
     def short(self) -> str:
@@ -385,6 +390,14 @@ class AssetsHub:
             return self.repo.active_branch.name
         except TypeError:
             return None
+
+    @property
+    def quantlab_dir(self) -> Path:
+        """``<git dir>/quantlab``: private files of this hub (e.g. the Lab's state), outside
+        the working tree so they are never committed. Created on first use."""
+        d = Path(self.repo.git_dir) / "quantlab"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
 
     def _head(self) -> str | None:
         try:

@@ -333,3 +333,18 @@ def test_other_git_failures_are_reported(hub, strategy, result, git):
     assert git(hub.path, "ls-files", "generated_bots") == ""  # and unstaged
     with pytest.raises(HubError, match="is a file"):
         AssetsHub(hub.path / "f.txt")
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/abs/path", "CON", "日本語", "a\tb\nc", "x" * 400, ".."])
+def test_nasty_names_stored_inside_generated_bots(hub, strategy, result, name, git):
+    s = Strategy.from_code(strategy.code, name=name)
+    stored = hub.store(s, result)
+    bots = (hub.path / "generated_bots").resolve()
+    assert stored.path.resolve().parent == bots
+    assert all(f.startswith("generated_bots/") and "/" not in f[len("generated_bots/"):]
+               for f in git(hub.path, "show", "--name-only", "--format=", stored.commit).split())
+    assert git(hub.path, "log", "-1", "--format=%s").strip().startswith("Strategy: ")
+    assert git(hub.path, "log", "-1", "--format=%B").startswith(f"Strategy: {' '.join(s.name.split())}\nBacktest Results:\n")
+    assert hub.get(stored.commit).name == s.name
+    assert stored.to_dict()["commit"] == stored.commit
+    assert hub.quantlab_dir.is_dir() and not git(hub.path, "status", "--porcelain", "--untracked-files=all")
