@@ -130,7 +130,6 @@ class PolicyCheck:
         head = f"PolicyCheck({'PASSED' if self.passed else 'FAILED'}, {sum(r.passed for r in self.rows)}/{len(self.rows)} rules)"
         lines = [
             f"  [{'pass' if r.passed else 'FAIL'}] {r.metric:<14} {r.rule} {r.threshold:<6g} value={_fmt(r.value)}"
-            + ("" if r.passed else f"  ({r.reason})")
             for r in self.rows
         ]
         return "\n".join([head, *lines])
