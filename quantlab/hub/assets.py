@@ -79,7 +79,7 @@ _LOCK_RE = re.compile(r"Unable to create '([^']+\.lock)'")
 _COMMIT_OUT_RE = re.compile(r"^\[.*? (?:\(root-commit\) )?([0-9a-f]{64}|[0-9a-f]{40})\] ")
 _README = """# quantlab assets hub
 
-Strategies stored by [quantlab](https://github.com/) with their backtest results.
+Strategies stored by quantlab with their backtest results.
 
 * `generated_bots/<name>_<YYYYmmdd-HHMMSS>.py`: the strategy code; the sibling `.json`
   holds its parameters, metrics, data reference, costs, code SHA-256 and source.

@@ -23,7 +23,8 @@ Formatting of the values:
   when there is no losing trade); a missing or NaN value is shown as ``nan``;
 * the timestamp is ISO 8601 in UTC with seconds (``2026-11-24T21:43:37+00:00``);
 * line breaks and other control characters in the name or run id are replaced
-  by spaces so the shape cannot be broken.
+  by spaces so the shape cannot be broken; a result without a run id shows
+  ``Quantlab-Run: unknown``.
 
 Example
 -------
