@@ -522,8 +522,8 @@ class AssetsHub:
     def preview(self, strategy: Any, result: Any = None, source: Any = None) -> dict[str, Any]:
         """What :meth:`store` would write, without writing anything.
 
-        Returns ``dict(path=<relative .py path>, message=<commit message>,
-        metadata=<the .json content>, secrets=[<findings as text>])``. The
+        Returns ``dict(name=<strategy name>, path=<relative .py path>, message=<commit
+        message>, metadata=<the .json content>, secrets=[<findings as text>])``. The
         timestamp (and so the path) is the current second; a real store a few
         seconds later gets its own.
 
@@ -539,7 +539,8 @@ class AssetsHub:
             path = strategy_path(self.path, strategy.name, when, n)
         rel = path.relative_to(self.path).as_posix()
         metadata["file"] = rel
-        return {"path": rel, "message": message, "metadata": metadata, "secrets": [str(f) for f in find_secrets(strategy.code)]}
+        return {"name": strategy.name, "path": rel, "message": message, "metadata": metadata,
+                "secrets": [str(f) for f in find_secrets(strategy.code)]}
 
     def store(self, strategy: Any, result: Any = None, source: Any = None, allow_secrets: bool = False) -> StoredStrategy:
         """Store ``strategy`` with its backtest ``result`` as one commit; return the record.

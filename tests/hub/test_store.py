@@ -218,7 +218,7 @@ def test_preview_writes_nothing(hub, strategy, result, git):
     before = git(hub.path, "status", "--porcelain", "--untracked-files=all")
     p = hub.preview(strategy, result)
     assert git(hub.path, "status", "--porcelain", "--untracked-files=all") == before
-    assert p["path"] == "generated_bots/sma-cross_20260304-050607.py"
+    assert p["path"] == "generated_bots/sma-cross_20260304-050607.py" and p["name"] == "SMA cross"
     assert p["message"].startswith("Strategy: SMA cross\nBacktest Results:\n")
     assert p["metadata"]["code_sha256"] == strategy.sha256 and p["secrets"] == []
     stored = hub.store(strategy, result)
