@@ -241,9 +241,7 @@ class MCPHub:
 
     def state(self) -> dict[str, Any]:
         """The agent state (see :meth:`AsyncMCPHub.state`)."""
-        if self._closed or self._loop.loop.is_closed():
-            return self._aio.state()
-        return self.run(_call(self._aio.state))
+        return self._on_loop(self._aio.state)
 
     def close(self) -> None:
         """Disconnect every server, stop the loop thread and make sure no server process is left."""
@@ -263,11 +261,18 @@ class MCPHub:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def _on_loop(self, fn: Any) -> Any:
+        """Run a quick sync function of the core on the hub's loop (its data is only touched there)."""
+        if self._closed or self._loop.loop.is_closed() or threading.current_thread() is self._loop.thread:
+            return fn()
+        return self.run(_call(fn), timeout=10)
+
     def __repr__(self) -> str:
-        return repr(self._aio).replace("AsyncMCPHub", "MCPHub", 1)
+        text = self._on_loop(self._aio.__repr__).replace("AsyncMCPHub", "MCPHub", 1)
+        return text + ("\n(closed)" if self._closed else "")
 
     def _repr_html_(self) -> str:
-        return self._aio._repr_html_().replace("AsyncMCPHub", "MCPHub", 1)
+        return self._on_loop(self._aio._repr_html_).replace("AsyncMCPHub", "MCPHub", 1)
 
     def __contains__(self, name: object) -> bool:
         return name in self._aio

@@ -10,7 +10,19 @@ import os
 import sys
 import time
 
-from mcp.server.mcpserver import MCPServer
+
+def _early_exit() -> None:
+    """``--fail-start MSG``: die like a misconfigured server, before the (slow) SDK import."""
+    if "--fail-start" in sys.argv:
+        print("test server starting", file=sys.stderr, flush=True)
+        print(f"fatal: {sys.argv[sys.argv.index('--fail-start') + 1]}", file=sys.stderr, flush=True)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    _early_exit()
+
+from mcp.server.mcpserver import MCPServer  # noqa: E402
 from mcp.server.mcpserver.exceptions import ToolError
 
 server = MCPServer("quantlab-test")
