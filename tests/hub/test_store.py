@@ -171,6 +171,7 @@ def test_secrets_refused_unless_allowed(hub, result, git, sma_code):
     assert "line 9" in msg and "line 10" in msg and "allow_secrets=True" in msg
     assert "abcdefghijklmnop" not in msg  # the secret itself is not echoed
     assert [f.line for f in info.value.findings] == [9, 10]
+    assert [x.split(":")[0] for x in hub.preview(leaky, result)["secrets"]] == ["line 9", "line 10"]
     assert git(hub.path, "rev-list", "--count", "HEAD").strip() == "1"
     stored = hub.store(leaky, result, allow_secrets=True)
     assert stored.path.read_text() == code
