@@ -1,0 +1,538 @@
+"""Worker processes that run strategy code for the backtest server.
+
+Strategy code is untrusted in the sense that it may loop forever, eat memory,
+raise or return nonsense. It therefore never runs in the server process: a
+small pool of long-lived worker processes (``forkserver`` start method, the
+engine pre-imported, so a run pays no process spawn) executes it. Each worker
+
+* sets ``RLIMIT_AS`` to ``memory_mb`` so a memory eater gets ``MemoryError``
+  (or dies) instead of taking the machine down;
+* loads data references itself and keeps the last few in an LRU cache, so a
+  1M-bar frame is not pickled for every call;
+* writes each finished run to the runs directory (Parquet + JSON) *after* it
+  has sent its short reply, so persistence does not sit on the caller's path.
+
+The server enforces the wall-clock timeout: a worker that does not answer in
+time is killed and a fresh one is started.
+
+Example
+-------
+>>> pool = WorkerPool(runs_dir="/tmp/runs", size=1)      # doctest: +SKIP
+>>> await pool.start()                                    # doctest: +SKIP
+>>> summary = await pool.run({"code": CODE, "name": "sma", "data": "sample"}, timeout=60)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import multiprocessing
+import os
+import re
+import resource
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["WorkerPool", "WorkerFailure", "EQUITY_POINTS"]
+
+log = logging.getLogger("quantlab.servers.backtest")
+
+#: the most equity points ``run_backtest`` returns inline
+EQUITY_POINTS = 2_000
+
+_UPLOAD_RE = re.compile(r"^upload:([0-9a-f]{64})$")
+
+
+class WorkerFailure(Exception):
+    """A run failed; ``kind`` says how (``strategy``, ``signals``, ``raised``,
+    ``memory``, ``timeout``, ``crashed``, ``data``, ``params``, ``internal``)
+    and the message says what to do."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"WorkerFailure(kind={self.kind!r}, message={str(self)!r})"
+
+
+# ---------------------------------------------------------------------------
+# inside the worker process
+# ---------------------------------------------------------------------------
+class _DataCache:
+    """LRU cache of loaded data references (lives in one worker process)."""
+
+    def __init__(self, runs_dir: Path, data_root: Path | None, size: int):
+        self.runs_dir = runs_dir
+        self.data_root = data_root
+        self.size = max(1, size)
+        self._items: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
+
+    def _key(self, ref: str) -> tuple:
+        if ref.startswith("file:") and self.data_root is not None:
+            # a file that changed on disk must be re-read: key on its stat
+            p = (self.data_root / ref[5:]).resolve()
+            try:
+                st = p.stat()
+                return (ref, st.st_mtime_ns, st.st_size)
+            except OSError:
+                return (ref,)
+        return (ref,)
+
+    def get(self, ref: str):
+        """``(frame, content_hash)`` of a data reference, loaded once and kept (LRU)."""
+        key = self._key(ref)
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        from quantlab.engine.data import content_hash
+
+        data = self._load(ref)
+        item = (data, content_hash(data))
+        self._items[key] = item
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return item
+
+    def _load(self, ref: str):
+        from quantlab.engine import data as qdata
+
+        m = _UPLOAD_RE.match(ref)
+        if m:
+            from quantlab.servers.backtest.store import RunStore
+
+            path = RunStore(self.runs_dir).upload_path(m.group(1))
+            if not path.is_file():
+                raise WorkerFailure(
+                    "data", f"unknown upload {ref!r}: send the DataFrame with upload_data first (list_datasets shows known uploads)."
+                )
+            import pandas as pd
+
+            return pd.read_parquet(path)
+        if ref.startswith("upload:"):
+            raise WorkerFailure("data", f"bad upload reference {ref!r}: expected 'upload:<64 hex digits>' as returned by upload_data.")
+        try:
+            return qdata.from_reference(ref, data_root=self.data_root)
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any loader error is the caller's bad reference
+            raise WorkerFailure("data", f"cannot load data {ref!r}: {exc}") from None
+
+
+def _strategy_traceback(exc: BaseException) -> str:
+    """The traceback frames that are in the strategy's own code (not the engine's)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith("<strategy")]
+    if not frames:
+        return ""
+    lines = []
+    for f in frames[-3:]:
+        lines.append(f"  {f.filename}, line {f.lineno}, in {f.name}")
+    return "\n" + "\n".join(lines)
+
+
+def _downsample(series, points: int = EQUITY_POINTS) -> dict[str, list]:
+    """At most ``points`` evenly spaced samples of a Series (first and last kept),
+    as columnar ``{"time": [int ns], "equity": [...]}``."""
+    import numpy as np
+
+    n = len(series)
+    if n > points:
+        idx = np.unique(np.linspace(0, n - 1, points).round().astype(np.int64))
+    else:
+        idx = np.arange(n)
+    times = _index_ns(series.index)[idx]
+    return {"time": times.tolist(), "equity": np.asarray(series.to_numpy(dtype="float64"))[idx].tolist()}
+
+
+def _index_ns(index) -> "Any":
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(index, pd.DatetimeIndex):
+        if index.tz is not None:
+            index = index.tz_convert("UTC").tz_localize(None)
+        return np.asarray(index.as_unit("ns").asi8)
+    return np.asarray(index, dtype="int64")
+
+
+def _run(task: dict[str, Any], cache: _DataCache) -> tuple[dict[str, Any], Any]:
+    from quantlab.engine.backtest import SignalError, backtest
+    from quantlab.engine.strategy import Strategy, StrategyError
+
+    t0 = time.perf_counter()
+    ref = task.get("data") or "sample"
+    data, data_hash = cache.get(ref)
+    name = task.get("name") or "strategy"
+    try:
+        strategy = Strategy.from_code(task["code"], name=name)
+        result = backtest(
+            data,
+            strategy,
+            params=task.get("params") or None,
+            cash=task.get("cash", 100_000),
+            fees=task.get("fees", 0.0),
+            slippage=task.get("slippage", 0.0),
+            periods_per_year=task.get("periods_per_year"),
+            data_ref=ref,
+        )
+    except MemoryError:
+        raise
+    except SignalError as exc:
+        raise WorkerFailure("signals", f"strategy {name!r} returned unusable signals: {exc}") from None
+    except StrategyError as exc:
+        raise WorkerFailure("strategy", str(exc) + _strategy_traceback(exc)) from None
+    except RecursionError as exc:
+        raise WorkerFailure("raised", f"strategy {name!r} raised RecursionError: {exc}" + _strategy_traceback(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - user code may raise anything
+        tb = _strategy_traceback(exc)
+        where = "" if tb else " (inside the engine, while using its output)"
+        raise WorkerFailure(
+            "raised", f"strategy {name!r} raised {type(exc).__name__}: {exc}{where}{tb}"
+        ) from None
+    if getattr(result, "_run_id", "") is None and hasattr(result, "_data_key"):
+        # the run id hashes the data's content: reuse the hash cached with the data
+        # instead of re-hashing 1M bars for every run (same id as in-process)
+        result._data_key = data_hash
+    elapsed = time.perf_counter() - t0
+    summary = {
+        "run_id": result.run_id,
+        "name": name,
+        "metrics": result.metrics,
+        "trades": int(len(result.trades)),
+        "bars": int(len(result.equity)),
+        "equity": _downsample(result.equity),
+        "elapsed": elapsed,
+    }
+    return summary, result
+
+
+def _set_memory_limit(memory_mb: int | None) -> None:
+    if not memory_mb:
+        return
+    limit = int(memory_mb) * 1024 * 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def worker_main(conn, runs_dir: str, data_root: str | None, memory_mb: int | None, cache_size: int) -> None:
+    """Entry point of one worker process: serve tasks from ``conn`` until EOF."""
+    # stdout may be the MCP stdio stream of the server: strategy prints go to stderr.
+    try:
+        os.dup2(2, 1)
+    except OSError:
+        pass
+    sys.stdout = sys.stderr
+    # pre-import what every run needs (cheap with forkserver, already imported)
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+
+    from quantlab.servers.backtest import store as _store
+
+    try:
+        import quantlab.engine.backtest  # noqa: F401
+    except ImportError:  # engine not installed: every run reports it
+        pass
+    _set_memory_limit(memory_mb)
+    runs = Path(runs_dir)
+    cache = _DataCache(runs, Path(data_root) if data_root else None, cache_size)
+    store = _store.RunStore(runs)
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        op = msg[0]
+        if op == "stop":
+            return
+        if op == "ping":
+            conn.send(("pong", os.getpid()))
+            continue
+        if op != "run":
+            conn.send(("error", "internal", f"unknown worker op {op!r}"))
+            continue
+        task = msg[1]
+        result = None
+        try:
+            summary, result = _run(task, cache)
+        except WorkerFailure as exc:
+            conn.send(("error", exc.kind, str(exc)))
+            continue
+        except MemoryError:
+            result = None
+            conn.send(("error", "memory", f"memory limit of {memory_mb} MB exceeded"))
+            continue
+        except BaseException as exc:  # noqa: BLE001 - report, keep serving
+            conn.send(("error", "internal", f"{type(exc).__name__}: {exc}"))
+            continue
+        conn.send(("ok", summary))
+        # persist after replying: the caller does not wait for the disk
+        try:
+            store.write_run(result, task, summary)
+            conn.send(("persisted", summary["run_id"], None))
+        except BaseException as exc:  # noqa: BLE001
+            conn.send(("persisted", summary["run_id"], f"{type(exc).__name__}: {exc}"))
+        del result
+
+
+# ---------------------------------------------------------------------------
+# in the server process
+# ---------------------------------------------------------------------------
+@dataclass(eq=False)
+class _Worker:
+    proc: Any
+    conn: Any
+    refs: collections.OrderedDict = field(default_factory=collections.OrderedDict)
+    ready: bool = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid
+
+
+class WorkerPool:
+    """A small pool of long-lived worker processes with timeouts and respawn.
+
+    ``size`` workers are started once; :meth:`run` sends a task to an idle
+    worker (preferring one that already holds the data reference), waits at
+    most ``timeout`` seconds, kills and replaces the worker on timeout or crash.
+
+    Example
+    -------
+    >>> pool = WorkerPool("/tmp/runs", size=1, memory_mb=2048)   # doctest: +SKIP
+    >>> await pool.start(); await pool.run(task, timeout=60)       # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        runs_dir: str | os.PathLike[str],
+        *,
+        data_root: str | os.PathLike[str] | None = None,
+        size: int = 2,
+        memory_mb: int | None = 2048,
+        cache_size: int = 4,
+        start_method: str = "forkserver",
+    ):
+        self.runs_dir = str(runs_dir)
+        self.data_root = str(data_root) if data_root else None
+        self.size = max(1, int(size))
+        self.memory_mb = memory_mb
+        self.cache_size = cache_size
+        self._ctx = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            self._ctx.set_forkserver_preload(["quantlab.servers.backtest.worker", "quantlab.servers.backtest.store", "quantlab.engine.backtest"])
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._cond: asyncio.Condition | None = None
+        self._pending: dict[str, asyncio.Event] = {}
+        self._background: set[asyncio.Task] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"WorkerPool(size={self.size}, memory_mb={self.memory_mb}, idle={len(self._idle)}, workers={[w.pid for w in self._workers]})"
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the workers (returns once they are spawned; they become idle when ready)."""
+        self._cond = asyncio.Condition()
+        for _ in range(self.size):
+            # in the background: the server answers the MCP handshake meanwhile
+            self._track(asyncio.ensure_future(self._spawn()))
+
+    async def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=worker_main,
+            args=(child, self.runs_dir, self.data_root, self.memory_mb, self.cache_size),
+            name="quantlab-backtest-worker",
+            daemon=True,
+        )
+        # the first start launches the forkserver (imports the engine): keep the loop free
+        await asyncio.to_thread(proc.start)
+        child.close()
+        w = _Worker(proc=proc, conn=parent)
+        self._workers.append(w)
+        self._track(asyncio.ensure_future(self._await_ready(w)))
+        return w
+
+    def _track(self, task: asyncio.Task) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _await_ready(self, w: _Worker) -> None:
+        try:
+            msg = await self._recv(w, 120)
+        except Exception as exc:  # noqa: BLE001
+            log.error("backtest worker %s failed to start: %s", w.pid, exc)
+            self._discard(w)
+            if not self._closed:
+                await asyncio.sleep(1.0)
+                await self._spawn()
+            return
+        if msg[0] == "ready":
+            w.ready = True
+            await self._release(w)
+
+    async def _release(self, w: _Worker) -> None:
+        assert self._cond is not None
+        async with self._cond:
+            if w in self._workers and w not in self._idle:
+                self._idle.append(w)
+            self._cond.notify_all()
+
+    def _discard(self, w: _Worker) -> None:
+        if w in self._workers:
+            self._workers.remove(w)
+        if w in self._idle:
+            self._idle.remove(w)
+        try:
+            if w.proc.is_alive():
+                w.proc.kill()
+            w.proc.join(5)
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            w.conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _replace(self, w: _Worker) -> None:
+        self._discard(w)
+        if not self._closed:
+            self._track(asyncio.ensure_future(self._spawn()))
+
+    async def close(self) -> None:
+        """Stop every worker (politely, then by force)."""
+        self._closed = True
+        for t in list(self._background):
+            t.cancel()
+        for w in list(self._workers):
+            try:
+                w.conn.send(("stop",))
+            except Exception:  # noqa: BLE001
+                pass
+        deadline = time.monotonic() + 2
+        for w in list(self._workers):
+            w.proc.join(max(0.0, deadline - time.monotonic()))
+            self._discard(w)
+
+    # -- messaging ---------------------------------------------------------------
+    async def _recv(self, w: _Worker, timeout: float | None):
+        """Wait (without blocking the event loop) for the worker's next message."""
+        loop = asyncio.get_running_loop()
+        if not w.conn.poll(0):
+            fut = loop.create_future()
+            fd = w.conn.fileno()
+
+            def _readable() -> None:
+                if not fut.done():
+                    fut.set_result(None)
+
+            loop.add_reader(fd, _readable)
+            try:
+                await asyncio.wait_for(fut, timeout)
+            finally:
+                loop.remove_reader(fd)
+        return w.conn.recv()
+
+    async def _acquire(self, ref: str | None) -> _Worker:
+        assert self._cond is not None, "WorkerPool.start() was not called"
+        async with self._cond:
+            while not self._idle:
+                await self._cond.wait()
+            # data affinity: a worker that already holds the data reference
+            chosen = next((w for w in self._idle if ref in w.refs), self._idle[0])
+            self._idle.remove(chosen)
+            return chosen
+
+    # -- public ---------------------------------------------------------------------
+    async def run(self, task: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Run one backtest task in a worker; return its summary or raise :class:`WorkerFailure`."""
+        ref = task.get("data") or "sample"
+        w = await self._acquire(ref)
+        try:
+            w.conn.send(("run", task))
+            msg = await self._recv(w, timeout)
+        except asyncio.TimeoutError:
+            self._replace(w)
+            raise WorkerFailure(
+                "timeout",
+                f"strategy {task.get('name')!r} did not finish within {timeout:g} s and was stopped "
+                "(an endless loop? a very slow pure-Python loop over bars?). Vectorise it with pandas/numpy "
+                "or raise `timeout`; the worker was restarted.",
+            ) from None
+        except (EOFError, OSError, ConnectionError):
+            code = w.proc.exitcode
+            if code is None:
+                w.proc.join(1)
+                code = w.proc.exitcode
+            self._replace(w)
+            how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+            raise WorkerFailure(
+                "crashed",
+                f"the worker running strategy {task.get('name')!r} died ({how}); most likely it exceeded the "
+                f"memory limit of {self.memory_mb} MB or crashed inside a C extension. The worker was restarted.",
+            ) from None
+        except BaseException:  # cancelled: the worker is in an unknown state
+            self._replace(w)
+            raise
+        if msg[0] == "ok":
+            summary = msg[1]
+            run_id = summary["run_id"]
+            w.refs[ref] = True
+            w.refs.move_to_end(ref)
+            while len(w.refs) > self.cache_size:
+                w.refs.popitem(last=False)
+            event = self._pending.setdefault(run_id, asyncio.Event())
+            self._track(asyncio.ensure_future(self._await_persisted(w, run_id, event)))
+            return summary
+        if msg[0] == "error" and msg[1] == "memory":
+            # a worker that hit MemoryError may be fragmented or half-broken: replace it
+            self._replace(w)
+            raise WorkerFailure(
+                "memory",
+                f"strategy {task.get('name')!r} exceeded the worker's memory limit of {self.memory_mb} MB "
+                "(MemoryError). Use less memory (work on columns, avoid copies of the whole frame) or "
+                "start the server with a larger --memory-mb. The worker was restarted.",
+            )
+        await self._release(w)
+        if msg[0] == "error":
+            raise WorkerFailure(msg[1], msg[2])
+        raise WorkerFailure("internal", f"unexpected worker reply {msg[0]!r}")
+
+    async def _await_persisted(self, w: _Worker, run_id: str, event: asyncio.Event) -> None:
+        try:
+            msg = await self._recv(w, 600)
+            if msg[0] == "persisted" and msg[2]:
+                log.error("run %s could not be saved: %s", run_id, msg[2])
+        except Exception as exc:  # noqa: BLE001
+            log.error("worker %s died while saving run %s: %s", w.pid, run_id, exc)
+            self._replace(w)
+            return
+        finally:
+            event.set()
+            self._pending.pop(run_id, None)
+        await self._release(w)
+
+    async def wait_persisted(self, run_id: str, timeout: float = 120) -> None:
+        """Wait until a run that was just computed is on disk (no-op otherwise)."""
+        event = self._pending.get(run_id)
+        if event is not None:
+            await asyncio.wait_for(event.wait(), timeout)
+
+    async def wait_idle(self, timeout: float = 120) -> None:
+        """Wait until every worker is started and idle (used by tests and benchmarks)."""
+        assert self._cond is not None
+
+        async def _wait():
+            async with self._cond:
+                while len(self._idle) < self.size:
+                    await self._cond.wait()
+
+        await asyncio.wait_for(_wait(), timeout)
