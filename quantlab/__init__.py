@@ -24,12 +24,14 @@ _LAZY = {
     "Lab": "quantlab.lab.lab",
     "DeploymentPolicy": "quantlab.lab.policy",
     "PolicyError": "quantlab.lab.lab",
+    "PolicyCheck": "quantlab.lab.policy",
     # client
     "MCPHub": "quantlab.client",
     "AsyncMCPHub": "quantlab.client",
     "ToolError": "quantlab.client",
     # hub
     "AssetsHub": "quantlab.hub",
+    "StoredStrategy": "quantlab.hub",
     # faces
     "review": "quantlab.widgets",
     "deploy_panel": "quantlab.widgets",

@@ -116,7 +116,7 @@ class Strategy:
         >>> Strategy.from_code("def signals(data):\\n    return data.close * 0", name="flat").params
         {}
         """
-        name = (name or "strategy").strip() or "strategy"
+        name = (name or "strategy").replace("\x00", "").strip() or "strategy"
         _check_source(code, name)
         fn = _load_function(code, name)
         return cls(name=name, code=code, _fn=fn, _params=MappingProxyType(_defaults(fn, name)))

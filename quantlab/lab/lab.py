@@ -209,7 +209,7 @@ class Lab:
         self.mcp = mcp
         self.hub = hub
         self.policy = policy or DeploymentPolicy()
-        self.home = Path(home) if home is not None else Path(hub.path) / ".git" / "quantlab"
+        self.home = Path(home) if home is not None else hub.quantlab_dir
         self.home.mkdir(parents=True, exist_ok=True)
         self.backtest_server = backtest_server
         self.broker_server = broker_server
@@ -246,7 +246,7 @@ class Lab:
         >>> lab = Lab.start("./assets-hub")          # doctest: +SKIP
         """
         store = hub if isinstance(hub, AssetsHub) else AssetsHub(hub)
-        home = Path(store.path) / ".git" / "quantlab"
+        home = store.quantlab_dir
         if config is None:
             config = embedded_servers(home, clock=clock)
         mcp = MCPHub.from_config(config, **client_options)
