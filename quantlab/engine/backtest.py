@@ -132,14 +132,13 @@ def _signals_array(sig: Any, data: pd.DataFrame, name: str) -> np.ndarray:
                               "return numbers in [-1, 1].") from None
     else:
         values = values.copy()
-    nan = np.isnan(values)
-    if nan.any():
-        values[nan] = 0.0  # NaN means flat
-    if not np.isfinite(values).all():
-        pos = int(np.flatnonzero(~np.isfinite(values))[0])
+    if n and np.isnan(values.max() + values.min()):
+        np.nan_to_num(values, copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)  # NaN means flat
+    lo, hi = (float(values.min()), float(values.max())) if n else (0.0, 0.0)
+    if math.isinf(lo) or math.isinf(hi):
+        pos = int(np.flatnonzero(np.isinf(values))[0])
         raise SignalError(f"strategy {name!r}: signals contain infinite values (first at bar {pos}, "
                           f"{data.index[pos]}); return numbers in [-1, 1].")
-    lo, hi = (float(values.min()), float(values.max())) if n else (0.0, 0.0)
     if lo < -1.0 or hi > 1.0:
         bad = np.flatnonzero((values < -1.0) | (values > 1.0))
         pos = int(bad[0])
@@ -173,13 +172,11 @@ def _fast_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: flo
         return None, None
     units_k = uu * avail
     cash_k = np.where(T != 0.0, cc * avail, avail)
-    seg = np.cumsum(np.bincount(chg, minlength=n)[:n]) if m else np.zeros(n, dtype=np.int64)
-    # seg[t] = number of changes at or before t; state 0 = initial
-    st_units = np.concatenate(([0.0], units_k))
-    st_cash = np.concatenate(([cash], cash_k))
-    units = st_units[seg]
-    cash_arr = st_cash[seg]
-    equity = cash_arr + units * close
+    # state 0 = initial, state k+1 holds from change k to the next change
+    lengths = np.diff(np.concatenate(([0], chg, [n])))
+    units = np.repeat(np.concatenate(([0.0], units_k)), lengths)
+    equity = np.repeat(np.concatenate(([cash], cash_k)), lengths)
+    equity += units * close
     # trades: one per change with non-zero target
     op = np.flatnonzero(T != 0.0)
     entry_idx = chg[op]
@@ -246,9 +243,9 @@ def _slow_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: flo
         st_cash[k + 1] = cs
     if cur is not None and u != 0.0:
         tr.append(cur)
-    seg = np.cumsum(np.bincount(chg, minlength=n)[:n]) if m else np.zeros(n, dtype=np.int64)
-    units = st_units[seg]
-    equity = st_cash[seg] + units * close
+    lengths = np.diff(np.concatenate(([0], chg, [n])))
+    units = np.repeat(st_units, lengths)
+    equity = np.repeat(st_cash, lengths) + units * close
     a = np.array(tr, dtype=np.float64).reshape(-1, 8)
     entry_idx = a[:, 0].astype(np.int64)
     exit_idx = a[:, 1].astype(np.int64)
@@ -296,10 +293,19 @@ def simulate(close: np.ndarray, target: np.ndarray, cash: float = 100_000.0, fee
 
 
 def _returns(equity: np.ndarray, cash: float) -> np.ndarray:
+    """Bar returns as vectorbt's ``returns_nb`` (first against ``cash``; 0 -> ±inf; sign flip below 0)."""
+    r = np.empty_like(equity)
+    if equity.size == 0:
+        return r
+    r[0] = equity[0] / cash - 1.0
+    if equity.size > 1:
+        np.divide(equity[1:], equity[:-1], out=r[1:])
+        r[1:] -= 1.0
+    if (equity > 0).all():
+        return r
     prev = np.empty_like(equity)
-    if equity.size:
-        prev[0] = cash
-        prev[1:] = equity[:-1]
+    prev[0] = cash
+    prev[1:] = equity[:-1]
     with np.errstate(divide="ignore", invalid="ignore"):
         r = (equity - prev) / prev
     zero = prev == 0

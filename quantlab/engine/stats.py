@@ -180,13 +180,16 @@ def max_drawdown_duration(equity: Any) -> int:
     v = _arr(equity)
     if v.size == 0:
         return 0
-    under = v < np.maximum.accumulate(v)
-    if not under.any():
-        return 0
-    edges = np.diff(np.concatenate(([0], under.view(np.int8), [0])))
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1)
-    return int((ends - starts).max())
+    return _dd_duration(v, np.maximum.accumulate(v))
+
+
+def _dd_duration(v: np.ndarray, peak: np.ndarray) -> int:
+    # bars at the running peak; the longest gap between consecutive ones (or to the end) is under water
+    at_peak = np.flatnonzero(v >= peak)
+    if at_peak.size == 0:
+        return int(v.size)
+    gaps = np.diff(np.concatenate((at_peak, [v.size])))
+    return int(gaps.max()) - 1
 
 
 def win_rate(pnl: Any) -> float:
@@ -273,8 +276,19 @@ def compute_metrics(
     else:
         pnl = np.empty(0)
         n_open = 0
-    c = cagr(r, ppy)
-    mdd = max_drawdown(eq)
+    if cash is not None and eq.size and eq[-1] > 0 and r.size == eq.size and (eq > 0).all():
+        with np.errstate(over="ignore"):
+            c = float(np.float64(eq[-1] / cash) ** (ppy / r.size) - 1.0)   # = prod(1 + r) ** (P/n) - 1
+    else:
+        c = cagr(r, ppy)
+    if eq.size:
+        peak = np.maximum.accumulate(eq)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mdd = float(np.max(1.0 - eq / peak))
+        mdd = max(mdd, 0.0) if math.isfinite(mdd) else float(drawdown(eq).max())
+        mdd_dur = _dd_duration(eq, peak)
+    else:
+        mdd, mdd_dur = 0.0, 0
     if r.size < 2:
         cal = float("nan")
     elif mdd == 0.0:
@@ -289,7 +303,7 @@ def compute_metrics(
         "sortino": sortino(r, ppy),
         "calmar": float(cal),
         "max_drawdown": mdd,
-        "max_drawdown_duration": max_drawdown_duration(eq),
+        "max_drawdown_duration": mdd_dur,
         "win_rate": win_rate(pnl),
         "profit_factor": profit_factor(pnl),
         "expectancy": expectancy(pnl),
