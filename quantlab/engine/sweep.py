@@ -303,7 +303,7 @@ def _is_dask_client(obj: Any) -> bool:
 
 def _progress(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="run", leave=False)
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="run")
 
 
 def _run_inprocess(ctx: _Context, combos: list[dict], chunk: int, bar) -> list:
@@ -488,7 +488,7 @@ def _frame(names: list[str], resolved: list[dict], rows: list) -> pd.DataFrame:
                 if any(m is None for m, _ in rows) else np.array(vals, dtype=np.int64)
         else:
             cols[k] = np.array(vals, dtype=np.float64)
-    cols["error"] = pd.array([e for _, e in rows], dtype=object)
+    cols["error"] = pd.Series([e for _, e in rows], dtype=object)
     frame = pd.DataFrame(cols)
     for k in names:  # parameter columns: keep object dtype only when values are not plain numbers
         try:
@@ -742,7 +742,7 @@ class SweepResult:
             if dtype == "Int64":
                 cols[c] = pd.array(vals, dtype="Int64")
             elif dtype == "object":
-                cols[c] = pd.array([_unjson(v) if c != "error" else v for v in vals], dtype=object)
+                cols[c] = pd.Series([_unjson(v) if c != "error" else v for v in vals], dtype=object)
             else:
                 cols[c] = np.array([_unjson(v) for v in vals], dtype=dtype)
         frame = pd.DataFrame(cols, columns=d["columns"])
