@@ -333,7 +333,8 @@ def trades_html(trades: pd.DataFrame | None, by: str | None = None, ascending: b
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    # fixed margins: constrained/tight layout would cost ~0.3 s per chart
+    return Figure(figsize=(width, height), dpi=100)
 
 
 def _png(fig) -> bytes:
@@ -392,7 +393,8 @@ def equity_drawdown_png(
     dd = -pd.Series(drawdown).dropna().abs()
 
     fig = _figure(*size)
-    ax_eq, ax_dd = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.2])
+    ax_eq, ax_dd = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.2],
+                                gridspec_kw=dict(left=0.105, right=0.985, top=0.93, bottom=0.075, hspace=0.07))
     if len(equity):
         x, y = _xy(_downsample(equity, max_points))
         ax_eq.plot(x, y, color="#0969da", linewidth=1.0)
@@ -456,8 +458,10 @@ def monthly_heatmap_png(returns: pd.Series, *, title: str = "Monthly returns") -
         return None
     values = table.to_numpy(dtype=float)
     nyears = values.shape[0]
-    fig = _figure(8.0, 1.1 + 0.42 * nyears)
-    ax = fig.subplots()
+    height = 1.1 + 0.42 * nyears
+    fig = _figure(8.0, height)
+    ax = fig.add_axes((0.07, 0.55 / height, 0.82, 1 - 0.95 / height))
+    cax = fig.add_axes((0.905, 0.55 / height, 0.012, 1 - 0.95 / height))
     finite = values[np.isfinite(values)]
     lim = float(np.max(np.abs(finite))) if finite.size else 0.01
     lim = lim or 0.01
@@ -472,7 +476,7 @@ def monthly_heatmap_png(returns: pd.Series, *, title: str = "Monthly returns") -
                     ax.text(j, i, f"{v * 100:.1f}", ha="center", va="center", fontsize=8,
                             color="black" if abs(v) < 0.6 * lim else "white")
     ax.set_title(f"{title} (%)", loc="left", fontsize=11)
-    cb = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
+    cb = fig.colorbar(im, cax=cax)
     cb.ax.yaxis.set_major_formatter(_percent_formatter())
     cb.ax.tick_params(labelsize=8)
     return _png(fig)

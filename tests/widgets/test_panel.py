@@ -7,6 +7,8 @@ import time
 import git
 import pytest
 
+from quantlab.engine.backtest import backtest
+
 from quantlab.widgets import DeployPanel, DeployPanelError, deploy_panel
 
 
@@ -37,14 +39,17 @@ def test_shows_what_will_be_stored(lab, passing):
     assert panel._stop_btn.layout.display == "none"
 
 
-def test_click_stores_deploys_and_stops(lab, passing):
+def test_click_stores_deploys_and_stops(lab, sma, data):
+    passing = backtest(data, sma, params={"fast": 10, "slow": 30})  # passes the policy; never stored before
     panel = deploy_panel(passing, lab, volume=0.2)
     head_before = git.Repo(lab.hub.path).head.commit.hexsha
     outcome = panel.click(timeout=120)
     assert outcome is panel.outcome and outcome.ok, panel.error
     repo = git.Repo(lab.hub.path)
     assert repo.head.commit.hexsha != head_before
-    assert outcome.stored.commit in {c.hexsha for c in repo.iter_commits(max_count=5)}
+    assert repo.is_ancestor(head_before, outcome.stored.commit)  # a new commit on the branch...
+    assert repo.is_ancestor(outcome.stored.commit, repo.head.commit)
+    assert (repo.head.commit.tree / outcome.stored.file).data_stream.read().decode() == passing.strategy.code  # ...with the code
     dep = outcome.record.deployment_id
     row = lab.deployments().set_index("deployment_id").loc[dep]
     assert row["status"] == "running"
@@ -82,7 +87,8 @@ def test_click_returns_at_once_and_cannot_double_submit(lab, failing):
     panel.stop(timeout=60)
 
 
-def test_failure_shows_the_error_and_reenables(lab, passing):
+def test_failure_shows_the_error_and_reenables(lab, sma, data):
+    passing = backtest(data, sma, params={"fast": 5, "slow": 20})  # its own commit: nothing runs for it yet
     panel = deploy_panel(passing, lab, symbol="NO-SUCH-SYMBOL")
     outcome = panel.click(timeout=120)
     assert outcome is None or not outcome.ok
