@@ -30,6 +30,7 @@ from typing import Any, Mapping
 __all__ = ["ServerConfig", "load_config", "find_config_file"]
 
 ConfigSource = Mapping[str, Any] | str | os.PathLike[str] | None
+_KIND_ALIASES = {"streamable-http": "http", "streamableHttp": "http", "streamable_http": "http"}
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,14 @@ class ServerConfig:
     cwd: str | None = None
     url: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    kind: str | None = None
 
     @property
     def transport(self) -> str:
-        """``"stdio"`` or ``"http"``."""
+        """``"stdio"`` or ``"http"`` (or the ``"transport"``/``"type"`` named in the entry, for
+        transports added with :func:`~quantlab.client.register_transport`)."""
+        if self.kind:
+            return self.kind
         return "http" if self.url else "stdio"
 
     @property
@@ -81,6 +86,12 @@ class ServerConfig:
         env = {str(k): os.path.expandvars(str(v)) for k, v in (entry.get("env") or {}).items()}
         headers = {str(k): os.path.expandvars(str(v)) for k, v in (entry.get("headers") or {}).items()}
         cwd = entry.get("cwd")
+        kind = entry.get("transport") or entry.get("type")
+        kind = _KIND_ALIASES.get(str(kind), str(kind)) if kind else None
+        if kind in ("stdio", "http") and kind != ("http" if has_url else "stdio"):
+            raise ValueError(f"server {name!r}: transport {kind!r} does not match {'url' if has_url else 'command'}")
+        if kind == ("http" if has_url else "stdio"):
+            kind = None
         return cls(
             name=name,
             command=str(entry["command"]) if has_cmd else None,
@@ -89,16 +100,21 @@ class ServerConfig:
             cwd=str(Path(cwd).expanduser()) if cwd else None,
             url=str(entry["url"]) if has_url else None,
             headers=headers,
+            kind=kind,
         )
 
     def to_entry(self) -> dict[str, Any]:
         """Back to the ``mcpServers`` JSON shape."""
         if self.url:
             out: dict[str, Any] = {"url": self.url}
+            if self.kind:
+                out["transport"] = self.kind
             if self.headers:
                 out["headers"] = dict(self.headers)
             return out
         out = {"command": self.command, "args": list(self.args)}
+        if self.kind:
+            out["transport"] = self.kind
         if self.env:
             out["env"] = dict(self.env)
         if self.cwd:

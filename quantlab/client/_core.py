@@ -214,6 +214,9 @@ class _Connection:
         task = self._task
         if task is None or task.done():
             return
+        if self.client is None:  # still starting (e.g. connect timed out): no session to end politely
+            self.transport.abort()
+            task.cancel()
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done:
             task.cancel()

@@ -29,6 +29,7 @@ from typing import Any, Coroutine, Mapping, TypeVar
 
 from ._config import ConfigSource, load_config
 from ._core import AsyncMCPHub, ConnectReport, ConnectResult
+from ._errors import ClientError
 from ._transports import kill_live_children, kill_process_group
 
 __all__ = ["MCPHub"]
@@ -52,7 +53,7 @@ def _wait(fut: "concurrent.futures.Future[T]", timeout: float | None = None) -> 
         fut.cancel()
         raise
     except concurrent.futures.CancelledError:
-        raise KeyboardInterrupt("the call was cancelled") from None
+        raise ClientError("the call was cancelled before it finished (was the hub closed meanwhile?)") from None
     except concurrent.futures.TimeoutError:
         if not fut.done():
             fut.cancel()

@@ -74,6 +74,9 @@ class Transport:
         """The last ``lines`` lines the server wrote to stderr (``""`` if unknown)."""
         return ""
 
+    def abort(self) -> None:
+        """Stop a connection attempt that is still starting (kill the child it spawned, if any)."""
+
     @property
     def pid(self) -> int | None:
         """The server's process id when this transport spawned it."""
@@ -133,6 +136,11 @@ class StdioTransport(Transport):
             kill_process_group(pid, grace=0.0 if not _alive(pid) else 1.0)
             with _LIVE_LOCK:
                 _LIVE_CHILDREN.pop(pid, None)
+
+    def abort(self) -> None:
+        pid = self._pid or (_find_child(self._tag) if self._tag else None)
+        if pid is not None:
+            kill_process_group(pid, grace=0.0)
 
     @property
     def pid(self) -> int | None:

@@ -13,6 +13,8 @@ import time
 
 def _early_exit() -> None:
     """``--fail-start MSG``: die like a misconfigured server, before the (slow) SDK import."""
+    if "--start-delay" in sys.argv:
+        time.sleep(float(sys.argv[sys.argv.index("--start-delay") + 1]))
     if "--fail-start" in sys.argv:
         print("test server starting", file=sys.stderr, flush=True)
         print(f"fatal: {sys.argv[sys.argv.index('--fail-start') + 1]}", file=sys.stderr, flush=True)
@@ -61,6 +63,12 @@ def fail(message: str) -> str:
 
 
 @server.tool()
+def getenv(name: str) -> str:
+    """The value of environment variable ``name`` in the server ("" if unset)."""
+    return os.environ.get(name, "")
+
+
+@server.tool()
 def pid() -> int:
     """The server's process id."""
     return os.getpid()
@@ -88,11 +96,6 @@ def main() -> None:
     parser.add_argument("--start-delay", type=float, default=0.0)
     args = parser.parse_args()
     print("test server starting", file=sys.stderr, flush=True)
-    if args.start_delay:
-        time.sleep(args.start_delay)
-    if args.fail_start:
-        print(f"fatal: {args.fail_start}", file=sys.stderr, flush=True)
-        sys.exit(3)
     if args.http is None:
         server.run()
         return

@@ -76,7 +76,7 @@ def test_calls_results_errors_and_timeout_reuse(stdio):
             st = hub.state()
             s = st["servers"]["t"]
             assert st["invocation_count"] == 8  # arguments errors and unknown tools never reach the server
-            assert s["status"] == "connected" and s["transport"] == "stdio" and s["tools"] == 6
+            assert s["status"] == "connected" and s["transport"] == "stdio" and s["tools"] == 7
             assert s["calls"] == 8 and s["errors"] == 5 and s["pid"] == pid
             assert s["median_latency_ms"] > 0 and s["connected_at"] and st["last_activity"]
             assert "did not answer within 0.3 s" in s["last_error"]
@@ -137,7 +137,7 @@ def test_connect_all_one_bad_server_hides_nothing(stdio):
             report = await hub.connect_all()
             assert report.ok == ["good", "time"] and report.failed == ["bad"]
             assert isinstance(report["bad"].error, ConnectError) and "fatal: boom" in str(report["bad"].error)
-            assert len(report["good"].tools) == 6
+            assert len(report["good"].tools) == 7
             assert "bad" in repr(report) and "<table" in report._repr_html_()
             with pytest.raises(ConnectError, match="'bad'"):
                 report.raise_for_errors()
@@ -180,5 +180,47 @@ def test_http_with_bearer_token_and_server_restart(http_server):
                 await hub.call("api", "echo", {"text": "x"}, timeout=5)
             http_server.start()
             assert await hub.call("api", "echo", {"text": "again"}) == "again"
+
+    run(main())
+
+
+def test_connect_timeout_kills_the_slow_server(stdio):
+    import psutil
+
+    async def main():
+        hub = AsyncMCPHub.from_config({"slow": stdio("--start-delay", "30")}, max_retries=0, connect_timeout=0.5)
+        t0 = time.perf_counter()
+        with pytest.raises(ConnectError, match=r"'slow'.*no answer to initialize within 0.5 s"):
+            await hub.connect("slow")
+        assert time.perf_counter() - t0 < 6
+        await hub.close()
+
+    before = {c.pid for c in psutil.Process().children(recursive=True)}
+    run(main())
+    left = [c for c in psutil.Process().children(recursive=True) if c.pid not in before and c.status() != psutil.STATUS_ZOMBIE]
+    assert not left, left
+
+
+def test_env_and_pluggable_transport(stdio, monkeypatch):
+    from quantlab.client import StdioTransport, register_transport
+    from quantlab.client import _transports
+
+    class Stamped(StdioTransport):
+        kind = "stamped-stdio"
+
+        def _env(self):
+            return {**super()._env(), "QL_STAMP": "from-custom-transport"}
+
+    monkeypatch.setitem(_transports._REGISTRY, "stamped-stdio", Stamped)
+    register_transport("stamped-stdio", Stamped)
+
+    async def main():
+        cfg = {"plain": {**stdio(), "env": {"QL_FROM_CONFIG": "yes"}}, "custom": {**stdio(), "transport": "stamped-stdio"}}
+        async with AsyncMCPHub.from_config(cfg) as hub:
+            assert hub.config["mcpServers"]["custom"]["transport"] == "stamped-stdio"
+            assert await hub.call("plain", "getenv", {"name": "QL_FROM_CONFIG"}) == "yes"
+            assert await hub.call("plain", "getenv", {"name": "QL_STAMP"}) == ""
+            assert await hub.call("custom", "getenv", {"name": "QL_STAMP"}) == "from-custom-transport"
+            assert hub.state()["servers"]["custom"]["transport"] == "stamped-stdio"
 
     run(main())

@@ -14,7 +14,7 @@ def test_servers_json_with_a_failing_server(tmp_path, stdio, capsys):
     assert main(["servers", "--config", str(cfg), "--json"]) == 1
     rows = {r["server"]: r for r in json.loads(capsys.readouterr().out)}
     good, broken = rows["good"], rows["broken"]
-    assert good["ok"] and good["tools"] == ["add", "echo", "fail", "pid", "sleep", "stats"]
+    assert good["ok"] and good["tools"] == ["add", "echo", "fail", "getenv", "pid", "sleep", "stats"]
     assert 0 < good["latency_ms"] < 1000 and good["transport"] == "stdio"
     assert not broken["ok"] and "fatal: port in use" in broken["error"] and "'broken'" in broken["error"]
 
@@ -27,7 +27,7 @@ def test_servers_table(tmp_path, stdio, capsys, monkeypatch):
     assert main(["servers"]) == 0
     out, err = capsys.readouterr()
     assert "quantlab.toml" in err
-    assert "latency ms" in out and "add, echo, fail, pid, sleep, stats" in out and " ok " in out
+    assert "latency ms" in out and "add, echo, fail, getenv, pid, sleep, stats" in out and " ok " in out
 
 
 def test_servers_help(capsys):
