@@ -91,17 +91,74 @@ def as_results(obj: Any) -> list[Any]:
     )
 
 
-def _run_label(i: int, result: Any) -> str:
-    name = getattr(result, "name", None) or "run"
-    p = R.params_text(getattr(result, "params", None))
-    return f"#{i} {name}" + (f" ({p})" if p else "")
+def _is_sweep(obj: Any) -> bool:
+    frame = getattr(obj, "frame", None)
+    return (isinstance(frame, pd.DataFrame) and "error" in frame.columns and callable(getattr(obj, "result", None))
+            and hasattr(obj, "metric_names"))
 
 
-def _safe_check(policy: Any, result: Any) -> tuple[Any, str | None]:
+class _Runs:
+    """The runs a review shows: names, params and metrics up front, full results on demand.
+
+    A list of results is used as is; a sweep result (``quantlab.engine.sweep.SweepResult``)
+    is read from its ``frame`` and only the runs shown are rebuilt (``sweep.result(row)``).
+    """
+
+    def __init__(self, obj: Any):
+        self.sweep = obj if _is_sweep(obj) else None
+        if self.sweep is not None:
+            frame = self.sweep.frame
+            ok = frame.index[frame["error"].isna()]
+            if len(ok) == 0:
+                raise ValueError(f"review() got a sweep whose {len(frame)} run(s) all failed; see its .errors.")
+            self.rows = [int(frame.index.get_loc(i)) for i in ok]
+            metric_cols = [m for m in self.sweep.metric_names if m in frame.columns]
+            self.metrics = [{m: _plain(frame.iloc[r][m]) for m in metric_cols} for r in self.rows]
+            self.params = [self.sweep.params(r) for r in self.rows]
+            name = getattr(getattr(self.sweep, "strategy", None), "name", None) or "run"
+            self.names = [name] * len(self.rows)
+            self.failed = int(frame["error"].notna().sum())
+            self._cache: dict[int, Any] = {}
+        else:
+            self._results = as_results(obj)
+            self.metrics = [dict(r.metrics) for r in self._results]
+            self.params = [dict(getattr(r, "params", None) or {}) for r in self._results]
+            self.names = [getattr(r, "name", None) or "run" for r in self._results]
+            self.failed = 0
+
+    def __len__(self) -> int:
+        return len(self.metrics)
+
+    def result(self, i: int) -> Any:
+        if self.sweep is None:
+            return self._results[i]
+        if i not in self._cache:
+            self._cache[i] = self.sweep.result(self.rows[i])
+        return self._cache[i]
+
+    @property
+    def results(self) -> Sequence[Any]:
+        return list(self._results) if self.sweep is None else self.sweep.results
+
+    def label(self, i: int) -> str:
+        p = R.params_text(self.params[i])
+        return f"#{i} {self.names[i]}" + (f" ({p})" if p else "")
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def _safe_check(policy: Any, result: Any, fallback: Any = None) -> tuple[Any, str | None]:
     if policy is None:
         return None, None
     try:
-        return policy.check(result), None
+        try:
+            return policy.check(result), None
+        except TypeError:
+            if fallback is None:
+                raise
+            return policy.check(fallback()), None
     except Exception as exc:  # noqa: BLE001 - show, do not break the review
         return None, f"policy check failed: {type(exc).__name__}: {exc}"
 
@@ -122,9 +179,12 @@ class Review(StaticFallback, widgets.VBox):
     """
 
     def __init__(self, results: Any, policy: Any = None, *, max_points: int = 2000, trade_rows: int = 200):
-        self._results = as_results(results)
+        self._runs = _Runs(results)
         self._policy = resolve_policy(policy)
-        pairs = [_safe_check(self._policy, r) for r in self._results]
+        if self._runs.sweep is None:
+            pairs = [_safe_check(self._policy, self._runs.result(i)) for i in range(len(self._runs))]
+        else:  # check the metrics from the sweep's table; rebuild a run only if the policy insists
+            pairs = [_safe_check(self._policy, m, lambda i=i: self._runs.result(i)) for i, m in enumerate(self._runs.metrics)]
         self._checks = [c for c, _ in pairs]
         self._check_errors = [e for _, e in pairs]
         self._max_points = int(max_points)
@@ -132,7 +192,7 @@ class Review(StaticFallback, widgets.VBox):
         self._cache: dict[int, dict[str, bytes | None]] = {}
         self._lock = threading.RLock()
         self._selected = 0
-        self._compare_order = list(range(len(self._results)))
+        self._compare_order = list(range(len(self._runs)))
         self._compare_by = "run"
 
         self._header = widgets.HTML()
@@ -158,22 +218,25 @@ class Review(StaticFallback, widgets.VBox):
         self._select: widgets.Select | None = None
         self._compare_html: widgets.HTML | None = None
         self._compare_sort: widgets.Dropdown | None = None
-        if len(self._results) > 1:
-            metrics = [m for m in COMPARE_METRICS if any(m in r.metrics for r in self._results)]
+        n = len(self._runs)
+        if n > 1:
+            metrics = [m for m in COMPARE_METRICS if any(m in mm for mm in self._runs.metrics)]
             self._compare_sort = widgets.Dropdown(
                 options=[("run #", "run")] + [(R.metric_label(m), m) for m in metrics],
                 value="run", description="Rank by", layout=widgets.Layout(width="260px"),
             )
             self._compare_html = widgets.HTML()
             self._select = widgets.Select(
-                options=[(_run_label(i, r), i) for i, r in enumerate(self._results)],
-                value=0, rows=min(8, len(self._results)), description="Show run",
+                options=[(self._runs.label(i), i) for i in range(n)],
+                value=0, rows=min(8, n), description="Show run",
                 layout=widgets.Layout(width="max-content", min_width="320px"),
             )
             self._select.observe(self._on_select, names="value")
             self._compare_sort.observe(self._on_compare_sort, names="value")
             children += [
-                widgets.HTML(f"<b>Comparison of {len(self._results)} runs</b> <small>(choose a run to show it below)</small>"),
+                widgets.HTML(f"<b>Comparison of {n} runs</b> <small>(choose a run to show it below)</small>"
+                             + (f" <small style='color:{R.RED}'>{self._runs.failed} run(s) failed: see the sweep's .errors</small>"
+                                if self._runs.failed else "")),
                 widgets.HBox([self._compare_sort]),
                 self._compare_html,
                 self._select,
@@ -186,9 +249,9 @@ class Review(StaticFallback, widgets.VBox):
 
     # -- public API ------------------------------------------------------------------
     @property
-    def results(self) -> list[Any]:
-        """All results, in the order given."""
-        return list(self._results)
+    def results(self) -> Sequence[Any]:
+        """All results, in the order given (for a sweep: its lazy ``.results``)."""
+        return self._runs.results
 
     @property
     def checks(self) -> list[Any]:
@@ -212,7 +275,7 @@ class Review(StaticFallback, widgets.VBox):
     @property
     def result(self) -> Any:
         """The result shown."""
-        return self._results[self._selected]
+        return self._runs.result(self._selected)
 
     @property
     def check(self) -> Any:
@@ -221,7 +284,7 @@ class Review(StaticFallback, widgets.VBox):
 
     def select(self, index: int) -> "Review":
         """Show run ``index`` (as if chosen in the comparison); returns ``self``."""
-        n = len(self._results)
+        n = len(self._runs)
         if not isinstance(index, int) or not -n <= index < n:
             raise IndexError(f"run index {index!r} out of range: this review has {n} run(s) (0..{n - 1}).")
         index %= n
@@ -244,10 +307,11 @@ class Review(StaticFallback, widgets.VBox):
     def comparison(self) -> pd.DataFrame:
         """One row per run: name, params, key metrics and the policy verdict (raw numbers)."""
         rows = []
-        for i, (r, c) in enumerate(zip(self._results, self._checks)):
-            row: dict[str, Any] = {"run": i, "name": getattr(r, "name", None)}
-            row.update({f"{k}": v for k, v in dict(getattr(r, "params", None) or {}).items()})
-            row.update({m: r.metrics.get(m) for m in COMPARE_METRICS if m in r.metrics})
+        for i, c in enumerate(self._checks):
+            m = self._runs.metrics[i]
+            row: dict[str, Any] = {"run": i, "name": self._runs.names[i]}
+            row.update(self._runs.params[i])
+            row.update({k: m.get(k) for k in COMPARE_METRICS if k in m})
             if self._policy is not None:
                 row["policy"] = None if c is None else bool(getattr(c, "passed", False))
             rows.append(row)
@@ -271,8 +335,8 @@ class Review(StaticFallback, widgets.VBox):
     def to_html(self) -> str:
         """A static HTML rendering (comparison, metrics, charts as inline PNG, trades)."""
         parts = ["<div class='quantlab-review'>"]
-        if len(self._results) > 1:
-            parts.append(f"<b>Comparison of {len(self._results)} runs</b> (shown: #{self._selected})")
+        if len(self._runs) > 1:
+            parts.append(f"<b>Comparison of {len(self._runs)} runs</b> (shown: #{self._selected})")
             parts.append(self._compare_table_html())
         parts.append(self._header.value)
         parts.append(self._metrics.value)
@@ -285,16 +349,16 @@ class Review(StaticFallback, widgets.VBox):
 
     # -- display ---------------------------------------------------------------------------
     def _summary(self) -> str:
-        r, c = self.result, self.check
-        m = r.metrics
+        c = self.check
+        m = self._runs.metrics[self._selected]
         bits = [f"{k} {R.fmt_metric(k, m[k])}" for k in ("total_return", "sharpe", "max_drawdown", "trades") if k in m]
         verdict = "" if c is None else ("; policy PASSED" if getattr(c, "passed", False) else "; policy FAILED")
-        return f"{_run_label(self._selected, r)}: {', '.join(bits)}{verdict}"
+        return f"{self._runs.label(self._selected)}: {', '.join(bits)}{verdict}"
 
     def __repr__(self) -> str:
-        if len(self._results) == 1:
+        if len(self._runs) == 1:
             return f"Review({self._summary()})"
-        return f"Review({len(self._results)} runs; showing {self._summary()})"
+        return f"Review({len(self._runs)} runs; showing {self._summary()})"
 
 
 
@@ -302,7 +366,7 @@ class Review(StaticFallback, widgets.VBox):
     def _charts(self, i: int) -> dict[str, bytes | None]:
         with self._lock:
             if i not in self._cache:
-                r = self._results[i]
+                r = self._runs.result(i)
                 total = r.metrics.get("total_return")
                 title = (getattr(r, "name", None) or "equity") + (
                     f"  ·  {R.fmt_metric('total_return', total)}" if total is not None else ""
@@ -317,7 +381,7 @@ class Review(StaticFallback, widgets.VBox):
 
     def _show(self, i: int) -> None:
         self._selected = i
-        r, c, err = self._results[i], self._checks[i], self._check_errors[i]
+        r, c, err = self._runs.result(i), self._checks[i], self._check_errors[i]
         eq = r.equity
         span = ""
         if len(eq) and isinstance(eq.index, pd.DatetimeIndex):
@@ -371,18 +435,18 @@ class Review(StaticFallback, widgets.VBox):
 
     def _on_compare_sort(self, change: Mapping[str, Any]) -> None:
         by = change["new"]
-        n = len(self._results)
+        n = len(self._runs)
         if by == "run":
             order = list(range(n))
         else:
-            vals = pd.Series([r.metrics.get(by) for r in self._results], dtype=float)
+            vals = pd.Series([m.get(by) for m in self._runs.metrics], dtype=float)
             order = vals.sort_values(ascending=by in LOWER_IS_BETTER, kind="stable", na_position="last").index.tolist()
         self._compare_order = order
         assert self._select is not None
         keep = self._selected
         self._select.unobserve(self._on_select, names="value")
         try:
-            self._select.options = [(_run_label(i, self._results[i]), i) for i in order]
+            self._select.options = [(self._runs.label(i), i) for i in order]
             self._select.value = keep
         finally:
             self._select.observe(self._on_select, names="value")

@@ -129,3 +129,24 @@ def test_closed_review_still_renders_static(passing):
     bundle = rv._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" not in bundle
     assert len(inline_pngs(bundle["text/html"])) == 2
+
+
+def test_sweep_result_is_reviewed_lazily(sma, data, sweep):
+    from quantlab.engine.sweep import sweep as run_sweep
+
+    bad = "def signals(data, fast=10, slow=50):\n    assert fast != 7, 'no sevens'\n" + "\n".join(
+        "    " + line for line in """f = data.close.rolling(fast).mean()
+s = data.close.rolling(slow).mean()
+return (f > s).astype(float)""".splitlines())
+    res = run_sweep(bad, data, {"fast": [5, 7, 10, 20], "slow": [50]}, progress=False)
+    rv = review(res)
+    assert len(rv.comparison) == 3  # the failed run (fast=7) is left out, and announced
+    assert "1 run(s) failed" in rv.children[0].value
+    assert list(rv.comparison["fast"]) == [5, 10, 20]
+    assert list(rv.comparison["policy"]) == [True, False, False]  # checked from the sweep's table
+    assert rv.comparison["sharpe"].tolist() == pytest.approx([r.metrics["sharpe"] for r in sweep])
+    assert sorted(res._cache) == [0]  # only the run shown was rebuilt
+    rv.select(2)
+    assert sorted(res._cache) == [0, 3]
+    assert rv.result.params == {"fast": 20, "slow": 50}
+    assert rv.result.equity.equals(sweep[2].equity)
