@@ -71,26 +71,27 @@ def _active_lab() -> tuple[Any, str | None]:
         return None, f"Lab.active() failed: {type(exc).__name__}: {exc}"
 
 
-def _fmt_connections(conns: Any) -> list[str]:
+def _connections_text(conns: Any) -> list[str]:
+    """The MCP connections as an aligned table, one server per line."""
+    import pandas as pd
+
     if not conns:
         return ["  (none)"]
     if isinstance(conns, dict):
-        items = [(k, v) for k, v in conns.items()]
+        rows = [{"server": k, **(v if isinstance(v, dict) else {"status": v})} for k, v in conns.items()]
     else:
-        items = [(None, c) for c in conns]
-    lines = []
-    for key, info in items:
-        if isinstance(info, dict):
-            name = key or info.get("name") or info.get("server") or "?"
-            rest = ", ".join(f"{k}={v}" for k, v in info.items() if k not in {"name", "server"})
-            lines.append(f"  - {name}: {rest}")
-        else:
-            lines.append(f"  - {key + ': ' if key else ''}{info}")
-    return lines
+        rows = [c if isinstance(c, dict) else {"server": str(c)} for c in conns]
+    df = pd.DataFrame(rows)
+    if "server" not in df.columns and "name" in df.columns:
+        df = df.rename(columns={"name": "server"})
+    cols = [c for c in ("server", "status", "transport", "pid", "tools", "calls", "errors", "median_latency_ms",
+                        "last_error", "target") if c in df.columns]
+    df = df[cols].astype(object).where(df[cols].notna(), "")
+    return ["  " + line for line in df.to_string(index=False).splitlines()]
 
 
 def status_text() -> str:
-    """The text ``%quantlab status`` prints.
+    """The text ``%quantlab status`` prints: version, active Lab, its state and MCP connections.
 
     >>> status_text().splitlines()[0].startswith("quantlab ")
     True
@@ -104,22 +105,27 @@ def status_text() -> str:
         return "\n".join(lines)
     hub = getattr(lab, "hub", None)
     where = getattr(hub, "path", None) or getattr(hub, "root", None) or hub
-    lines.append(f"active lab: {lab!r}")
-    if where is not None:
-        lines.append(f"assets hub: {where}")
+    lines.append(f"active lab: hub {where}" if where is not None else f"active lab: {lab!r}")
+    policy = getattr(lab, "policy", None)
+    if policy is not None:
+        lines.append(f"policy: {policy!r}")
     try:
         state = dict(lab.state())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - status must never fail
         lines.append(f"state: unavailable ({type(exc).__name__}: {exc})")
         return "\n".join(lines)
     conns = state.pop("mcp_connections", None)
-    for key in ("created_at", "last_activity", "invocation_count", "deployments_triggered"):
+    triggered = state.pop("deployments_triggered", None)
+    for key in ("created_at", "last_activity", "invocation_count"):
         if key in state:
             lines.append(f"{key.replace('_', ' ')}: {state.pop(key)}")
+    if triggered is not None:
+        n = len(triggered) if hasattr(triggered, "__len__") else triggered
+        lines.append(f"deployments triggered: {n}")
     for key, value in state.items():
         lines.append(f"{key.replace('_', ' ')}: {value}")
     lines.append("MCP connections:")
-    lines.extend(_fmt_connections(conns))
+    lines.extend(_connections_text(conns))
     return "\n".join(lines)
 
 
