@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import difflib
+import os
 import statistics
 import time
 from collections import deque
@@ -123,14 +124,24 @@ class ConnectReport(dict):
         return [k for k, v in self.items() if not v.ok]
 
     def raise_for_errors(self) -> None:
-        """Raise the first failure's :class:`ConnectError` (mentioning every failed server), if any."""
-        if self.failed:
-            first = self[self.failed[0]].error
-            assert first is not None
-            if len(self.failed) > 1:
-                others = "; ".join(f"{k}: {self[k].error.message.splitlines()[0]}" for k in self.failed[1:])  # type: ignore[union-attr]
-                first.args = (f"{first.message}\n(also failed: {others})",)
+        """Raise a :class:`ConnectError` if any server failed; it lists every failure, not just the first.
+
+        >>> ConnectReport().raise_for_errors()  # nothing failed: nothing raised
+        """
+        errors = [self[k].error for k in self.failed]
+        if not errors:
+            return
+        first = errors[0]
+        assert first is not None
+        if len(errors) == 1:
             raise first
+        msg = f"{len(errors)} of {len(self)} MCP servers failed to connect ({', '.join(self.failed)}):\n\n" + "\n\n".join(
+            str(e) for e in errors
+        )
+        raise ConnectError(
+            msg, server=first.server, target=getattr(first, "target", None), attempts=getattr(first, "attempts", 0),
+            cause=getattr(first, "cause", None), stderr=getattr(first, "stderr", ""),
+        )
 
     def _rows(self) -> list[dict[str, Any]]:
         return [
@@ -497,7 +508,7 @@ class AsyncMCPHub:
             await self._ensure(srv)
             conn = srv.conn
             assert conn is not None
-        args = dict(arguments) if arguments else {}
+        args = {k: v if type(v) in _JSON_SCALARS else _jsonable(v) for k, v in arguments.items()} if arguments else {}
         if self.validate:
             validator = srv.validators.get(tool)
             if validator is None:
@@ -698,6 +709,31 @@ class AsyncMCPHub:
 
     def __contains__(self, name: object) -> bool:
         return name in self._servers
+
+
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _jsonable(x: Any) -> Any:
+    """Plain JSON-able Python from what notebooks pass around (numpy scalars/arrays, tuples, timestamps, paths).
+
+    >>> import numpy as np
+    >>> _jsonable({"n": np.int64(3), "xs": np.array([1.5, 2.0]), "t": (1, 2)})
+    {'n': 3, 'xs': [1.5, 2.0], 't': [1, 2]}
+    """
+    if type(x) in _JSON_SCALARS or isinstance(x, (str, bool, int, float)) and not hasattr(x, "tolist"):
+        return x
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "tolist"):  # numpy scalars and arrays, pandas Series/Index
+        return _jsonable(x.tolist())
+    if hasattr(x, "isoformat"):  # datetime, date, pandas Timestamp
+        return x.isoformat()
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    return x
 
 
 def _text(result: Any) -> str:

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from quantlab.client import (
@@ -45,6 +46,9 @@ def test_calls_results_errors_and_timeout_reuse(stdio):
             assert await hub.call("t", "stats", {"values": [1, 2, 3]}) == {"n": 3.0, "sum": 6.0, "mean": 2.0}
             assert await hub.call("t", "echo", {"text": "hé"}) == "hé"
             pid = await hub.call("t", "pid")
+            # what notebooks pass around: numpy scalars and arrays become plain JSON values
+            assert await hub.call("t", "add", {"a": np.int64(2), "b": np.int32(3)}) == 5
+            assert (await hub.call("t", "stats", {"values": np.array([1.0, 3.0])}))["mean"] == 2.0
 
             with pytest.raises(ToolError) as info:
                 await hub.call("t", "fail", {"message": "no data for XYZ"})
@@ -75,9 +79,9 @@ def test_calls_results_errors_and_timeout_reuse(stdio):
 
             st = hub.state()
             s = st["servers"]["t"]
-            assert st["invocation_count"] == 8  # arguments errors and unknown tools never reach the server
+            assert st["invocation_count"] == 10  # arguments errors and unknown tools never reach the server
             assert s["status"] == "connected" and s["transport"] == "stdio" and s["tools"] == 7
-            assert s["calls"] == 8 and s["errors"] == 5 and s["pid"] == pid
+            assert s["calls"] == 10 and s["errors"] == 5 and s["pid"] == pid
             assert s["median_latency_ms"] > 0 and s["connected_at"] and st["last_activity"]
             assert "did not answer within 0.3 s" in s["last_error"]
             tools = {t["name"]: t for t in await hub.tools("t")}
@@ -132,15 +136,16 @@ def test_connect_retries_with_backoff_and_reports_stderr(stdio):
 
 def test_connect_all_one_bad_server_hides_nothing(stdio):
     async def main():
-        cfg = {"good": stdio(), "bad": stdio("--fail-start", "boom"), "time": TIME}
+        cfg = {"good": stdio(), "bad": stdio("--fail-start", "boom"), "time": TIME, "nocmd": {"command": "ql-no-such-cmd"}}
         async with AsyncMCPHub.from_config(cfg, max_retries=0) as hub:
             report = await hub.connect_all()
-            assert report.ok == ["good", "time"] and report.failed == ["bad"]
+            assert report.ok == ["good", "time"] and report.failed == ["bad", "nocmd"]
             assert isinstance(report["bad"].error, ConnectError) and "fatal: boom" in str(report["bad"].error)
             assert len(report["good"].tools) == 7
             assert "bad" in repr(report) and "<table" in report._repr_html_()
-            with pytest.raises(ConnectError, match="'bad'"):
+            with pytest.raises(ConnectError) as info:
                 report.raise_for_errors()
+            assert "2 of 4" in str(info.value) and "fatal: boom" in str(info.value) and "ql-no-such-cmd" in str(info.value)
             assert await hub.call("good", "add", {"a": 1, "b": 1}) == 2
             assert hub.state()["servers"]["bad"]["status"] == "failed"
             assert {t["server"] for t in await hub.tools()} == {"good", "time"}
