@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from .book import Broker, BrokerConfig
-from .server import Clock, build_server, parse_clock, run_http
+from .server import Clock, build_server, parse_clock, run_http, run_stdio
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)
             run_http(server, args.http, token)
         else:
-            server.run("stdio")
+            run_stdio(server)
     except KeyboardInterrupt:
         pass
     finally:

@@ -1,0 +1,195 @@
+"""Benchmark of the paper broker: orders/s through ``order_send`` over stdio, bars/s a deployment keeps up with.
+
+Run::
+
+    python benchmarks/bench_broker.py [--orders 1000] [--bars 100000] [--step 10000]
+
+Measures, against a real ``python -m quantlab.servers.broker`` subprocess over stdio:
+
+1. ``order_send`` round trips per second from a *sync* client (``quantlab.client.MCPHub``
+   if it is importable, else the raw ``mcp`` SDK client; the table says which), one call
+   at a time, alternating buy/sell 0.01 EURUSD - plus the in-process rate of the core for reference.
+2. bars per second a running deployment (SMA cross, M1, lookback 300) keeps up with when
+   the stepped clock advances in big steps via the ``advance`` tool (one deployment,
+   then five deployments at once, reported per deployment).
+
+Goals (issue 4): >= 500 orders/s, >= 2,000 bars/s per deployment.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SMA = '''
+def signals(data, fast=10, slow=40):
+    f = data.close.rolling(fast).mean()
+    s = data.close.rolling(slow).mean()
+    return (f > s).astype(float) - (f < s).astype(float)
+'''
+
+
+class _RawSync:
+    """Sync face over the raw SDK client: one event loop in a thread owns the session for its whole life."""
+
+    label = "raw mcp SDK Client"
+
+    def __init__(self, db: str):
+        import asyncio
+        import threading
+
+        from mcp import Client, StdioServerParameters
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._ready = asyncio.run_coroutine_threadsafe(self._open(Client, StdioServerParameters, db), self.loop).result(60)
+
+    async def _open(self, Client, StdioServerParameters, db):  # noqa: N803
+        import asyncio
+
+        self._done = asyncio.Event()
+        ready = asyncio.get_running_loop().create_future()
+
+        async def owner():
+            params = StdioServerParameters(command=sys.executable, args=["-m", "quantlab.servers.broker", "--db", db])
+            async with Client(params) as c:
+                self.client = c
+                ready.set_result(True)
+                await self._done.wait()
+
+        self._owner = asyncio.ensure_future(owner())
+        return await ready
+
+    def call(self, tool: str, args: dict) -> dict:
+        import asyncio
+
+        r = asyncio.run_coroutine_threadsafe(self.client.call_tool(tool, args), self.loop).result(600)
+        if r.is_error:
+            raise RuntimeError(r.content[0].text)
+        sc = r.structured_content
+        return sc["result"] if isinstance(sc, dict) and set(sc) == {"result"} else sc
+
+    def close(self) -> None:
+        import asyncio
+
+        async def finish():
+            self._done.set()
+            await self._owner
+
+        asyncio.run_coroutine_threadsafe(finish(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+class _HubSync:
+    label = "quantlab.client.MCPHub (sync)"
+
+    def __init__(self, db: str):
+        from quantlab.client import MCPHub
+
+        cfg = {"mcpServers": {"broker": {"command": sys.executable, "args": ["-m", "quantlab.servers.broker", "--db", db]}}}
+        self.hub = MCPHub.from_config(cfg)
+        self.hub.connect("broker")
+
+    def call(self, tool: str, args: dict) -> dict:
+        return self.hub.call("broker", tool, args, timeout=600)
+
+    def close(self) -> None:
+        self.hub.close()
+
+
+def connect(db: str, raw: bool = False):
+    if not raw:
+        try:
+            return _HubSync(db)
+        except ImportError:
+            pass
+    return _RawSync(db)
+
+
+def bench_orders(tmp: Path, n: int, raw: bool, name: str = "orders") -> tuple[float, float, str]:
+    from quantlab.servers.broker.book import Broker
+
+    b = Broker.open(str(tmp / "inproc.db"), symbols=["EURUSD"])
+    t = time.perf_counter()
+    for i in range(n):
+        b.order_send({"action": 1, "symbol": "EURUSD", "volume": 0.01, "type": i % 2})
+    inproc = n / (time.perf_counter() - t)
+    b.store.close()
+
+    c = connect(str(tmp / f"{name}.db"), raw)
+    try:
+        req = lambda i: {"request": {"action": 1, "symbol": "EURUSD", "volume": 0.01, "type": i % 2}}  # noqa: E731
+        for i in range(20):  # warm-up
+            c.call("order_send", req(i))
+        t = time.perf_counter()
+        for i in range(n):
+            r = c.call("order_send", req(i))
+            assert r["retcode"] == 10009
+        rate = n / (time.perf_counter() - t)
+        return rate, inproc, c.label
+    finally:
+        c.close()
+
+
+def bench_bars(tmp: Path, total: int, step: int, deployments: int, raw: bool) -> tuple[float, int]:
+    c = connect(str(tmp / f"bars{deployments}.db"), raw)
+    try:
+        syms = ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD"][:deployments]
+        ids = [c.call("deploy_strategy", {"name": f"sma-{s}", "code": SMA, "symbol": s, "timeframe": "M1", "volume": 0.1})["deployment_id"]
+               for s in syms]
+        t = time.perf_counter()
+        done = 0
+        while done < total:
+            k = min(step, total - done)
+            c.call("advance", {"bars": k})
+            done += k
+        dt = time.perf_counter() - t
+        trades = 0
+        for i in ids:
+            g = c.call("get_deployment", {"deployment_id": i})
+            assert g["bars"] == total and g["status"] == "running", g
+            trades += g["trades"]
+        return total / dt, trades
+    finally:
+        c.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--orders", type=int, default=1000)
+    p.add_argument("--bars", type=int, default=100_000)
+    p.add_argument("--step", type=int, default=10_000)
+    p.add_argument("--raw", action="store_true", help="use the raw mcp SDK client instead of quantlab.client.MCPHub")
+    a = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        orders, inproc, label = bench_orders(tmp, a.orders, a.raw)
+        raw_orders, _, raw_label = bench_orders(tmp, a.orders, True, "orders-raw") if not a.raw else (orders, 0, label)
+        bars1, trades1 = bench_bars(tmp, a.bars, a.step, 1, a.raw)
+        bars5, trades5 = bench_bars(tmp, a.bars // 2, a.step, 5, a.raw)
+    rows = [
+        ("order_send over stdio (orders/s)", orders, 500, f"{a.orders} sequential calls, {label}"),
+        ("order_send over stdio, raw SDK client", raw_orders, 500, f"{a.orders} sequential calls, {raw_label}"),
+        ("order_send in-process core (orders/s)", inproc, None, "reference, no MCP"),
+        ("bars/s, 1 deployment", bars1, 2000, f"{a.bars} M1 bars, advance({a.step}), {trades1} trades"),
+        ("bars/s per deployment, 5 at once", bars5, 2000, f"{a.bars // 2} M1 bars x 5, {trades5} trades"),
+    ]
+    import os
+
+    print(f"quantlab paper broker benchmark  (python {sys.version.split()[0]}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f})")
+    print(f"{'measure':40s} {'value':>12s} {'goal':>8s} {'ratio':>7s}  note")
+    for name, val, goal, note in rows:
+        g = f"{goal:,}" if goal else "-"
+        r = f"{val / goal:.2f}x" if goal else "-"
+        print(f"{name:40s} {val:12,.0f} {g:>8s} {r:>7s}  {note}")
+    ok = max(orders, raw_orders) >= 500 and bars1 >= 2000 and bars5 >= 2000
+    print("all goals met" if ok else "GOAL MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
