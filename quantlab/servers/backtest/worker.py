@@ -185,6 +185,8 @@ def _run(task: dict[str, Any], cache: _DataCache) -> tuple[dict[str, Any], Any]:
         raise WorkerFailure("signals", f"strategy {name!r} returned unusable signals: {exc}") from None
     except StrategyError as exc:
         raise WorkerFailure("strategy", str(exc) + _strategy_traceback(exc)) from None
+    except SystemExit as exc:
+        raise WorkerFailure("raised", f"strategy {name!r} called exit({exc.code!r}); `signals` must return the positions instead.") from None
     except RecursionError as exc:
         raise WorkerFailure("raised", f"strategy {name!r} raised RecursionError: {exc}" + _strategy_traceback(exc)) from None
     except Exception as exc:  # noqa: BLE001 - user code may raise anything
@@ -222,13 +224,16 @@ def _set_memory_limit(memory_mb: int | None) -> None:
 
 def worker_main(conn, runs_dir: str, data_root: str | None, memory_mb: int | None, cache_size: int) -> None:
     """Entry point of one worker process: serve tasks from ``conn`` until EOF."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
     # stdout may be the MCP stdio stream of the server: strategy prints go to stderr.
     try:
         os.dup2(2, 1)
     except OSError:
         pass
     sys.stdout = sys.stderr
-    # pre-import what every run needs (cheap with forkserver, already imported)
+    # pre-import what every run needs (free with forkserver: already imported)
     import numpy  # noqa: F401
     import pandas  # noqa: F401
 
@@ -236,49 +241,59 @@ def worker_main(conn, runs_dir: str, data_root: str | None, memory_mb: int | Non
 
     try:
         import quantlab.engine.backtest  # noqa: F401
-    except ImportError:  # engine not installed: every run reports it
+    except ImportError:  # engine missing: every run reports it
         pass
     _set_memory_limit(memory_mb)
     runs = Path(runs_dir)
     cache = _DataCache(runs, Path(data_root) if data_root else None, cache_size)
     store = _store.RunStore(runs)
-    conn.send(("ready", os.getpid()))
+    lock = threading.Lock()
+
+    def send(msg: tuple) -> None:
+        with lock:
+            conn.send(msg)
+
+    def persist(result: Any, task: dict, summary: dict) -> None:
+        try:
+            store.write_run(result, task, summary)
+            send(("persisted", summary["run_id"], None))
+        except BaseException as exc:  # noqa: BLE001
+            send(("persisted", summary["run_id"], f"{type(exc).__name__}: {exc}"))
+
+    # runs are saved on a background thread (pyarrow releases the GIL): the
+    # worker takes the next task while the previous run is being written
+    saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantlab-save")
+    send(("ready", os.getpid()))
     while True:
         try:
             msg = conn.recv()
         except (EOFError, OSError, KeyboardInterrupt):
-            return
+            break
         op = msg[0]
         if op == "stop":
-            return
+            break
         if op == "ping":
-            conn.send(("pong", os.getpid()))
+            send(("pong", os.getpid()))
             continue
         if op != "run":
-            conn.send(("error", "internal", f"unknown worker op {op!r}"))
+            send(("error", "internal", f"unknown worker op {op!r}"))
             continue
         task = msg[1]
-        result = None
         try:
             summary, result = _run(task, cache)
         except WorkerFailure as exc:
-            conn.send(("error", exc.kind, str(exc)))
+            send(("error", exc.kind, str(exc)))
             continue
         except MemoryError:
-            result = None
-            conn.send(("error", "memory", f"memory limit of {memory_mb} MB exceeded"))
+            send(("error", "memory", f"memory limit of {memory_mb} MB exceeded"))
             continue
         except BaseException as exc:  # noqa: BLE001 - report, keep serving
-            conn.send(("error", "internal", f"{type(exc).__name__}: {exc}"))
+            send(("error", "internal", f"{type(exc).__name__}: {exc}"))
             continue
-        conn.send(("ok", summary))
-        # persist after replying: the caller does not wait for the disk
-        try:
-            store.write_run(result, task, summary)
-            conn.send(("persisted", summary["run_id"], None))
-        except BaseException as exc:  # noqa: BLE001
-            conn.send(("persisted", summary["run_id"], f"{type(exc).__name__}: {exc}"))
+        send(("ok", summary))
+        saver.submit(persist, result, task, summary)
         del result
+    saver.shutdown(wait=True)
 
 
 # ---------------------------------------------------------------------------
@@ -290,6 +305,9 @@ class _Worker:
     conn: Any
     refs: collections.OrderedDict = field(default_factory=collections.OrderedDict)
     ready: bool = False
+    dead: bool = False
+    waiter: asyncio.Future | None = None
+    saving: list = field(default_factory=list)
 
     @property
     def pid(self) -> int | None:
@@ -302,6 +320,8 @@ class WorkerPool:
     ``size`` workers are started once; :meth:`run` sends a task to an idle
     worker (preferring one that already holds the data reference), waits at
     most ``timeout`` seconds, kills and replaces the worker on timeout or crash.
+    Each worker's pipe is watched by the event loop, so replies, "saved"
+    notices and deaths are seen as they happen.
 
     Example
     -------
@@ -326,26 +346,40 @@ class WorkerPool:
         self.cache_size = cache_size
         self._ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
-            self._ctx.set_forkserver_preload(["quantlab.servers.backtest.worker", "quantlab.servers.backtest.store", "quantlab.engine.backtest"])
+            self._ctx.set_forkserver_preload(
+                ["quantlab.servers.backtest.worker", "quantlab.servers.backtest.store", "quantlab.engine.backtest", "pyarrow.parquet"]
+            )
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []
         self._cond: asyncio.Condition | None = None
-        self._pending: dict[str, asyncio.Event] = {}
-        self._background: set[asyncio.Task] = set()
+        self._saving: dict[str, list] = {}  # run_id -> [count, asyncio.Event]
+        self._background: set[asyncio.Future] = set()
         self._closed = False
+        self._start_failures = 0
+        self._broken: str | None = None
 
     def __repr__(self) -> str:
-        return f"WorkerPool(size={self.size}, memory_mb={self.memory_mb}, idle={len(self._idle)}, workers={[w.pid for w in self._workers]})"
+        return (
+            f"WorkerPool(size={self.size}, memory_mb={self.memory_mb}, idle={len(self._idle)}, "
+            f"workers={[w.pid for w in self._workers]})"
+        )
 
     # -- lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
-        """Start the workers (returns once they are spawned; they become idle when ready)."""
+        """Start the workers in the background (they become idle when ready)."""
         self._cond = asyncio.Condition()
         for _ in range(self.size):
-            # in the background: the server answers the MCP handshake meanwhile
             self._track(asyncio.ensure_future(self._spawn()))
 
-    async def _spawn(self) -> _Worker:
+    def _track(self, fut: asyncio.Future) -> None:
+        self._background.add(fut)
+        fut.add_done_callback(self._background.discard)
+
+    async def _spawn(self, delay: float = 0.0) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        if self._closed:
+            return
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
             target=worker_main,
@@ -353,40 +387,105 @@ class WorkerPool:
             name="quantlab-backtest-worker",
             daemon=True,
         )
-        # the first start launches the forkserver (imports the engine): keep the loop free
-        await asyncio.to_thread(proc.start)
+        try:
+            # the first start launches the forkserver (imports the engine): keep the loop free
+            await asyncio.to_thread(proc.start)
+        except Exception as exc:  # noqa: BLE001
+            child.close()
+            parent.close()
+            self._start_failures += 1
+            log.error("cannot start a backtest worker: %s", exc)
+            if self._start_failures >= 5:
+                self._broken = f"cannot start backtest workers: {type(exc).__name__}: {exc}"
+                await self._notify()
+            else:
+                self._track(asyncio.ensure_future(self._spawn(delay=1.0)))
+            return
         child.close()
         w = _Worker(proc=proc, conn=parent)
         self._workers.append(w)
-        self._track(asyncio.ensure_future(self._await_ready(w)))
-        return w
+        asyncio.get_running_loop().add_reader(parent.fileno(), self._on_readable, w)
 
-    def _track(self, task: asyncio.Task) -> None:
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _await_ready(self, w: _Worker) -> None:
+    def _on_readable(self, w: _Worker) -> None:
         try:
-            msg = await self._recv(w, 120)
-        except Exception as exc:  # noqa: BLE001
-            log.error("backtest worker %s failed to start: %s", w.pid, exc)
-            self._discard(w)
-            if not self._closed:
-                await asyncio.sleep(1.0)
-                await self._spawn()
-            return
-        if msg[0] == "ready":
+            while not w.dead and w.conn.poll(0):
+                self._dispatch(w, w.conn.recv())
+        except (EOFError, OSError):
+            self._on_death(w)
+
+    def _dispatch(self, w: _Worker, msg: tuple) -> None:
+        op = msg[0]
+        if op == "ready":
             w.ready = True
-            await self._release(w)
+            self._start_failures = 0
+            self._track(asyncio.ensure_future(self._release(w)))
+        elif op == "persisted":
+            run_id, err = msg[1], msg[2]
+            if err:
+                log.error("run %s could not be saved: %s", run_id, err)
+            if run_id in w.saving:
+                w.saving.remove(run_id)
+            self._saved(run_id)
+        elif w.waiter is not None and not w.waiter.done():
+            if op == "ok":  # the run is saved after the reply: note it before any later message
+                run_id = msg[1]["run_id"]
+                w.saving.append(run_id)
+                entry = self._saving.setdefault(run_id, [0, asyncio.Event()])
+                entry[0] += 1
+            w.waiter.set_result(msg)
+        else:
+            log.warning("unexpected message from backtest worker %s: %r", w.pid, op)
+
+    def _saved(self, run_id: str) -> None:
+        entry = self._saving.get(run_id)
+        if entry is not None:
+            entry[0] -= 1
+            if entry[0] <= 0:
+                entry[1].set()
+                del self._saving[run_id]
+
+    def _on_death(self, w: _Worker) -> None:
+        if w.dead:
+            return
+        was_ready = w.ready
+        w.dead = True
+        self._discard(w)
+        if w.waiter is not None and not w.waiter.done():
+            w.waiter.set_exception(EOFError("worker died"))
+        for run_id in w.saving:
+            self._saved(run_id)
+        w.saving.clear()
+        if self._closed:
+            return
+        if not was_ready:
+            self._start_failures += 1
+            if self._start_failures >= 5:
+                self._broken = (
+                    f"the backtest workers fail to start (exit code {w.proc.exitcode}); "
+                    "see the server's stderr (is quantlab.engine importable?)."
+                )
+                self._track(asyncio.ensure_future(self._notify()))
+                return
+        self._track(asyncio.ensure_future(self._spawn(delay=0.0 if was_ready else 1.0)))
+
+    async def _notify(self) -> None:
+        assert self._cond is not None
+        async with self._cond:
+            self._cond.notify_all()
 
     async def _release(self, w: _Worker) -> None:
         assert self._cond is not None
         async with self._cond:
-            if w in self._workers and w not in self._idle:
+            if not w.dead and w in self._workers and w not in self._idle:
                 self._idle.append(w)
             self._cond.notify_all()
 
     def _discard(self, w: _Worker) -> None:
+        w.dead = True
+        try:
+            asyncio.get_running_loop().remove_reader(w.conn.fileno())
+        except Exception:  # noqa: BLE001 - closed already
+            pass
         if w in self._workers:
             self._workers.remove(w)
         if w in self._idle:
@@ -403,6 +502,10 @@ class WorkerPool:
             pass
 
     def _replace(self, w: _Worker) -> None:
+        """Kill ``w`` and start a fresh worker in its place."""
+        for run_id in w.saving:
+            self._saved(run_id)
+        w.saving.clear()
         self._discard(w)
         if not self._closed:
             self._track(asyncio.ensure_future(self._spawn()))
@@ -417,34 +520,17 @@ class WorkerPool:
                 w.conn.send(("stop",))
             except Exception:  # noqa: BLE001
                 pass
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + 3
         for w in list(self._workers):
-            w.proc.join(max(0.0, deadline - time.monotonic()))
+            await asyncio.to_thread(w.proc.join, max(0.0, deadline - time.monotonic()))
             self._discard(w)
-
-    # -- messaging ---------------------------------------------------------------
-    async def _recv(self, w: _Worker, timeout: float | None):
-        """Wait (without blocking the event loop) for the worker's next message."""
-        loop = asyncio.get_running_loop()
-        if not w.conn.poll(0):
-            fut = loop.create_future()
-            fd = w.conn.fileno()
-
-            def _readable() -> None:
-                if not fut.done():
-                    fut.set_result(None)
-
-            loop.add_reader(fd, _readable)
-            try:
-                await asyncio.wait_for(fut, timeout)
-            finally:
-                loop.remove_reader(fd)
-        return w.conn.recv()
 
     async def _acquire(self, ref: str | None) -> _Worker:
         assert self._cond is not None, "WorkerPool.start() was not called"
         async with self._cond:
             while not self._idle:
+                if self._broken:
+                    raise WorkerFailure("internal", self._broken)
                 await self._cond.wait()
             # data affinity: a worker that already holds the data reference
             chosen = next((w for w in self._idle if ref in w.refs), self._idle[0])
@@ -455,82 +541,79 @@ class WorkerPool:
     async def run(self, task: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Run one backtest task in a worker; return its summary or raise :class:`WorkerFailure`."""
         ref = task.get("data") or "sample"
+        name = task.get("name")
         w = await self._acquire(ref)
+        w.waiter = asyncio.get_running_loop().create_future()
         try:
             w.conn.send(("run", task))
-            msg = await self._recv(w, timeout)
+            msg = await asyncio.wait_for(w.waiter, timeout)
         except asyncio.TimeoutError:
             self._replace(w)
             raise WorkerFailure(
                 "timeout",
-                f"strategy {task.get('name')!r} did not finish within {timeout:g} s and was stopped "
-                "(an endless loop? a very slow pure-Python loop over bars?). Vectorise it with pandas/numpy "
-                "or raise `timeout`; the worker was restarted.",
+                f"strategy {name!r} did not finish within {timeout:g} s and was stopped "
+                "(an endless loop? a slow pure-Python loop over the bars?). Vectorise it with pandas/numpy "
+                "or pass a larger `timeout`. The worker was restarted.",
             ) from None
         except (EOFError, OSError, ConnectionError):
             code = w.proc.exitcode
             if code is None:
                 w.proc.join(1)
                 code = w.proc.exitcode
-            self._replace(w)
-            how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+            self._on_death(w)
+            if code is not None and code < 0:
+                import signal as _signal
+
+                try:
+                    signame = _signal.Signals(-code).name
+                except ValueError:
+                    signame = f"signal {-code}"
+                how = (
+                    f"killed by {signame}: most likely it exceeded the memory limit of {self.memory_mb} MB "
+                    "or crashed inside a C extension"
+                )
+            else:
+                how = f"exited with code {code}: does the strategy call os._exit()?"
             raise WorkerFailure(
-                "crashed",
-                f"the worker running strategy {task.get('name')!r} died ({how}); most likely it exceeded the "
-                f"memory limit of {self.memory_mb} MB or crashed inside a C extension. The worker was restarted.",
+                "crashed", f"the worker running strategy {name!r} died ({how}). The worker was restarted."
             ) from None
         except BaseException:  # cancelled: the worker is in an unknown state
             self._replace(w)
             raise
-        if msg[0] == "ok":
-            summary = msg[1]
-            run_id = summary["run_id"]
-            w.refs[ref] = True
-            w.refs.move_to_end(ref)
-            while len(w.refs) > self.cache_size:
-                w.refs.popitem(last=False)
-            event = self._pending.setdefault(run_id, asyncio.Event())
-            self._track(asyncio.ensure_future(self._await_persisted(w, run_id, event)))
-            return summary
+        finally:
+            w.waiter = None
         if msg[0] == "error" and msg[1] == "memory":
             # a worker that hit MemoryError may be fragmented or half-broken: replace it
             self._replace(w)
             raise WorkerFailure(
                 "memory",
-                f"strategy {task.get('name')!r} exceeded the worker's memory limit of {self.memory_mb} MB "
+                f"strategy {name!r} exceeded the worker's memory limit of {self.memory_mb} MB "
                 "(MemoryError). Use less memory (work on columns, avoid copies of the whole frame) or "
                 "start the server with a larger --memory-mb. The worker was restarted.",
             )
+        if msg[0] == "ok":
+            w.refs[ref] = True
+            w.refs.move_to_end(ref)
+            while len(w.refs) > self.cache_size:
+                w.refs.popitem(last=False)
         await self._release(w)
+        if msg[0] == "ok":
+            return msg[1]
         if msg[0] == "error":
             raise WorkerFailure(msg[1], msg[2])
         raise WorkerFailure("internal", f"unexpected worker reply {msg[0]!r}")
 
-    async def _await_persisted(self, w: _Worker, run_id: str, event: asyncio.Event) -> None:
-        try:
-            msg = await self._recv(w, 600)
-            if msg[0] == "persisted" and msg[2]:
-                log.error("run %s could not be saved: %s", run_id, msg[2])
-        except Exception as exc:  # noqa: BLE001
-            log.error("worker %s died while saving run %s: %s", w.pid, run_id, exc)
-            self._replace(w)
-            return
-        finally:
-            event.set()
-            self._pending.pop(run_id, None)
-        await self._release(w)
-
     async def wait_persisted(self, run_id: str, timeout: float = 120) -> None:
-        """Wait until a run that was just computed is on disk (no-op otherwise)."""
-        event = self._pending.get(run_id)
-        if event is not None:
-            await asyncio.wait_for(event.wait(), timeout)
+        """Wait until a run that was just computed is on disk (returns at once otherwise)."""
+        entry = self._saving.get(run_id)
+        if entry is not None:
+            await asyncio.wait_for(entry[1].wait(), timeout)
 
     async def wait_idle(self, timeout: float = 120) -> None:
         """Wait until every worker is started and idle (used by tests and benchmarks)."""
         assert self._cond is not None
 
-        async def _wait():
+        async def _wait() -> None:
             async with self._cond:
                 while len(self._idle) < self.size:
                     await self._cond.wait()
