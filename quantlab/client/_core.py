@@ -644,6 +644,17 @@ class AsyncMCPHub:
             raise await self._call_failed(srv, conn, "<ping>", None, exc) from exc
         return (time.perf_counter() - t0) * 1000.0
 
+    def stderr(self, name: str, lines: int = 50) -> str:
+        """The last ``lines`` lines a stdio server wrote to stderr in its current (or last) run.
+
+        Servers' stderr is kept in a private temporary file, not mixed into the notebook;
+        read it here when a tool misbehaves.
+
+        >>> AsyncMCPHub.from_config({"t": {"command": "python"}}).stderr("t")
+        ''
+        """
+        return self._server(name).transport.stderr_tail(lines)
+
     def client(self, name: str) -> Any:
         """The SDK ``mcp.Client`` of a connected server, for what this hub does not wrap (resources, prompts)."""
         srv = self._server(name)

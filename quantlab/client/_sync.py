@@ -236,6 +236,10 @@ class MCPHub:
         """Round-trip latency to ``name`` in milliseconds."""
         return self.run(self._aio.ping(name))
 
+    def stderr(self, name: str, lines: int = 50) -> str:
+        """The last ``lines`` lines a stdio server wrote to stderr (see :meth:`AsyncMCPHub.stderr`)."""
+        return self._aio.stderr(name, lines)
+
     def disconnect(self, name: str) -> None:
         """Close the session with ``name``; it reconnects on next use."""
         self.run(self._aio.disconnect(name))

@@ -83,6 +83,7 @@ def test_calls_results_errors_and_timeout_reuse(stdio):
             assert s["status"] == "connected" and s["transport"] == "stdio" and s["tools"] == 7
             assert s["calls"] == 10 and s["errors"] == 5 and s["pid"] == pid
             assert s["median_latency_ms"] > 0 and s["connected_at"] and st["last_activity"]
+            assert "test server starting" in hub.stderr("t") and "no data for XYZ" in hub.stderr("t")
             assert "did not answer within 0.3 s" in s["last_error"]
             tools = {t["name"]: t for t in await hub.tools("t")}
             assert tools["add"]["input_schema"]["required"] == ["a", "b"] and tools["add"]["description"] == "Add two integers."
