@@ -150,3 +150,31 @@ def test_sync_connect_error_is_raised_in_caller_thread(stdio):
         with pytest.raises(ConnectError, match="fatal: bad config"):
             hub.connect("bad")
         assert hub.state()["servers"]["bad"]["status"] == "failed"
+
+
+def test_children_exit_when_the_parent_is_killed_hard():
+    """A kernel killed with SIGKILL runs no atexit; its stdio servers still go (stdin closes)."""
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from quantlab.client import MCPHub
+        hub = MCPHub.from_config({"t": {"command": sys.executable, "args": [sys.argv[1]]}})
+        print(hub.call("t", "pid"), flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, os.path.join(HERE, "mcp_test_server.py")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        child = int(proc.stdout.readline())
+        assert _alive(child)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 5
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), "the stdio server outlived its killed parent"
+    finally:
+        proc.kill()
+        proc.stdout.close()
