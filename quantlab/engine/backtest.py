@@ -34,7 +34,7 @@ Example
 ... ''', name="sma")
 >>> r = backtest(data.synthetic(bars=2000, seed=1), s)
 >>> sorted(r.metrics)[:3]
-['cagr', 'calmar', 'exposure']
+['cagr', 'calmar', 'expectancy']
 """
 from __future__ import annotations
 

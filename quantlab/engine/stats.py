@@ -16,7 +16,7 @@ Example
 >>> import numpy as np
 >>> r = np.array([0.01, -0.02, 0.03])
 >>> round(sharpe(r, periods_per_year=252), 4)
-3.0237
+4.2053
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def _arr(x: Any) -> np.ndarray:
 def total_return(equity: Any, cash: float | None = None) -> float:
     """Total return ``V_end / V_0 - 1``, with ``V_0 = cash`` when given (else the first equity value).
 
-    >>> total_return([100.0, 110.0], cash=100.0)
+    >>> round(total_return([100.0, 110.0], cash=100.0), 12)
     0.1
     """
     v = _arr(equity)
@@ -105,7 +105,7 @@ def sharpe(returns: Any, periods_per_year: float) -> float:
     equity) else ``±inf`` (vectorbt returns inf in both cases).
 
     >>> round(sharpe([0.01, -0.02, 0.03], 252), 4)
-    3.0237
+    4.2053
     """
     r = _arr(returns)
     if r.size < 2:
@@ -126,14 +126,14 @@ def sortino(returns: Any, periods_per_year: float) -> float:
     bars; zero downside deviation gives 0.0 if ``mean == 0`` else ``±inf``.
 
     >>> round(sortino([0.01, -0.02, 0.03], 252), 4)
-    5.6125
+    9.1652
     """
     r = _arr(returns)
     if r.size < 2:
         return float("nan")
     mean = float(np.mean(r))
     down = np.minimum(r, 0.0)
-    dd = math.sqrt(float(np.dot(down, down)) / r.size)
+    dd = math.sqrt(float(np.mean(down * down)))  # no BLAS dot: its threads stall on a busy machine
     if dd == 0.0:
         return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
     return mean * periods_per_year / (dd * math.sqrt(periods_per_year))
@@ -260,7 +260,7 @@ def compute_metrics(
     >>> eq = pd.Series([100.0, 101.0, 99.0, 103.0])
     >>> tr = pd.DataFrame({"pnl": [3.0], "exit_time": [pd.Timestamp("2024-01-01")]})
     >>> m = compute_metrics(eq, eq.pct_change().fillna(0), [0, 1, 1, 0], tr, 252, cash=100.0)
-    >>> m["trades"], m["total_return"]
+    >>> m["trades"], round(m["total_return"], 12)
     (1, 0.03)
     """
     eq = _arr(equity)

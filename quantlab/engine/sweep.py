@@ -204,10 +204,13 @@ class _Context:
         try:
             raw = self.hook(self.data, [dict(c) for c in combos])
             if isinstance(raw, pd.DataFrame):
-                cols = [raw.iloc[:, j] for j in range(raw.shape[1])]
-            elif isinstance(raw, np.ndarray):
+                if not raw.index.equals(self.data.index):
+                    return None
+                raw = raw.to_numpy()
+            if isinstance(raw, np.ndarray):
                 if raw.ndim != 2:
                     return None
+                raw = np.asfortranarray(raw)  # contiguous columns: validating a strided column is slow
                 cols = [raw[:, j] for j in range(raw.shape[1])]
             else:
                 cols = list(raw)
@@ -236,16 +239,23 @@ class _Context:
 _WORKER: dict[str, _Context] = {}
 
 
+_BLAS: list[Any] = []
+
+
 def _one_blas_thread():
     """Limit BLAS to one thread while sweeping: the only BLAS call per run (a dot product in the
     Sortino ratio) otherwise waits for a second BLAS thread on a busy machine (milliseconds per
     run), and the sweep parallelises over runs anyway. A no-op without ``threadpoolctl``."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
+    if not _BLAS:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _BLAS.append(ThreadpoolController())  # scanning the loaded libraries takes ~30 ms: once
+        except ImportError:  # pragma: no cover - optional
+            _BLAS.append(None)
+    if _BLAS[0] is None:  # pragma: no cover
         import contextlib
         return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    return _BLAS[0].limit(limits=1, user_api="blas")
 
 
 def _init_worker(token: str, code: str, name: str, data: pd.DataFrame, costs: dict) -> None:
@@ -277,7 +287,7 @@ def _process_chunk(token: str, code: str, name: str, costs: dict, path: str | No
 def _dask_chunk(code: str, name: str, costs: dict, data: pd.DataFrame, start: int,
                 combos: list[dict]) -> tuple[int, list]:
     """Dask task: ``data`` is the scattered frame (resolved on the worker, never shipped per task)."""
-    key = (Strategy.from_code(code, name=name).sha256, id(data), tuple(sorted(costs.items())))
+    key = (code, name, id(data), tuple(sorted(costs.items())))
     cache = _DASK_CACHE.get(key)
     if cache is None:
         _DASK_CACHE.clear()
