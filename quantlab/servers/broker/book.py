@@ -764,6 +764,8 @@ class Broker:
                 self.store.set_meta("cursor", new)
             except BaseException:
                 self.feed.cursor = old
+                self.deployments._journal.clear()
+                self.deployments._live = {}
                 raise
             finally:
                 self._at = None

@@ -29,9 +29,11 @@ Example
 """
 from __future__ import annotations
 
+import html
 import json
 import math
 import time as _time
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -62,6 +64,27 @@ class Deployments:
         self._strategies: dict[int, tuple[str, Strategy]] = {}
         self._live: dict[int, dict] = {}
         self._journal: list[tuple] = []
+
+    def __repr__(self) -> str:
+        counts = dict(self.st.conn.execute("SELECT status, count(*) FROM deployments GROUP BY status").fetchall())
+        return f"Deployments({counts or 'none'})"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{d['deployment_id']}</td><td>{html.escape(d['name'])}</td><td>{d['symbol']}</td><td>{d['status']}</td>"
+            f"<td>{d['lots']:g}</td><td>{d['pnl']:.2f}</td></tr>" for d in self.list())
+        return ("<table><tr><th>id</th><th>name</th><th>symbol</th><th>status</th><th>lots</th><th>pnl</th></tr>"
+                f"{rows}</table>")
+
+    @contextmanager
+    def _tx(self):
+        """A store transaction that also forgets buffered journal lines if it rolls back."""
+        try:
+            with self.st.tx():
+                yield
+        except BaseException:
+            self._journal.clear()
+            raise
 
     # -- helpers --------------------------------------------------------------------
     def _row(self, dep_id: Any) -> dict[str, Any]:
@@ -156,7 +179,7 @@ class Deployments:
         if isinstance(lookback, bool) or not isinstance(lookback, int) or not 1 <= lookback <= 100_000:
             raise TradeError(C.TRADE_RETCODE_INVALID, f"config.lookback must be an integer in 1..100000, got {lookback!r}.")
         p = _canon(resolved)
-        with self.st.tx():
+        with self._tx():
             same = self.st.one(
                 "SELECT * FROM deployments WHERE sha256 = ? AND params = ? AND symbol = ? AND status IN ('pending', 'running') "
                 "ORDER BY id LIMIT 1", (strat.sha256, p, spec.name))
@@ -197,7 +220,7 @@ class Deployments:
 
     def stop(self, dep_id: Any) -> dict[str, Any]:
         """Close the deployment's positions through the order path and mark it ``stopped``."""
-        with self.st.tx():
+        with self._tx():
             dep = self._row(dep_id)
             if dep["status"] in ("stopped",):
                 return self.public(dep)
@@ -227,7 +250,7 @@ class Deployments:
             raise TradeError(C.TRADE_RETCODE_INVALID, f"kind must be one of {ALERT_KINDS}, got {kind!r}.")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold) or threshold <= 0:
             raise TradeError(C.TRADE_RETCODE_INVALID, f"threshold must be a positive number, got {threshold!r}.")
-        with self.st.tx():
+        with self._tx():
             dep = self._row(deployment_id) if deployment_id is not None else None
             if kind.startswith("price"):
                 symbol = self.b.spec(symbol or (dep or {}).get("symbol")).name

@@ -143,7 +143,17 @@ class Clock:
                 self.last_error = f"{type(exc).__name__}: {exc}"
 
     def info(self) -> dict[str, Any]:
+        """Mode, bars per second and the last error of the background clock."""
         return {"mode": self.mode, "bars_per_second": self.rate, "last_error": self.last_error}
+
+    def __repr__(self) -> str:
+        running = self._thread is not None and self._thread.is_alive()
+        return f"Clock(mode={self.mode!r}, bars_per_second={self.rate:g}, running={running})"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<code>{html.escape(repr(self))}</code>"
 
 
 def parse_clock(spec: str) -> tuple[str, float]:
