@@ -66,8 +66,8 @@ RATIO = {"sharpe", "sortino", "calmar", "profit_factor"}
 COUNT = {"trades", "open_trades", "bars_held", "size"}
 
 GREEN, RED, GREY = "#1a7f37", "#cf222e", "#6e7781"
-TABLE_STYLE = "border-collapse:collapse;font-size:12px;font-family:system-ui,-apple-system,'Segoe UI',sans-serif"
-TH_STYLE = "text-align:left;padding:3px 10px;border-bottom:2px solid #d0d7de;background:#f6f8fa"
+TABLE_STYLE = "border-collapse:collapse;font-size:12px;font-family:system-ui,-apple-system,Segoe UI,sans-serif"
+TH_STYLE = "text-align:left;padding:3px 10px;border-bottom:2px solid #d0d7de;background:#f6f8fa;color:#24292f"
 TD_STYLE = "padding:2px 10px;border-bottom:1px solid #eaeef2"
 TDR_STYLE = TD_STYLE + ";text-align:right;font-variant-numeric:tabular-nums"
 
@@ -271,7 +271,7 @@ def frame_html(
     head = "".join(f"<th style='{TH_STYLE}'>{escape(c)}</th>" for c in ([shown.index.name or ""] if index else []) + cols)
     rows = []
     for label, rec in zip(shown.index, shown.itertuples(index=False, name=None)):
-        bg = ";background:#fff8c5" if highlight is not None and label == highlight else ""
+        bg = ";background:#fff8c5;color:#24292f" if highlight is not None and label == highlight else ""
         cells = [f"<td style='{TD_STYLE}{bg}'>{escape(label)}</td>"] if index else []
         for c, v in zip(cols, rec):
             html_v = v if isinstance(v, _Raw) else escape(_fmt_cell(str(c), v))
@@ -297,6 +297,11 @@ def raw(html_text: str) -> _Raw:
     return _Raw(html_text)
 
 
+def raw_column(df: pd.DataFrame, column: str, cells: Iterable[Any]) -> None:
+    """Set ``df[column]`` to HTML ``cells`` (an object column, so pandas keeps them marked as HTML)."""
+    df[column] = pd.Series(list(cells), index=df.index, dtype=object)
+
+
 TRADE_COLUMNS = ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "return", "bars_held"]
 
 
@@ -319,10 +324,10 @@ def trades_html(trades: pd.DataFrame | None, by: str | None = None, ascending: b
     shown = df.iloc[:max_rows].copy()
     for col in ("pnl", "return"):
         if col in shown.columns:
-            shown[col] = [
+            raw_column(shown, col, (
                 raw(f"<span style='color:{GREEN if (v or 0) > 0 else RED if (v or 0) < 0 else GREY}'>{escape(fmt_metric(col, v))}</span>")
                 for v in shown[col]
-            ]
+            ))
     out = frame_html(shown, max_rows=None, index=True, css_class="quantlab-trades")
     if len(df) > max_rows:
         out += f"<div style='color:{GREY};font-size:11px'>showing {max_rows:,} of {len(df):,} trades</div>"

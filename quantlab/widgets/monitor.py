@@ -27,7 +27,8 @@ from ._base import StaticFallback
 
 __all__ = ["Monitor", "monitor"]
 
-COLUMNS = ["deployment_id", "strategy_name", "symbol", "status", "position", "pnl", "trades", "triggered_at", "last_error"]
+COLUMNS = ["deployment_id", "strategy_name", "symbol", "status", "position", "pnl", "trades", "commit", "triggered_at",
+           "last_error"]
 _STATUS_COLOR = {"running": R.GREEN, "stopped": R.GREY, "failed": R.RED, "error": R.RED}
 _ACTIVE = {"running", "pending", "starting", "active"}
 
@@ -36,17 +37,22 @@ def deployments_html(df: pd.DataFrame | None) -> str:
     """The deployments table as HTML: status badges, PnL coloured by sign."""
     if df is None or len(df) == 0:
         return f"<div style='color:{R.GREY}'>No deployments yet.</div>"
-    shown = df[[c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS and c != "commit"]].copy()
+    hidden = {"status_source"}
+    cols = [c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS and c not in hidden]
+    shown = df[cols].copy()
+    if "commit" in shown.columns:
+        R.raw_column(shown, "commit", (R.raw(f"<code>{R.escape(str(v)[:12])}</code>") if not R._is_missing(v) else ""
+                                       for v in shown["commit"]))
     if "status" in shown.columns:
-        shown["status"] = [
+        R.raw_column(shown, "status", (
             R.raw(f"<b style='color:{_STATUS_COLOR.get(str(s).lower(), R.GREY)}'>{R.escape(s)}</b>") for s in shown["status"]
-        ]
+        ))
     if "pnl" in shown.columns:
-        shown["pnl"] = [
+        R.raw_column(shown, "pnl", [
             R.raw(f"<span style='color:{R.GREEN if (v or 0) > 0 else R.RED if (v or 0) < 0 else R.GREY}'>{R.escape(R.fmt_metric('pnl', v))}</span>")
             if not R._is_missing(v) else "—"
             for v in shown["pnl"]
-        ]
+        ])
     if "last_error" in shown.columns:
         shown["last_error"] = ["" if R._is_missing(v) else str(v) for v in shown["last_error"]]
     return R.frame_html(shown.reset_index(drop=True), max_rows=500, css_class="quantlab-deployments")

@@ -425,7 +425,7 @@ class Review(StaticFallback, widgets.VBox):
     def _compare_table_html(self) -> str:
         df = self.comparison
         if "policy" in df.columns:
-            df["policy"] = [R.raw(R.badge(v, "pass" if v else "fail")) if v is not None else "" for v in df["policy"]]
+            R.raw_column(df, "policy", (R.raw(R.badge(v, "pass" if v else "fail")) if v is not None else "" for v in df["policy"]))
         df = df.loc[self._compare_order]
         return R.frame_html(df, max_rows=None, highlight=self._selected, index=True, max_height="260px")
 

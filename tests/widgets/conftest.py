@@ -78,3 +78,31 @@ def lab(tmp_path_factory):
         yield lab
     finally:
         lab.close()
+
+
+VOID = {"img", "br", "hr", "meta", "input", "col", "wbr", "link", "source"}
+
+
+def assert_html_ok(text: str) -> None:
+    """Tags balance, attributes parse, and no HTML of ours was escaped into text."""
+    from html.parser import HTMLParser
+
+    stack: list[str] = []
+
+    class Checker(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            for name, value in attrs:
+                assert name.isidentifier() or name.replace("-", "").isalnum(), f"broken attribute {name!r} in <{tag}>"
+            if tag not in VOID:
+                stack.append(tag)
+
+        def handle_startendtag(self, tag, attrs):
+            pass
+
+        def handle_endtag(self, tag):
+            assert stack and stack[-1] == tag, f"</{tag}> closes {stack[-1:] or 'nothing'}"
+            stack.pop()
+
+    Checker().feed(text)
+    assert not stack, f"unclosed tags: {stack}"
+    assert "&lt;span" not in text and "&lt;b " not in text and "&lt;code" not in text, "HTML escaped into text"

@@ -7,6 +7,8 @@ import pytest
 
 from quantlab.widgets import Monitor, monitor
 
+from .conftest import assert_html_ok
+
 
 def wait_for(cond, timeout=10.0):
     deadline = time.monotonic() + timeout
@@ -63,7 +65,9 @@ def test_table_shows_deployments_and_stops_one(lab, passing):
     try:
         df = m.refresh()
         assert dep in set(df["deployment_id"])
-        assert dep in m._table.value and "running" in m._table.value
+        assert dep in m._table.value and f"<b style='color:#1a7f37'>running</b>" in m._table.value
+        assert f"<code>{outcome.stored.commit[:12]}</code>" in m._table.value
+        assert_html_ok(m._table.value)
         assert dep in m._stop_pick.options
         m._stop_pick.value = dep
         m._stop_btn.click()

@@ -11,6 +11,8 @@ from quantlab.engine.backtest import backtest
 
 from quantlab.widgets import DeployPanel, DeployPanelError, deploy_panel
 
+from .conftest import assert_html_ok
+
 
 def test_button_disabled_while_policy_fails_until_deploy_anyway(lab, failing):
     panel = deploy_panel(failing, lab)
@@ -56,6 +58,8 @@ def test_click_stores_deploys_and_stops(lab, sma, data):
     assert [s for s, st, _ in panel.steps if st == "done"] == ["validate", "store", "deploy", "record"]
     html = panel._outcome_html.value
     assert outcome.stored.commit[:12] in html and dep in html and "Stored and deployed" in html
+    assert_html_ok(html)
+    assert_html_ok(panel._steps_html.value)
     assert panel._deploy_btn.disabled and panel._deploy_btn.description == "Deployed ✓"
     assert panel._stop_btn.layout.display is None  # the Stop button is shown
     with pytest.raises(DeployPanelError, match="already deployed"):
@@ -104,3 +108,4 @@ def test_static_fallback(lab, passing):
     assert bundle["text/plain"] == repr(panel)
     assert "Will store in the assets hub" in bundle["text/html"] and "Deployment policy" in bundle["text/html"]
     assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert_html_ok(bundle["text/html"])

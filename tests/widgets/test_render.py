@@ -10,7 +10,7 @@ import pytest
 from quantlab.lab.policy import DeploymentPolicy
 from quantlab.widgets import _render as R
 
-from .conftest import png_size
+from .conftest import assert_html_ok, png_size
 
 
 @pytest.mark.parametrize(
@@ -40,6 +40,7 @@ def test_metrics_frame_badges_follow_the_policy(failing):
     assert df.loc["total_return", "value"] == f"{failing.metrics['total_return']:.2%}"
     html = R.metrics_html(failing.metrics, check)
     assert "FAILED" in html and "✘ fail" in html and "✔ pass" in html
+    assert_html_ok(html)
 
 
 def test_monthly_returns_compound_each_month():
@@ -75,3 +76,5 @@ def test_trades_html_sorts(passing):
     best = passing.trades.pnl.max()
     assert R.fmt_metric("pnl", best) in html_desc.split("</tr>")[1]  # first body row holds the best trade
     assert f"showing 3 of {len(passing.trades):,} trades" in html_desc
+    assert f"<span style='color:{R.GREEN}'>{R.fmt_metric('pnl', best)}</span>" in html_desc  # coloured, not escaped
+    assert_html_ok(html_desc)

@@ -8,7 +8,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from quantlab.lab.policy import DeploymentPolicy
 from quantlab.widgets import Review, review
 
-from .conftest import inline_pngs, png_size
+from .conftest import assert_html_ok, inline_pngs, png_size
 
 
 def test_single_result_dashboard(failing):
@@ -113,6 +113,9 @@ def test_repr_and_static_fallback(sweep):
     assert "Comparison of 3 runs" in html and "Sharpe ratio" in html and "✔ pass" in html
     pngs = inline_pngs(html)
     assert len(pngs) == 2 and pngs[0] == rv.charts["equity"] and png_size(pngs[1])[0] == 800
+    assert_html_ok(html)
+    assert_html_ok(rv._compare_html.value)
+    assert ">pass</span>" in rv._compare_html.value and ">fail</span>" in rv._compare_html.value  # policy badges
 
 
 def test_ipython_display_formatter_sees_html_and_widget(passing):
