@@ -232,3 +232,40 @@ def test_cli_start_status_stop(tmp_path):
     assert stop.returncode == 0 and "stopped" in stop.stdout
     s = subprocess.run([*q, "status", "--home", str(home)], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert s.returncode == 3 and "not running" in s.stdout
+
+
+def test_sigkill_while_the_clock_runs_leaves_consistent_state(tmp_path, http_broker):
+    """Kill the server mid-flight (accelerated clock, two deployments trading): the db holds whole transactions only."""
+    import time
+
+    db = tmp_path / "busy.db"
+    srv = http_broker(db, "--symbols", "EURUSD,XAUUSD", "--clock", "accelerated:3000")
+
+    async def deploy():
+        async with srv.client() as c:
+            for sym in ("EURUSD", "XAUUSD"):
+                await call(c, "deploy_strategy", {"name": sym, "code": SMA, "params": {"fast": 2, "slow": 5},
+                                                  "symbol": sym, "volume": 0.1})
+
+    run(deploy())
+    time.sleep(1.5)
+    srv.kill()
+    b = Broker.open(str(db))
+    st = b.store
+    deals = b.history_deals(limit=10**6)
+    assert len(deals) > 10
+    assert st.scalar("SELECT balance FROM account") == pytest.approx(
+        100_000 + sum(d["profit"] + d["commission"] for d in deals), abs=0.01 * len(deals))
+    for dep in b.deployments.list():
+        mine = [d for d in deals if d["magic"] == dep["deployment_id"]]
+        assert dep["lots"] == pytest.approx(sum(d["volume"] * (1 if d["type"] == 0 else -1) for d in mine))
+        fills = b.deployments.journal(dep["deployment_id"], kind="fill", limit=10_000)
+        assert len(fills) == len(mine)
+        assert dep["last_bar_time"] <= b.feed.now and dep["status"] == "running"
+        pos = b.positions(symbol=dep["symbol"])
+        net = sum(p["volume"] * (1 if p["type"] == 0 else -1) for p in pos)
+        assert net == pytest.approx(dep["lots"])
+    # and it carries on from there
+    before = b.deployments.get(1)["bars"]
+    b.advance(30)
+    assert b.deployments.get(1)["bars"] == before + 30
