@@ -61,14 +61,23 @@ METRIC_LABELS: dict[str, str] = {
     "open_trades": "Open trades",
     "exposure": "Exposure",
 }
+#: compact column headers for tables (metric and deployment columns)
+SHORT_LABELS: dict[str, str] = {
+    "total_return": "total return", "cagr": "CAGR", "volatility": "volatility", "sharpe": "Sharpe",
+    "sortino": "Sortino", "calmar": "Calmar", "max_drawdown": "max drawdown", "win_rate": "win rate",
+    "profit_factor": "profit factor", "max_drawdown_duration": "max DD bars", "open_trades": "open trades",
+    "deployment_id": "deployment", "strategy_name": "strategy", "triggered_at": "triggered", "last_error": "last error",
+    "entry_time": "entry time", "exit_time": "exit time", "entry_price": "entry price", "exit_price": "exit price",
+    "bars_held": "bars held",
+}
 PERCENT = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure", "return"}
 RATIO = {"sharpe", "sortino", "calmar", "profit_factor"}
 COUNT = {"trades", "open_trades", "bars_held", "size"}
 
 GREEN, RED, GREY = "#1a7f37", "#cf222e", "#6e7781"
 TABLE_STYLE = "border-collapse:collapse;font-size:12px;font-family:system-ui,-apple-system,Segoe UI,sans-serif"
-TH_STYLE = "text-align:left;padding:3px 10px;border-bottom:2px solid #d0d7de;background:#f6f8fa;color:#24292f"
-TD_STYLE = "padding:2px 10px;border-bottom:1px solid #eaeef2"
+TH_STYLE = "text-align:left;white-space:nowrap;padding:3px 10px;border-bottom:2px solid #d0d7de;background:#f6f8fa;color:#24292f"
+TD_STYLE = "padding:2px 10px;border-bottom:1px solid #eaeef2;white-space:nowrap"
 TDR_STYLE = TD_STYLE + ";text-align:right;font-variant-numeric:tabular-nums"
 
 
@@ -157,6 +166,20 @@ def check_frame(check: Any) -> pd.DataFrame | None:
     return df
 
 
+def fmt_threshold(metric: str, value: Any) -> str:
+    """A policy threshold, without needless zeros: ``0.25`` -> ``'25%'`` for drawdown, ``0.5`` -> ``'0.5'``.
+
+    >>> fmt_threshold("max_drawdown", 0.25), fmt_threshold("sharpe", 0.5), fmt_threshold("trades", 5.0)
+    ('25%', '0.5', '5')
+    """
+    if _is_missing(value) or not isinstance(value, (Number, np.number)):
+        return fmt_metric(metric, value)
+    v = float(value)
+    if metric in PERCENT:
+        return f"{v * 100:g}%"
+    return f"{v:g}"
+
+
 def _rule_text(row: Mapping[str, Any]) -> str:
     rule, thr, metric = row.get("rule"), row.get("threshold"), str(row.get("metric"))
     if _is_missing(rule):
@@ -164,7 +187,7 @@ def _rule_text(row: Mapping[str, Any]) -> str:
     rule = str(rule)
     if _is_missing(thr) or any(ch.isdigit() for ch in rule):
         return rule
-    return f"{rule} {fmt_metric(metric, thr)}"
+    return f"{rule} {fmt_threshold(metric, thr)}"
 
 
 def metrics_frame(metrics: Mapping[str, Any], check: Any = None) -> pd.DataFrame:
@@ -268,7 +291,10 @@ def frame_html(
     total = len(df)
     shown = df if max_rows is None or total <= max_rows else df.iloc[:max_rows]
     cols = list(shown.columns)
-    head = "".join(f"<th style='{TH_STYLE}'>{escape(c)}</th>" for c in ([shown.index.name or ""] if index else []) + cols)
+    head = "".join(
+        f"<th style='{TH_STYLE}'>{escape(SHORT_LABELS.get(str(c), str(c)))}</th>"
+        for c in ([shown.index.name or ""] if index else []) + cols
+    )
     rows = []
     for label, rec in zip(shown.index, shown.itertuples(index=False, name=None)):
         bg = ";background:#fff8c5;color:#24292f" if highlight is not None and label == highlight else ""
@@ -412,6 +438,7 @@ def equity_drawdown_png(
         ax_dd.plot(x, y, color=RED, linewidth=0.6)
         ax_dd.set_ylim(min(float(np.nanmin(y)) * 1.1, -1e-4), 0.0)
     ax_eq.set_ylabel("equity")
+    ax_eq.yaxis.set_major_formatter(_thousands_formatter())
     ax_dd.set_ylabel("drawdown")
     ax_dd.yaxis.set_major_formatter(_percent_formatter())
     ax_eq.grid(True, alpha=0.25)
@@ -425,6 +452,12 @@ def equity_drawdown_png(
     if title:
         ax_eq.set_title(title, loc="left", fontsize=11)
     return _png(fig)
+
+
+def _thousands_formatter():
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _pos: f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.4g}")
 
 
 def _percent_formatter():

@@ -35,7 +35,7 @@ def test_metrics_frame_badges_follow_the_policy(failing):
     df = R.metrics_frame(failing.metrics, check).set_index("metric")
     assert df.loc["sharpe", "passed"] is False
     assert df.loc["max_drawdown", "passed"] is True
-    assert df.loc["max_drawdown", "rule"] == "<= 25.00%"
+    assert df.loc["max_drawdown", "rule"] == "<= 25%"
     assert df.loc["cagr", "passed"] is None  # not a policy metric
     assert df.loc["total_return", "value"] == f"{failing.metrics['total_return']:.2%}"
     html = R.metrics_html(failing.metrics, check)
