@@ -61,7 +61,7 @@ def test_failing_strategy_is_isolated(broker):
     bad = _deploy(broker, BOOM, name="boom")
     broker.advance(50)
     gb = broker.deployments.get(bad["deployment_id"])
-    assert gb["status"] == "failed" and "boom: strategy bug" in gb["error"]
+    assert gb["status"] == "failed" and "boom: strategy bug" in gb["error"] and gb["last_error"] == gb["error"]
     assert any(x["kind"] == "error" for x in broker.deployments.journal(bad["deployment_id"]))
     gg = broker.deployments.get(good["deployment_id"])
     assert gg["status"] == "running" and gg["bars"] == 50

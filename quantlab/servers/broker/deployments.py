@@ -135,6 +135,7 @@ class Deployments:
         out["config"] = json.loads(dep["config"])
         out.update(self.pnl(dep))
         out["position"] = dep["lots"]
+        out["last_error"] = dep["error"]
         return out
 
     def pnl(self, dep: dict) -> dict[str, Any]:
