@@ -411,6 +411,8 @@ class AsyncMCPHub:
             last: BaseException | None = None
             srv.status = "connecting"
             for attempt in range(1, len(delays) + 2):
+                # a fresh transport per attempt: an old connection's teardown never touches the new one
+                srv.transport = make_transport(srv.config)
                 conn = _Connection(srv.config.name, srv.transport)
                 try:
                     await conn.open(self.connect_timeout)
