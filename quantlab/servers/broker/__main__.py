@@ -31,13 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feed", default="synthetic", help="'synthetic' (seeded random walk) or a folder of <SYMBOL>.csv/.parquet files.")
     p.add_argument("--seed", type=int, default=7, help="seed of the synthetic feed.")
     p.add_argument("--history", type=int, default=1000, help="bars visible when a new database starts.")
-    p.add_argument("--mode", choices=["netting", "hedging"], default="netting", help="account margin mode (new database only).")
-    p.add_argument("--balance", type=float, default=100_000.0)
-    p.add_argument("--leverage", type=int, default=100)
+    p.add_argument("--mode", choices=["netting", "hedging"], default=None, help="account margin mode (new database only; default netting).")
+    p.add_argument("--balance", type=float, default=None, help="initial balance (new database only; default 100000).")
+    p.add_argument("--leverage", type=int, default=None, help="account leverage (new database only; default 100).")
     p.add_argument("--spread", type=int, default=None, help="spread in points for every symbol (default: each symbol's own).")
-    p.add_argument("--slippage", type=int, default=0, help="slippage in points against the trader on market fills.")
-    p.add_argument("--commission", type=float, default=0.0, help="commission per lot per deal, account currency.")
-    p.add_argument("--lookback", type=int, default=300, help="default deployment lookback in bars.")
+    p.add_argument("--slippage", type=int, default=None, help="slippage in points against the trader on market fills (default 0).")
+    p.add_argument("--commission", type=float, default=None, help="commission per lot per deal, account currency (default 0).")
+    p.add_argument("--lookback", type=int, default=None, help="default deployment lookback in bars (default 300).")
     p.add_argument("--http", type=int, default=None, metavar="PORT", help="serve streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio.")
     p.add_argument("--token", default=None, help="bearer token for --http.")
     p.add_argument("--token-file", default=None, help="file with the bearer token (generated if missing; default <db>.token).")
@@ -63,13 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         parse_clock(args.clock)
-        cfg = BrokerConfig(balance=args.balance, leverage=args.leverage, margin_mode=args.mode, spread=args.spread,
-                           slippage=args.slippage, commission=args.commission, lookback=args.lookback)
+        given = {k: v for k, v in dict(balance=args.balance, leverage=args.leverage, margin_mode=args.mode,
+                                       spread=args.spread, slippage=args.slippage, commission=args.commission,
+                                       lookback=args.lookback).items() if v is not None}
         symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
-        broker = Broker.open(args.db, symbols=symbols, feed=args.feed, seed=args.seed, history=args.history, config=cfg)
+        broker = Broker.open(args.db, symbols=symbols, feed=args.feed, seed=args.seed, history=args.history,
+                             config=BrokerConfig(**given), explicit=set(given))
     except Exception as exc:  # noqa: BLE001 - one readable line, not a traceback
         print(f"quantlab broker: {exc}", file=sys.stderr)
         return 2
+    for note in broker.notes:
+        print(f"quantlab broker: note: {note}", file=sys.stderr)
     clock = Clock(broker, args.clock)
     server = build_server(broker, clock)
     clock.start()

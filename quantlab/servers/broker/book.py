@@ -115,6 +115,7 @@ class Broker:
         self._at: int | None = None  # cursor step being processed during advance()
         self._request_id = 0
         self._hedging = config.margin_mode == "hedging"
+        self.notes: list[str] = []  # what Broker.open ignored when reopening a database
         from . import deployments as _dep  # local: deployments imports book
 
         self.deployments = _dep.Deployments(self)
@@ -130,14 +131,17 @@ class Broker:
         seed: int = 7,
         history: int = 1000,
         config: BrokerConfig | None = None,
+        explicit: set[str] | None = None,
     ) -> "Broker":
         """Open (or create) the broker stored in ``db``.
 
         A new database records the feed and account settings; reopening an
         existing one restores them (and the clock position), ignoring the
-        arguments that would change them.
+        arguments that would change them; ``broker.notes`` says what was ignored
+        (for ``config``, only the fields named in ``explicit``, if given).
         """
         store = Store(db)
+        notes: list[str] = []
         with store.tx():
             saved = store.get_meta("config")
             if saved is None:
@@ -158,10 +162,20 @@ class Broker:
             else:
                 cfg = BrokerConfig(**saved["broker"])
                 f = saved["feed"]
+                if symbols and [s.upper() for s in symbols] != f["symbols"]:
+                    notes.append(f"{db} already exists with symbols {f['symbols']}; ignoring --symbols {symbols}.")
+                if feed != "synthetic" and f["kind"] == "synthetic" or feed == "synthetic" and f["kind"] != "synthetic":
+                    notes.append(f"{db} already exists with feed {f['source']!r}; ignoring --feed {feed!r}.")
+                diff = sorted(k for k in cfg.__dict__ if config is not None and cfg.__dict__[k] != config.__dict__[k]
+                              and (explicit is None or k in explicit))
+                if diff:
+                    notes.append(f"{db} keeps its account settings; ignoring new values for {', '.join(diff)}.")
                 fd = (Feed.synthetic(f["symbols"], seed=f["seed"], history=f["history"]) if f["kind"] == "synthetic"
                       else Feed.replay(f["source"], f["symbols"], history=f["history"]))
                 fd.cursor = int(store.get_meta("cursor", fd.cursor))
-        return cls(store, fd, cfg)
+        broker = cls(store, fd, cfg)
+        broker.notes = notes
+        return broker
 
     # -- prices ----------------------------------------------------------------------
     def spec(self, symbol: Any) -> SymbolSpec:
