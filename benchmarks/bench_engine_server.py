@@ -32,69 +32,66 @@ def signals(data, fast=10, slow=50):
 """
 
 
-def bench_inprocess(ref: str, repeat: int) -> tuple[list[float], dict]:
+async def bench(ref: str, repeat: int, runs: str, workers: int) -> dict[str, list[float]]:
+    """Interleave in-process and server calls so machine load hits all rows alike."""
+    from mcp import Client, StdioServerParameters
+
     from quantlab.engine import data as qdata
     from quantlab.engine.backtest import backtest
     from quantlab.engine.strategy import Strategy
 
     df = qdata.from_reference(ref)
-    times = []
-    result = None
-    for i in range(repeat + 1):
-        t0 = time.perf_counter()
-        strategy = Strategy.from_code(CODE, name="sma")
-        result = backtest(df, strategy, data_ref=ref)
-        dt = time.perf_counter() - t0
-        if i:  # first call is the warm-up
-            times.append(dt)
-    return times, result.metrics
-
-
-async def bench_server(ref: str, repeat: int, runs: str) -> dict[str, list[float]]:
-    from mcp import Client, StdioServerParameters
-
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "quantlab.servers.backtest", "--runs", runs, "--workers", "1"],
+        args=["-m", "quantlab.servers.backtest", "--runs", runs, "--workers", str(workers)],
         env=dict(os.environ),
     )
-    out: dict[str, list[float]] = {"same": [], "new": []}
+    out: dict[str, list[float]] = {"inproc": [], "same": [], "new": []}
     async with Client(params) as client:
         args = {"code": CODE, "name": "sma", "data": ref}
-        for _ in range(2):  # warm-up: the worker loads and caches the data
+        for _ in range(2):  # warm-up: the worker loads and caches the data; in-process warm-up
             r = await client.call_tool("run_backtest", args)
             assert not r.is_error, r.content
-        for _ in range(repeat):
+            backtest(df, Strategy.from_code(CODE, name="sma"), data_ref=ref)
+        for i in range(repeat):
+            t0 = time.perf_counter()
+            result = backtest(df, Strategy.from_code(CODE, name="sma"), data_ref=ref)
+            out["inproc"].append(time.perf_counter() - t0)
+
             t0 = time.perf_counter()
             r = await client.call_tool("run_backtest", args)
             out["same"].append(time.perf_counter() - t0)
             assert not r.is_error, r.content
-        for i in range(repeat):
+
             t0 = time.perf_counter()
             r = await client.call_tool("run_backtest", {**args, "cash": 100_000 + i + 1})
             out["new"].append(time.perf_counter() - t0)
             assert not r.is_error, r.content
-        out["metrics"] = r.structured_content["metrics"]  # type: ignore[assignment]
+        r = await client.call_tool("run_backtest", args)
+        same = r.structured_content["metrics"]
+        expected = {k: (v if not isinstance(v, float) or v == v and abs(v) != float("inf") else str(v)) for k, v in result.metrics.items()}
+        assert same == expected, "server metrics differ from in-process metrics"
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bars", type=int, default=1_000_000)
-    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--repeat", type=int, default=9)
+    p.add_argument("--workers", type=int, default=1, help="server worker processes (default %(default)s)")
     args = p.parse_args(argv)
     ref = f"synthetic:seed=1,bars={args.bars}"
 
-    inproc, _ = bench_inprocess(ref, args.repeat)
     with tempfile.TemporaryDirectory(prefix="qlbench-runs-") as runs:
-        server = anyio.run(bench_server, ref, args.repeat, runs)
+        server = anyio.run(bench, ref, args.repeat, runs, args.workers)
+    inproc = server["inproc"]
     base = statistics.median(inproc)
     rows = [
         ("in-process backtest()", inproc),
         ("MCP stdio, same run", server["same"]),
         ("MCP stdio, new run (stored)", server["new"]),
     ]
-    print(f"SMA(10)/SMA(50) crossover, {args.bars:,} one-minute bars ({ref}), median of {args.repeat} warm calls")
+    print(f"SMA(10)/SMA(50) crossover, {args.bars:,} one-minute bars ({ref}), {args.repeat} warm calls each, interleaved; server workers: {args.workers}")
     print(f"{'path':<30} {'median s':>10} {'min s':>8} {'bars/s':>14} {'ratio':>7}")
     for name, ts in rows:
         med = statistics.median(ts)

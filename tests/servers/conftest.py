@@ -65,6 +65,10 @@ class MCPSession:
         """``CallToolResult`` of one tool call (a tool argument ``timeout`` is passed to the tool)."""
         return self._submit(self.client.call_tool(tool, arguments), 150)
 
+    def call_soon(self, tool: str, **arguments: Any):
+        """Start a tool call; returns a ``concurrent.futures.Future`` of its ``CallToolResult``."""
+        return asyncio.run_coroutine_threadsafe(self.client.call_tool(tool, arguments), self._loop)
+
     def ok(self, tool: str, **arguments: Any) -> Any:
         """Structured content of a call that must succeed."""
         r = self.call(tool, **arguments)

@@ -125,20 +125,19 @@ def test_get_run_unknown_or_invalid_id(server):
 def test_list_runs_newest_first(server):
     a = server.ok("run_backtest", code=SMA_CODE, name="first", data="sample", params={"fast": 4})
     b = server.ok("run_backtest", code=SMA_CODE, name="second", data="sample", params={"fast": 6})
-    runs = server.ok("list_runs", limit=500)["result"]
+    runs = server.ok("list_runs", limit=500)["runs"]
     ids = [r["run_id"] for r in runs]
     assert a["run_id"] in ids and b["run_id"] in ids
     by_id = {r["run_id"]: r for r in runs}
     assert by_id[b["run_id"]]["name"] == "second"
     assert by_id[b["run_id"]]["params"] == {"fast": 6, "slow": 50}
     assert by_id[b["run_id"]]["metrics"] == b["metrics"]
-    created = [r["created"] for r in runs]
-    assert created == sorted(created, reverse=True)
-    assert len(server.ok("list_runs", limit=1)["result"]) == 1
+    assert ids.index(b["run_id"]) < ids.index(a["run_id"])  # newest first
+    assert len(server.ok("list_runs", limit=1)["runs"]) == 1
 
 
 def test_list_datasets(server):
-    refs = {d["ref"]: d for d in server.ok("list_datasets")["result"]}
+    refs = {d["ref"]: d for d in server.ok("list_datasets")["datasets"]}
     assert "sample" in refs
     assert any(r.startswith("synthetic:") for r in refs)
     assert refs["file:prices.csv"]["kind"] == "file"
@@ -165,7 +164,7 @@ def test_upload_then_backtest_the_upload(server, runs_dir):
     ref = backtest(df, Strategy.from_code(SMA_CODE, name="sma"), params={"fast": 8, "slow": 40})
     assert out["metrics"] == {k: enc(v) for k, v in ref.metrics.items()}
     assert out["run_id"] == ref.run_id  # the id hashes the data's content, not its name
-    assert info["data"] in {d["ref"] for d in server.ok("list_datasets")["result"]}
+    assert info["data"] in {d["ref"] for d in server.ok("list_datasets")["datasets"]}
 
 
 def test_upload_rejects_bad_frames(server):
@@ -198,6 +197,18 @@ def test_runaway_loop_times_out_and_server_keeps_serving(server):
     code = "def signals(data):\n    while True:\n        pass\n"
     msg = server.error("run_backtest", code=code, name="forever", timeout=1.5)
     assert "[timeout]" in msg and "did not finish within 1.5 s" in msg and "forever" in msg
+    _still_serves(server)
+
+
+def test_other_runs_proceed_while_one_is_stuck(server):
+    import time
+
+    stuck = server.call_soon("run_backtest", code="def signals(data):\n    while True:\n        pass\n", name="stuck", timeout=5)
+    t0 = time.monotonic()
+    _still_serves(server)  # served by the second worker meanwhile
+    assert time.monotonic() - t0 < 4
+    r = stuck.result(60)
+    assert r.is_error and "[timeout]" in r.content[0].text
     _still_serves(server)
 
 
@@ -276,7 +287,7 @@ def test_restart_keeps_runs_and_uploads(tmp_path):
         after = s.ok("get_run", run_id=out["run_id"])
         assert after == before
         assert BacktestResult.from_dict(after).equity.equals(inprocess("synthetic:seed=9,bars=5000").equity)
-        assert out["run_id"] in [r["run_id"] for r in s.ok("list_runs")["result"]]
+        assert out["run_id"] in [r["run_id"] for r in s.ok("list_runs")["runs"]]
         assert s.ok("run_backtest", code=SMA_CODE, name="sma", data=up["data"])["bars"] == 1_000
     finally:
         s.close()

@@ -101,6 +101,18 @@ class UploadInfo(TypedDict):
     end: str
 
 
+class RunList(TypedDict):
+    """What ``list_runs`` returns."""
+
+    runs: Annotated[list[dict[str, Any]], Field(description="Stored runs, newest first.")]
+
+
+class DatasetList(TypedDict):
+    """What ``list_datasets`` returns."""
+
+    datasets: Annotated[list[dict[str, Any]], Field(description="Data references with kind and description.")]
+
+
 class Backend:
     """The server's state: the run store, the worker pool, the data root.
 
@@ -340,10 +352,17 @@ def build_server(
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
     async def list_runs(
         limit: Annotated[int, Field(ge=1, le=10_000, description="How many runs, newest first.")] = 50,
-    ) -> list[dict[str, Any]]:
-        """List stored runs, newest first: run_id, name, created, data, params, costs, bars, trades, metrics."""
+    ) -> RunList:
+        """List stored runs, newest first.
+
+        Returns {"runs": [{run_id, name, created, data, params, cash, fees, slippage, bars, trades, metrics}, ...]}.
+        """
+        try:
+            await backend.pool.wait_all_persisted(timeout=30)
+        except TimeoutError:
+            pass  # list what is on disk
         runs = await anyio.to_thread.run_sync(backend.store.list_runs, limit)
-        return json_safe(runs)
+        return {"runs": json_safe(runs)}
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, idempotent_hint=True, open_world_hint=False))
     async def upload_data(
@@ -362,12 +381,12 @@ def build_server(
         return await anyio.to_thread.run_sync(backend.upload, data, format)
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False))
-    async def list_datasets() -> list[dict[str, Any]]:
+    async def list_datasets() -> DatasetList:
         """List data references: the shipped sample, synthetic spec examples, uploads and files under the data root.
 
-        Each entry has "ref" (pass it as run_backtest's `data`), "kind" and "description".
+        Returns {"datasets": [{"ref", "kind", "description", ...}, ...]}; pass a "ref" as run_backtest's `data`.
         """
-        return await anyio.to_thread.run_sync(backend.datasets)
+        return {"datasets": await anyio.to_thread.run_sync(backend.datasets)}
 
     return mcp, backend
 

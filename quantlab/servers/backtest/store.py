@@ -291,7 +291,7 @@ class RunStore:
         meta = {
             "run_id": run_id,
             "name": summary.get("name"),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
             "data": task.get("data") or "sample",
             "params": skeleton.get("params", task.get("params") or {}),
             "cash": task.get("cash"),

@@ -609,6 +609,12 @@ class WorkerPool:
         if entry is not None:
             await asyncio.wait_for(entry[1].wait(), timeout)
 
+    async def wait_all_persisted(self, timeout: float = 120) -> None:
+        """Wait until every run computed so far is on disk."""
+        events = [entry[1] for entry in list(self._saving.values())]
+        if events:
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), timeout)
+
     async def wait_idle(self, timeout: float = 120) -> None:
         """Wait until every worker is started and idle (used by tests and benchmarks)."""
         assert self._cond is not None
