@@ -29,6 +29,7 @@ _LAZY = {
     "MCPHub": "quantlab.client",
     "AsyncMCPHub": "quantlab.client",
     "ToolError": "quantlab.client",
+    "ClientError": "quantlab.client",
     # hub
     "AssetsHub": "quantlab.hub",
     "StoredStrategy": "quantlab.hub",
