@@ -22,8 +22,11 @@ Execution convention
   changes, the first measured against the starting ``cash``. An account whose
   equity drops to 0 or below opens no new positions.
 
-The core is numpy only: a few passes over the bars, no Python loop per bar
-(the rare same-direction resizing falls back to a loop over *orders*).
+The core is numpy only, with no Python loop per bar: when every order opens
+from cash and/or closes a position, equity is a cumulative product over orders;
+same-direction resizing (e.g. continuous targets) is solved for all orders at
+once by a fixed-point sweep; a plain loop over orders remains as the fallback
+for degenerate cases (an account that goes bust).
 
 Example
 -------
@@ -192,6 +195,151 @@ def _fast_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: flo
     return (equity, units, trades), None
 
 
+def _resize_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: float, fees: float, slip: float,
+                 max_iter: int = 60):
+    """Targets that also resize within a direction, vectorised over orders.
+
+    The only coupling between consecutive orders is ``x_k`` = units held before
+    order ``k`` per unit of equity at that moment. Given ``x_k`` each order is a
+    closed-form step (equity growth ``g_k`` and ``x_{k+1} = y_k / g_k``), so all
+    steps are updated at once and iterated to the fixed point. Costs make each
+    step depend on the previous one only by a factor ~``fees + slippage``, so it
+    converges in a few sweeps; otherwise (or on a bust) return None for the loop.
+    """
+    n = close.size
+    m = chg.size
+    T = target[chg]
+    P = np.zeros(m)
+    P[1:] = T[:-1]
+    c = close[chg]
+    c_next = np.empty(m)
+    c_next[:-1] = c[1:]
+    c_next[-1] = c[-1]
+    resize = (T != 0) & (P != 0) & (np.sign(T) == np.sign(P))
+    opening = (T != 0) & ~resize
+    closing = (P != 0) & ~resize
+    sT = np.sign(T)
+    p_open = c * (1.0 + slip * sT)
+    a_open = T / (p_open * (1.0 + fees))
+    a_lo = T / (c * (1.0 + fees))                  # decides the direction of a resize (no-slippage price)
+
+    def co_step(x, k):
+        """Close and/or open orders k given x_k: (w, y, z, q)."""
+        ck = c[k]
+        ax = np.abs(x)
+        q = ck * (1.0 - slip * np.sign(x))                              # closing fill price
+        w = 1.0 - x * ck + x * q - ax * q * fees                        # = 1 when x == 0
+        ao, po = a_open[k], p_open[k]
+        y = ao * w                                                      # = 0 when the target is 0
+        z = w * (1.0 - ao * po - np.abs(ao) * po * fees)
+        return w, y, z, q
+
+    def rs_step(x, k):
+        """Resize orders k given x_k: (y, z, p, d)."""
+        ck = c[k]
+        p = ck * (1.0 + slip * np.sign(a_lo[k] - x))
+        y = T[k] / (p * (1.0 + fees))
+        d = y - x
+        z = 1.0 - x * ck - d * p - np.abs(d) * p * fees
+        return y, z, p, d
+
+    def x_next(x, k):
+        out = np.empty(k.size)
+        r = resize[k]
+        kr, ko = k[r], k[~r]
+        y, z, _, _ = rs_step(x[r], kr)
+        out[r] = y / (z + y * c_next[kr])
+        _, y, z, _ = co_step(x[~r], ko)
+        out[~r] = y / (z + y * c_next[ko])
+        return out
+
+    # Start from the exact solution without costs; then re-evaluate only the orders whose
+    # input x_k changed. x_{k+1} depends on x_k alone, so this ends with the same numbers a
+    # sequential loop over orders would give, after a few sweeps of shrinking size.
+    x = np.zeros(m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g0 = 1.0 - T + T * c_next / c
+        x[1:] = (T / c / g0)[:-1]
+        active = np.arange(m - 1)
+        for _ in range(max_iter):
+            if active.size == 0:
+                break
+            new = x_next(x[active], active)
+            moved = new != x[active + 1]
+            x[active + 1] = new
+            active = active[moved] + 1
+            active = active[active < m - 1]
+        else:
+            return None
+    kr = np.flatnonzero(resize)
+    ko = np.flatnonzero(~resize)
+    w_o, y_o, z_o, q_o = co_step(x[ko], ko)
+    y_r, z_r, p_r, d_r = rs_step(x[kr], kr)
+    y = np.empty(m)
+    z = np.empty(m)
+    y[ko], y[kr] = y_o, y_r
+    z[ko], z[kr] = z_o, z_r
+    g = z + y * c_next
+    if (g[:-1] <= 0).any() or (w_o <= 0).any() or not np.isfinite(g[:-1]).all():
+        return None                                                     # bust or degenerate: use the loop
+    E = np.empty(m)
+    E[0] = cash
+    if m > 1:
+        E[1:] = cash * np.cumprod(g[:-1])
+    if not E[-1] > 0:                                                   # equity underflowed to 0: use the loop
+        return None
+    lengths = np.diff(np.concatenate(([0], chg, [n])))
+    units = np.repeat(np.concatenate(([0.0], y * E)), lengths)
+    equity = np.repeat(np.concatenate(([cash], z * E)), lengths)
+    equity += units * close
+    # trades: one per opening order; fills are summed per trade id with bincount
+    tid = np.cumsum(opening) - 1                   # trade of the position held after order k
+    n_tr = int(opening.sum())
+    ids, units_in, value_in, units_out, value_out, flow = [], [], [], [], [], []
+
+    def add(i, ui, vi, uo, vo, fl):
+        ids.append(i); units_in.append(ui); value_in.append(vi)
+        units_out.append(uo); value_out.append(vo); flow.append(fl)
+
+    # closing fills (orders ko with x != 0) belong to the previous trade
+    xE = x[ko] * E[ko]
+    cmask = closing[ko]
+    cu = np.abs(xE[cmask])
+    qc = q_o[cmask]
+    add(tid[ko[cmask] - 1], np.zeros(cu.size), np.zeros(cu.size), cu, cu * qc, xE[cmask] * qc - cu * qc * fees)
+    # opening fills
+    omask = opening[ko]
+    yE = y_o[omask] * E[ko[omask]]
+    po = p_open[ko[omask]]
+    ou = np.abs(yE)
+    add(tid[ko[omask]], ou, ou * po, np.zeros(ou.size), np.zeros(ou.size), -yE * po - ou * po * fees)
+    # resize fills: adding to the position counts as entry, reducing as exit
+    dE = d_r * E[kr]
+    du = np.abs(dE)
+    inc = np.sign(dE) == sT[kr]
+    add(tid[kr], np.where(inc, du, 0.0), np.where(inc, du * p_r, 0.0), np.where(inc, 0.0, du),
+        np.where(inc, 0.0, du * p_r), -dE * p_r - du * p_r * fees)
+    ids_a = np.concatenate(ids)
+
+    def agg(parts):
+        return np.bincount(ids_a, weights=np.concatenate(parts), minlength=n_tr)[:n_tr]
+
+    in_units, in_value = agg(units_in), agg(value_in)
+    out_units, out_value, flows = agg(units_out), agg(value_out), agg(flow)
+    entry_idx = chg[opening]
+    close_steps = chg[closing & (tid >= 0) & (np.arange(m) > 0)]
+    exit_idx = np.full(n_tr, -1, dtype=np.int64)
+    exit_idx[: close_steps.size] = close_steps
+    closed = exit_idx >= 0
+    side = sT[opening]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entry_price = in_value / in_units
+        exit_price = np.where(closed, out_value / np.where(out_units > 0, out_units, 1.0), close[-1])
+    remaining = np.where(closed, 0.0, side * (in_units - out_units))
+    pnl = flows + remaining * close[-1]
+    return equity, units, (entry_idx, exit_idx, side, in_units, entry_price, exit_price, pnl)
+
+
 def _slow_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: float, fees: float, slip: float):
     """General case with same-direction resizing: a loop over orders (not bars)."""
     n = close.size
@@ -284,6 +432,8 @@ def simulate(close: np.ndarray, target: np.ndarray, cash: float = 100_000.0, fee
     res = None
     if not resize.any():
         res, _ = _fast_path(close, target, chg, float(cash), float(fees), float(slippage))
+    elif chg.size:
+        res = _resize_path(close, target, chg, float(cash), float(fees), float(slippage))
     if res is None:  # resizing, or the account went bust (the loop refuses to open with equity <= 0)
         res, _ = _slow_path(close, target, chg, float(cash), float(fees), float(slippage))
     equity, units, (ei, xi, side, size, ep, xp, pnl) = res

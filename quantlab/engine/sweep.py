@@ -259,7 +259,12 @@ def _one_blas_thread():
 
 
 def _init_worker(token: str, code: str, name: str, data: pd.DataFrame, costs: dict) -> None:
-    """Process-pool initializer: build the context once per worker process."""
+    """Process-pool initializer: build the context once per worker process.
+
+    These processes exist only for this sweep, so they also let glibc keep the sweep's ~1 MB
+    arrays on the heap (see :class:`_HeapAllocation`; glibc's adaptive threshold still maps and
+    unmaps many of them, page fault by page fault)."""
+    _HeapAllocation(force=True).__enter__()
     _WORKER.clear()
     _WORKER[token] = _Context(Strategy.from_code(code, name=name), data, costs)
 
@@ -295,9 +300,9 @@ class _HeapAllocation:
 
     _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
-    def __init__(self) -> None:
+    def __init__(self, force: bool = False) -> None:
         self.libc = None
-        trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+        trim = os.environ.get("MALLOC_TRIM_THRESHOLD_", "131072" if force else None)
         if trim is None or not trim.isdigit():
             return
         try:
@@ -504,7 +509,7 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
     t0 = time.perf_counter()
     with _progress(len(combos), progress, f"sweep {strategy.name}") as bar:
         if kind == "inprocess":
-            with _one_blas_thread():
+            with _one_blas_thread(), _HeapAllocation():
                 rows = _run_inprocess(_Context(strategy, data, full_costs), resolved, chunk or 32, bar)
             label = "inprocess"
         elif _is_dask_client(kind):

@@ -244,3 +244,33 @@ def test_repr_html_and_plot():
 def test_simulate_on_raw_arrays():
     out = simulate(np.array([1.0, 2.0, 4.0]), np.array([1.0, 1.0, 0.0]), cash=1.0)
     assert out["equity"].tolist() == [1.0, 2.0, 4.0] and out["pnl"].tolist() == [3.0]
+
+
+@pytest.mark.parametrize("fees,slip", [(0.0, 0.0), (0.001, 0.0005), (0.02, 0.01)])
+def test_vectorised_resizing_equals_the_order_loop(fees, slip):
+    import sys
+
+    bt = sys.modules["quantlab.engine.backtest"]
+    rng = np.random.default_rng(11)
+    n = 2000
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    tgt = pd.Series(rng.choice([-1, -0.4, 0, 0.3, 0.6, 1.0], n)).where(rng.random(n) < 0.3).ffill().fillna(0).to_numpy(copy=True)
+    tgt[::7] = np.clip(tgt[::7] + 0.05, -1, 1)         # many small same-direction changes
+    prev = np.r_[0.0, tgt[:-1]]
+    chg = np.flatnonzero(tgt != prev)
+    vec = bt._resize_path(close, tgt, chg, 1e4, fees, slip)
+    loop, _ = bt._slow_path(close, tgt, chg, 1e4, fees, slip)
+    assert vec is not None
+    np.testing.assert_allclose(vec[0], loop[0], rtol=1e-12)
+    np.testing.assert_allclose(vec[1], loop[1], rtol=1e-12, atol=1e-12)
+    for a, b in zip(vec[2], loop[2]):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_continuous_targets_reconstruct_equity():
+    df = data.synthetic(5000, seed=4)
+    code = ("def signals(data, n=20):\n    z = (data.close - data.close.rolling(n).mean()) / data.close.rolling(n).std()\n"
+            "    return (-z / 3).clip(-1, 1)\n")
+    r = backtest(df, code, fees=0.0002, slippage=0.0001)
+    assert r.trades.pnl.sum() == pytest.approx(r.equity.iloc[-1] - 100_000, rel=1e-9, abs=1e-6)
+    assert r.metrics["exposure"] > 0.9 and np.isfinite(r.trades.entry_price).all()
