@@ -265,6 +265,23 @@ def test_bad_code_and_bad_arguments(server):
     _still_serves(server)
 
 
+def test_strategy_that_mutates_its_data_does_not_poison_the_cache(server):
+    ref = "synthetic:seed=8,bars=4000"
+    clean = server.ok("run_backtest", code=SMA_CODE, name="sma", data=ref)
+    vandal = (
+        "def signals(data):\n"
+        "    data['close'] *= 0.5\n"
+        "    data.loc[data.index[:100], 'open'] = 0.0\n"
+        "    data['extra'] = 1.0\n"
+        "    return data.close * 0 + 1\n"
+    )
+    for _ in range(2):  # both workers
+        server.ok("run_backtest", code=vandal, name="vandal", data=ref)
+    for _ in range(2):
+        again = server.ok("run_backtest", code=SMA_CODE, name="sma", data=ref)
+        assert again["metrics"] == clean["metrics"] == {k: enc(v) for k, v in inprocess(ref).metrics.items()}
+
+
 def test_print_in_strategy_does_not_corrupt_stdio(server):
     code = "def signals(data):\n    print('hello from the strategy')\n    return data.close * 0 + 1\n"
     assert server.ok("run_backtest", code=code, name="chatty")["bars"] > 0

@@ -170,7 +170,9 @@ def _run(task: dict[str, Any], cache: _DataCache) -> tuple[dict[str, Any], Any]:
     try:
         strategy = Strategy.from_code(task["code"], name=name)
         result = backtest(
-            data,
+            # a shallow copy (copy-on-write): a strategy that writes to its frame
+            # cannot poison the cached data for later runs
+            data.copy(deep=False),
             strategy,
             params=task.get("params") or None,
             cash=task.get("cash", 100_000),
