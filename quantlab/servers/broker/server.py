@@ -38,6 +38,7 @@ import numpy as np
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent
 
 from quantlab import __version__
 
@@ -217,6 +218,17 @@ def _rates(broker: Broker, symbol: str, timeframe: int | str, *, count: int | No
     return [dict(zip(keys, row)) for row in zip(*cols.values())]
 
 
+def _bars_result(data: Any) -> CallToolResult:
+    """Bars as one compact JSON text block plus structured content (``{"result": [...]}`` for records).
+
+    Built by hand because the SDK's generic conversion would validate every bar and
+    emit one indented text block per bar, which is slow for tens of thousands of bars.
+    """
+    text = json.dumps(data, separators=(",", ":"))
+    structured = data if isinstance(data, dict) else {"result": data}
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+
+
 def build_server(broker: Broker, clock: Clock | None = None) -> MCPServer:
     """The :class:`MCPServer` exposing ``broker`` (stdio or HTTP is the caller's choice)."""
     clock = clock or Clock(broker, "stepped")
@@ -285,28 +297,28 @@ def build_server(broker: Broker, clock: Clock | None = None) -> MCPServer:
     @tool()
     @_guard
     def copy_rates_from_pos(symbol: str, timeframe: int | str, start_pos: int, count: int,
-                            format: Literal["records", "columns"] = "records") -> list[dict[str, Any]] | dict[str, Any]:
+                            format: Literal["records", "columns"] = "records") -> CallToolResult:
         """Bars of a symbol ending start_pos bars before the latest (0 = up to the latest), oldest first.
 
         timeframe: minutes (1, 5, 15, 60, 240, 1440 ...), an MT5 TIMEFRAME constant (16385 = H1) or a name ("H1").
         Fields: time (epoch seconds), open, high, low, close, tick_volume, spread, real_volume.
         format "records" = list of bars, "columns" = {"columns": {field: [...]}}. count is capped at 100000.
         Only completed bars up to the feed's now are returned, never the future."""
-        return _rates(broker, symbol, timeframe, count=count, start_pos=start_pos, fmt=format)
+        return _bars_result(_rates(broker, symbol, timeframe, count=count, start_pos=start_pos, fmt=format))
 
     @tool()
     @_guard
     def copy_rates_from_date(symbol: str, timeframe: int | str, date_from: datetime | int, count: int,
-                             format: Literal["records", "columns"] = "records") -> list[dict[str, Any]] | dict[str, Any]:
+                             format: Literal["records", "columns"] = "records") -> CallToolResult:
         """count bars whose open time is at or before date_from (ISO datetime, UTC if naive, or epoch seconds), oldest first."""
-        return _rates(broker, symbol, timeframe, count=count, date_from=_epoch(date_from), fmt=format)
+        return _bars_result(_rates(broker, symbol, timeframe, count=count, date_from=_epoch(date_from), fmt=format))
 
     @tool()
     @_guard
     def copy_rates_range(symbol: str, timeframe: int | str, date_from: datetime | int, date_to: datetime | int,
-                         format: Literal["records", "columns"] = "records") -> list[dict[str, Any]] | dict[str, Any]:
+                         format: Literal["records", "columns"] = "records") -> CallToolResult:
         """Bars with open time in [date_from, date_to] (clipped to the feed's now), oldest first; at most 100000 bars."""
-        return _rates(broker, symbol, timeframe, date_from=_epoch(date_from), date_to=_epoch(date_to), fmt=format)
+        return _bars_result(_rates(broker, symbol, timeframe, date_from=_epoch(date_from), date_to=_epoch(date_to), fmt=format))
 
     # -- trading ---------------------------------------------------------------------------
     @tool()
