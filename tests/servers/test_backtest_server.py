@@ -271,7 +271,7 @@ def test_strategy_that_mutates_its_data_does_not_poison_the_cache(server):
     vandal = (
         "def signals(data):\n"
         "    data['close'] *= 0.5\n"
-        "    data.loc[data.index[:100], 'open'] = 0.0\n"
+        "    data.loc[data.index[::3], 'close'] *= 1.01\n"
         "    data['extra'] = 1.0\n"
         "    return data.close * 0 + 1\n"
     )
