@@ -239,7 +239,9 @@ class Monitor(StaticFallback, widgets.VBox):
         if df is not None and len(df) and {"deployment_id", "status"} <= set(df.columns):
             active = [str(d) for d, s in zip(df["deployment_id"], df["status"]) if str(s).lower() in _ACTIVE]
         if list(self._stop_pick.options) != active:
+            keep = self._stop_pick.value
             self._stop_pick.options = active
+            self._stop_pick.value = keep if keep in active else (active[0] if active else None)
         self._stop_btn.disabled = not active
 
     def __repr__(self) -> str:

@@ -202,7 +202,7 @@ class Review(StaticFallback, widgets.VBox):
         self._monthly_note = widgets.HTML()
         self._trade_by = widgets.Dropdown(description="Sort by", layout=widgets.Layout(width="220px"))
         self._trade_order = widgets.ToggleButtons(
-            options=[("↑ asc", True), ("↓ desc", False)], value=True, style={"button_width": "64px"}
+            options=[("↑ asc", True), ("↓ desc", False)], value=True, style={"button_width": "84px"}
         )
         self._trades = widgets.HTML()
         overview = widgets.HBox(

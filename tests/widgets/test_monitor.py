@@ -68,7 +68,7 @@ def test_table_shows_deployments_and_stops_one(lab, passing):
         assert dep in m._table.value and f"<b style='color:#1a7f37'>running</b>" in m._table.value
         assert f"<code>{outcome.stored.commit[:12]}</code>" in m._table.value
         assert_html_ok(m._table.value)
-        assert dep in m._stop_pick.options
+        assert dep in m._stop_pick.options and m._stop_pick.value is not None  # a running one is preselected
         m._stop_pick.value = dep
         m._stop_btn.click()
         assert m.frame.set_index("deployment_id").loc[dep, "status"] == "stopped"

@@ -153,3 +153,15 @@ return (f > s).astype(float)""".splitlines())
     assert sorted(res._cache) == [0, 3]
     assert rv.result.params == {"fast": 20, "slow": 50}
     assert rv.result.equity.equals(sweep[2].equity)
+
+
+def test_a_strategy_that_never_trades_still_reviews(data):
+    from quantlab.engine.backtest import backtest
+
+    r = backtest(data, "def signals(data):\n    return data.close * 0", data_ref="sample")
+    rv = review(r)
+    table = rv.metrics_table().set_index("metric")
+    assert table.loc["win_rate", "value"] == "—" and table.loc["profit_factor", "passed"] is False
+    assert "No closed trades." in rv._trades.value
+    assert rv.charts["equity"][:4] == b"\x89PNG"
+    assert "policy FAILED" in repr(rv)
