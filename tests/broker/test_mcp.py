@@ -90,7 +90,7 @@ def test_stdio_mt5_dialect_and_errors(tmp_path):
     run(main())
 
 
-def test_stdio_deployment_lifecycle(tmp_path):
+def test_stdio_deployment_lifecycle(tmp_path, capfd):
     from mcp import Client
 
     async def main():
@@ -102,22 +102,29 @@ def test_stdio_deployment_lifecycle(tmp_path):
             again = await call(c, "deploy_strategy", {"name": "sma2", "code": SMA, "params": {"fast": 3, "slow": 12},
                                                       "symbol": "EURUSD", "volume": 0.1})
             assert again["existing"] and again["deployment_id"] == d["deployment_id"]
+            noisy = await call(c, "deploy_strategy", {
+                "name": "noisy", "symbol": "EURUSD", "volume": 0.01,
+                "code": "import sys\ndef signals(data):\n    print('hello from a strategy')\n"
+                        "    sys.stdout.write('more noise\\n')\n    return data.close * 0"})
             adv = await call(c, "advance", {"bars": 120})
-            assert adv["advanced"] == 120
+            assert adv["advanced"] == 120  # a strategy's prints cannot corrupt the stdio protocol
+            assert (await call(c, "get_deployment", {"deployment_id": noisy["deployment_id"]}))["status"] == "running"
             g = await call(c, "get_deployment", {"deployment_id": d["deployment_id"]})
             assert g["status"] == "running" and g["bars"] == 120 and g["trades"] > 0
             assert (await call(c, "get_deployment", {"deployment_id": bad["deployment_id"]}))["status"] == "failed"
             j = await call(c, "deployment_journal", {"deployment_id": d["deployment_id"], "kind": "fill"})
             assert j and all(x["kind"] == "fill" and x["time"] > 0 and x["wall_time"] > 0 for x in j)
             deals = await call(c, "history_deals_get")
-            assert {x["magic"] for x in deals} == {d["deployment_id"]}
+            assert {x["magic"] for x in deals} == {d["deployment_id"]}  # the noisy one stays flat
             s = await call(c, "stop_deployment", {"deployment_id": d["deployment_id"]})
             assert s["status"] == "stopped" and s["lots"] == 0
             assert await call(c, "positions_get") == []
             lst = await call(c, "list_deployments")
-            assert [x["status"] for x in lst] == ["stopped", "failed"]
+            assert [x["status"] for x in lst] == ["stopped", "failed", "running"]
 
     run(main())
+    err = capfd.readouterr().err  # the strategy's prints went to the server's stderr, not the protocol
+    assert "hello from a strategy" in err and "more noise" in err
 
 
 def test_http_token_two_clients_sigkill_and_restart(tmp_path, http_broker):
