@@ -46,6 +46,8 @@ REPORT = "04_report.ipynb"
 #: notebook parameters of ``04_report`` that set the deployment policy
 POLICY_PARAMETERS = ("min_sharpe", "max_drawdown", "min_profit_factor", "min_trades")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: the kernel's own log is noise on a terminal (a warning about local TCP); cell errors land in the notebook
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 class NotebookError(RuntimeError):
@@ -156,6 +158,7 @@ def execute(
         pm.execute_notebook(
             str(notebook), str(output), parameters=dict(parameters or {}), cwd=str(cwd) if cwd else None,
             progress_bar=progress, kernel_name=kernel_name, execution_timeout=timeout, log_output=False,
+            extra_arguments=KERNEL_ARGUMENTS,
         )
     except PapermillExecutionError as exc:
         written = export_html(output, html_path) if html and output.is_file() else None
