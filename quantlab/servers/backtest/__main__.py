@@ -66,7 +66,8 @@ async def _serve(args: argparse.Namespace) -> None:
     from quantlab.servers.backtest.server import build_server
 
     mcp, backend = build_server(
-        args.runs, data_root=args.data_root, workers=args.workers, memory_mb=args.memory_mb or None
+        args.runs, data_root=args.data_root, workers=args.workers, memory_mb=args.memory_mb or None,
+        log_level=args.log_level,
     )
     await backend.pool.start()
     try:

@@ -256,6 +256,7 @@ def build_server(
     data_root: str | os.PathLike[str] | None = None,
     workers: int = 2,
     memory_mb: int | None = 2048,
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING",
 ) -> tuple[MCPServer, Backend]:
     """Build the backtest MCP server and its :class:`Backend` (start ``backend.pool`` before serving).
 
@@ -266,7 +267,7 @@ def build_server(
     backend = Backend(runs_dir, data_root=data_root, workers=workers, memory_mb=memory_mb)
     from quantlab import __version__
 
-    mcp = MCPServer("quantlab-backtest", version=__version__, instructions=INSTRUCTIONS)
+    mcp = MCPServer("quantlab-backtest", version=__version__, instructions=INSTRUCTIONS, log_level=log_level)
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, open_world_hint=False))
     async def run_backtest(
