@@ -90,11 +90,14 @@ def test_stdio_mt5_dialect_and_errors(tmp_path):
     run(main())
 
 
-def test_stdio_deployment_lifecycle(tmp_path, capfd):
+def test_stdio_deployment_lifecycle(tmp_path):
     from mcp import Client
+    from mcp.client.stdio import stdio_client
+
+    errlog = open(tmp_path / "stderr.txt", "w")
 
     async def main():
-        async with Client(stdio_params(tmp_path / "d.db", "--symbols", "EURUSD")) as c:
+        async with Client(stdio_client(stdio_params(tmp_path / "d.db", "--symbols", "EURUSD"), errlog=errlog)) as c:
             d = await call(c, "deploy_strategy", {"name": "sma", "code": SMA, "params": {"fast": 3, "slow": 12},
                                                   "symbol": "EURUSD", "timeframe": "M1", "volume": 0.1})
             assert d["status"] == "running" and d["params"] == {"fast": 3, "slow": 12}
@@ -123,7 +126,8 @@ def test_stdio_deployment_lifecycle(tmp_path, capfd):
             assert [x["status"] for x in lst] == ["stopped", "failed", "running"]
 
     run(main())
-    err = capfd.readouterr().err  # the strategy's prints went to the server's stderr, not the protocol
+    errlog.close()
+    err = (tmp_path / "stderr.txt").read_text()  # the strategy's prints went to the server's stderr, not the protocol
     assert "hello from a strategy" in err and "more noise" in err
 
 
