@@ -195,7 +195,11 @@ class QuantlabMagics(Magics):
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics (called by ``%load_ext quantlab``)."""
+    """Register ``%%strategy`` and ``%quantlab`` (called by ``%load_ext quantlab``).
+
+    >>> from IPython.core.interactiveshell import InteractiveShell    # doctest: +SKIP
+    >>> load_ipython_extension(InteractiveShell.instance())  # doctest: +SKIP
+    """
     ipython.register_magics(QuantlabMagics)
 
 

@@ -6,12 +6,12 @@ the monitor is closed (``monitor.close()``, or the front end closing the
 widget), when "auto-refresh" is unticked, and never outlives the lab: after
 ``max_errors`` consecutive failures (e.g. the lab was closed) it stops by itself.
 
-Example
--------
->>> m = quantlab.monitor(lab, interval=2.0)     # doctest: +SKIP
->>> m                                           # the live table, in a cell
->>> m.refresh()                                 # refresh now; returns the DataFrame
->>> m.close()                                   # stop refreshing
+Example (in a notebook cell)::
+
+    m = quantlab.monitor(lab, interval=2.0)
+    m                       # the live table
+    m.refresh()             # refresh now; returns the DataFrame
+    m.close()               # stop refreshing
 """
 from __future__ import annotations
 
@@ -34,7 +34,11 @@ _ACTIVE = {"running", "pending", "starting", "active"}
 
 
 def deployments_html(df: pd.DataFrame | None) -> str:
-    """The deployments table as HTML: status badges, PnL coloured by sign."""
+    """The deployments table as HTML: status in colour, PnL coloured by sign, short commits.
+
+    >>> "No deployments yet." in deployments_html(pd.DataFrame())
+    True
+    """
     if df is None or len(df) == 0:
         return f"<div style='color:{R.GREY}'>No deployments yet.</div>"
     hidden = {"status_source"}
@@ -68,8 +72,8 @@ class Monitor(StaticFallback, widgets.VBox):
     Example
     -------
     >>> m = monitor(lab, interval=1.0)   # doctest: +SKIP
-    >>> m.frame[["deployment_id", "status", "pnl"]]
-    >>> m.close(); m.running
+    >>> m.frame[["deployment_id", "status", "pnl"]]  # doctest: +SKIP
+    >>> m.close(); m.running  # doctest: +SKIP
     False
     """
 
@@ -268,7 +272,7 @@ def monitor(lab: Any, interval: float = 2.0, **kwargs: Any) -> Monitor:
     Example
     -------
     >>> m = monitor(lab, interval=2.0)   # doctest: +SKIP
-    >>> lab.advance(5); m.refresh()
-    >>> m.close()
+    >>> lab.advance(5); m.refresh()  # doctest: +SKIP
+    >>> m.close()  # doctest: +SKIP
     """
     return Monitor(lab, interval, **kwargs)

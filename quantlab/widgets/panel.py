@@ -8,12 +8,12 @@ progress and the outcome appear. The button is disabled while the policy fails
 (unless "deploy anyway" is ticked) and while a submission runs; a "Stop" button
 appears for the running deployment.
 
-Example
--------
->>> panel = quantlab.deploy_panel(result, lab)     # doctest: +SKIP
->>> panel                                          # the widget, in a cell
->>> panel.click()                                  # or from code: blocks until done
->>> panel.outcome.record.deployment_id
+Example (in a notebook cell)::
+
+    panel = quantlab.deploy_panel(result, lab)
+    panel                                  # the widget
+    panel.click()                          # or from code: press the button and wait
+    panel.outcome.record.deployment_id
 """
 from __future__ import annotations
 
@@ -46,7 +46,13 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 
 
 def check_table_html(check: Any) -> str:
-    """The policy check as an HTML table: metric, rule, value and a pass/fail badge."""
+    """The policy check as an HTML table: metric, rule, value and a pass/fail badge.
+
+    >>> from quantlab.lab.policy import DeploymentPolicy
+    >>> html = check_table_html(DeploymentPolicy().check({"sharpe": 1, "max_drawdown": 0.1, "profit_factor": 2, "trades": 9}))
+    >>> "PASSED" in html
+    True
+    """
     cf = R.check_frame(check)
     if cf is None or len(cf) == 0:
         return f"<div style='color:{R.GREY}'>No policy rules.</div>"
@@ -76,8 +82,8 @@ class DeployPanel(StaticFallback, widgets.VBox):
     Example
     -------
     >>> panel = deploy_panel(result, lab)     # doctest: +SKIP
-    >>> panel.force = True                    # "deploy anyway"
-    >>> panel.click().ok
+    >>> panel.force = True  # doctest: +SKIP
+    >>> panel.click().ok  # doctest: +SKIP
     True
     """
 
@@ -491,7 +497,7 @@ def deploy_panel(result: Any, lab: Any, policy: Any = None, **kwargs: Any) -> De
     Example
     -------
     >>> panel = deploy_panel(result, lab, symbol="EURUSD")   # doctest: +SKIP
-    >>> outcome = panel.click()        # what the button does, waiting for the end
-    >>> outcome.record.deployment_id, outcome.stored.commit
+    >>> outcome = panel.click()  # doctest: +SKIP
+    >>> outcome.record.deployment_id, outcome.stored.commit  # doctest: +SKIP
     """
     return DeployPanel(result, lab, policy, **kwargs)

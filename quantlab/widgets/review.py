@@ -10,13 +10,14 @@ Charts are PNGs drawn by matplotlib's Agg canvas, shown in ``ipywidgets.Image``
 views and inlined as base64 ``<img>`` in the static ``text/html`` fallback, so
 they show in every front end and in executed / exported notebooks.
 
-Example
--------
->>> from quantlab.engine.backtest import backtest          # doctest: +SKIP
->>> from quantlab.engine.data import sample
->>> r = backtest(sample(), strategy)
->>> quantlab.review(r)                                      # the dashboard
->>> quantlab.review([r1, r2, r3]).select(2)                 # compare, show run #2
+Example (in a notebook cell)::
+
+    from quantlab.engine.backtest import backtest
+    from quantlab.engine.data import sample
+    r = backtest(sample(), strategy)
+    quantlab.review(r)                                  # the dashboard
+    quantlab.review([r1, r2, r3]).select(2)             # compare, show run #2
+    quantlab.review(sweep(strategy, "sample", {"fast": [5, 10, 20]}).top(5))
 """
 from __future__ import annotations
 
@@ -42,7 +43,13 @@ LOWER_IS_BETTER = {"max_drawdown", "volatility", "max_drawdown_duration"}
 
 def resolve_policy(policy: Any) -> Any:
     """``None`` -> the default ``DeploymentPolicy()`` (if the lab layer is importable),
-    ``False`` -> no policy, anything with ``.check(result)`` -> itself."""
+    ``False`` -> no policy, anything with ``.check(result)`` -> itself.
+
+    >>> resolve_policy(None)
+    DeploymentPolicy(min_sharpe=0.5, max_drawdown=0.25, min_profit_factor=1.1, min_trades=5)
+    >>> resolve_policy(False) is None
+    True
+    """
     if policy is False:
         return None
     if policy is None:
@@ -64,8 +71,12 @@ def _is_result(obj: Any) -> bool:
 
 
 def as_results(obj: Any) -> list[Any]:
-    """Normalise one result, a list/tuple/dict of results, or a sweep result
-    (anything with ``.results``) to a list of results."""
+    """Normalise one result, a list/tuple/dict of results, or an object with
+    ``.results`` to a list of results.
+
+    >>> as_results({"a": r1, "b": r2}) == [r1, r2]      # doctest: +SKIP
+    True
+    """
     if _is_result(obj):
         return [obj]
     if hasattr(obj, "results") and not isinstance(obj, Mapping):
@@ -174,7 +185,7 @@ class Review(StaticFallback, widgets.VBox):
     Example
     -------
     >>> rv = review([r1, r2])            # doctest: +SKIP
-    >>> rv.select(1).result is r2
+    >>> rv.select(1).result is r2  # doctest: +SKIP
     True
     """
 
@@ -480,8 +491,8 @@ def review(result_or_results: Any, policy: Any = None, *, max_points: int = 2000
     Example
     -------
     >>> from quantlab.engine.backtest import backtest             # doctest: +SKIP
-    >>> from quantlab.engine.data import sample
-    >>> rv = review(backtest(sample(), strategy))
-    >>> rv.metrics_table()[["label", "value", "passed"]].head(3)
+    >>> from quantlab.engine.data import sample  # doctest: +SKIP
+    >>> rv = review(backtest(sample(), strategy))  # doctest: +SKIP
+    >>> rv.metrics_table()[["label", "value", "passed"]].head(3)  # doctest: +SKIP
     """
     return Review(result_or_results, policy=policy, max_points=max_points)
