@@ -172,7 +172,7 @@ def _fast_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: flo
         growth[1:] = np.cumprod(g[:-1])
     avail = cash * growth                                # cash available before the orders at change k
     if (avail <= 0).any():                               # bust: the order loop handles it
-        return None, None
+        return None
     units_k = uu * avail
     cash_k = np.where(T != 0.0, cc * avail, avail)
     # state 0 = initial, state k+1 holds from change k to the next change
@@ -192,7 +192,7 @@ def _fast_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: flo
     exit_fees = np.where(closed, size * exit_price * fees, 0.0)
     pnl = side * (exit_price - entry_price) * size - size * entry_price * fees - exit_fees
     trades = (entry_idx, exit_idx, side, size, entry_price, exit_price, pnl)
-    return (equity, units, trades), None
+    return equity, units, trades
 
 
 def _resize_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: float, fees: float, slip: float,
@@ -405,7 +405,7 @@ def _slow_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: flo
         exit_price = np.where(closed, a[:, 6] / np.where(a[:, 5] > 0, a[:, 5], 1.0), close[-1])
     open_units = np.where(closed, 0.0, side * (a[:, 3] - a[:, 5]))
     pnl = a[:, 7] + open_units * close[-1]
-    return (equity, units, (entry_idx, exit_idx, side, size, entry_price, exit_price, pnl)), None
+    return equity, units, (entry_idx, exit_idx, side, size, entry_price, exit_price, pnl)
 
 
 def simulate(close: np.ndarray, target: np.ndarray, cash: float = 100_000.0, fees: float = 0.0,
@@ -431,11 +431,11 @@ def simulate(close: np.ndarray, target: np.ndarray, cash: float = 100_000.0, fee
     resize = (Tc != 0.0) & (Tp != 0.0) & (np.sign(Tc) == np.sign(Tp))
     res = None
     if not resize.any():
-        res, _ = _fast_path(close, target, chg, float(cash), float(fees), float(slippage))
+        res = _fast_path(close, target, chg, float(cash), float(fees), float(slippage))
     elif chg.size:
         res = _resize_path(close, target, chg, float(cash), float(fees), float(slippage))
-    if res is None:  # resizing, or the account went bust (the loop refuses to open with equity <= 0)
-        res, _ = _slow_path(close, target, chg, float(cash), float(fees), float(slippage))
+    if res is None:  # the account went bust (the loop refuses to open with equity <= 0) or no convergence
+        res = _slow_path(close, target, chg, float(cash), float(fees), float(slippage))
     equity, units, (ei, xi, side, size, ep, xp, pnl) = res
     return {"equity": equity, "units": units, "entry_idx": np.asarray(ei, dtype=np.int64),
             "exit_idx": np.asarray(xi, dtype=np.int64), "side": side, "size": size,

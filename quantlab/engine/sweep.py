@@ -285,7 +285,7 @@ def _worker_context(token: str, code: str, name: str, costs: dict, path: str | N
 def _process_chunk(token: str, code: str, name: str, costs: dict, path: str | None,
                    start: int, combos: list[dict]) -> tuple[int, list]:
     ctx = _worker_context(token, code, name, costs, path)
-    with _one_blas_thread():
+    with _one_blas_thread(), _HeapAllocation():
         return start, ctx.run(combos)
 
 
@@ -296,7 +296,9 @@ class _HeapAllocation:
     Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (so freed memory goes back to
     the OS). Setting it also freezes glibc's mmap threshold at 128 KiB, so every array of more than
     16,000 floats becomes an ``mmap`` + page faults + ``munmap``: a sweep chunk then runs about 3x
-    slower than in a plain process. A no-op outside glibc or without that variable."""
+    slower than in a plain process. A no-op outside glibc or without that variable (never changes
+    the malloc policy of a process that did not ask for one), unless ``force`` (the sweep's own
+    worker processes)."""
 
     _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
@@ -353,7 +355,26 @@ def _is_dask_client(obj: Any) -> bool:
     return type(obj).__module__.startswith("distributed") and hasattr(obj, "scatter") and hasattr(obj, "submit")
 
 
-def _progress(total: int, enabled: bool, desc: str):
+class _CallbackProgress:
+    """``progress=callable``: called as ``callable(done, total)`` after every finished chunk."""
+
+    def __init__(self, fn: Any, total: int) -> None:
+        self.fn, self.total, self.n = fn, total, 0
+
+    def update(self, k: int) -> None:
+        self.n += int(k)
+        self.fn(self.n, self.total)
+
+    def __enter__(self) -> "_CallbackProgress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+def _progress(total: int, enabled: Any, desc: str):
+    if callable(enabled):
+        return _CallbackProgress(enabled, total)
     from tqdm.auto import tqdm
     return tqdm(total=total, disable=not enabled, desc=desc, unit="run")
 
@@ -439,7 +460,7 @@ def _run_dask(strategy: Strategy, data: pd.DataFrame, costs: dict, combos: list[
 # entry point
 # ---------------------------------------------------------------------------------------------
 def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-          executor: Any = None, *, progress: bool = True, chunk: int | None = None,
+          executor: Any = None, *, progress: Any = True, chunk: int | None = None,
           data_ref: str | None = None, **costs: Any) -> "SweepResult":
     """Backtest ``strategy`` for every parameter combination in ``grid``.
 
@@ -450,7 +471,7 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
     grid : a dict of lists (cartesian product in key order) or a list of parameter dicts; see :func:`expand_grid`.
     executor : ``None``/``"inprocess"``, ``"processes"`` (one per CPU), an ``int`` (that many processes),
         a ``concurrent.futures.ProcessPoolExecutor``, or a ``dask.distributed.Client``.
-    progress : show a tqdm progress bar.
+    progress : show a tqdm progress bar; or a callable, called as ``progress(done, total)`` after every chunk.
     chunk : combinations per task (default: a few tasks per worker, at most 64 combinations each).
     data_ref : where the data came from (recorded, and used by :meth:`SweepResult.result` after ``from_dict``).
     **costs : ``cash``, ``fees``, ``slippage``, ``periods_per_year`` as for :func:`backtest`.

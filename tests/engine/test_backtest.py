@@ -115,8 +115,8 @@ def test_fast_and_slow_cores_agree():
     tgt = pd.Series(rng.choice([-1.0, 0.0, 0.7], n)).where(rng.random(n) < 0.1).ffill().fillna(0).to_numpy()
     prev = np.r_[0.0, tgt[:-1]]
     chg = np.flatnonzero(tgt != prev)
-    (fe, fu, ft), _ = _fast_path(close, tgt, chg, 1e5, 0.001, 0.0005)
-    (se, su, st), _ = _slow_path(close, tgt, chg, 1e5, 0.001, 0.0005)
+    fe, fu, ft = _fast_path(close, tgt, chg, 1e5, 0.001, 0.0005)
+    se, su, st = _slow_path(close, tgt, chg, 1e5, 0.001, 0.0005)
     np.testing.assert_allclose(fe, se, rtol=1e-12)
     np.testing.assert_allclose(fu, su, rtol=1e-12)
     for a, b in zip(ft, st):
@@ -259,7 +259,7 @@ def test_vectorised_resizing_equals_the_order_loop(fees, slip):
     prev = np.r_[0.0, tgt[:-1]]
     chg = np.flatnonzero(tgt != prev)
     vec = bt._resize_path(close, tgt, chg, 1e4, fees, slip)
-    loop, _ = bt._slow_path(close, tgt, chg, 1e4, fees, slip)
+    loop = bt._slow_path(close, tgt, chg, 1e4, fees, slip)
     assert vec is not None
     np.testing.assert_allclose(vec[0], loop[0], rtol=1e-12)
     np.testing.assert_allclose(vec[1], loop[1], rtol=1e-12, atol=1e-12)
