@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     n = len(grid["fast"]) * len(grid["slow"])
     strategy = Strategy.from_code(STRATEGY, name="sma-cross")
     plain = Strategy.from_code(PLAIN, name="sma-cross-rolling")
-    print(f"sweep benchmark: {n:,} (fast, slow) SMA pairs on {args.bars:,} bars, fees={FEES}", flush=True)
+    print(f"sweep benchmark: {n:,} (fast, slow) SMA pairs on {args.bars:,} bars, fees={FEES}; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start", flush=True)
     sweep(strategy, df.iloc[:2000], {"fast": [2, 3], "slow": [60]}, progress=False)     # warm imports
     rows: list[tuple[str, float, str]] = []
     frames = {}
@@ -177,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = (n / best_secs) / vbt_rate
         print(f"best quantlab path: {best_label}: {ratio:.2f}x vectorbt's throughput "
               f"(goal >= 1.0: {'met' if ratio >= 1.0 else 'NOT met'})")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes compete for the same CPUs)")
     scale = dask_times[1] / dask_times[2]
     print(f"Dask 2 workers / 1 worker: {scale:.2f}x (goal >= 1.6: {'met' if scale >= 1.6 else 'NOT met'})")
     return 0

@@ -197,3 +197,9 @@ def test_progress_bar_counts_runs(df, sma, capsys):
     sweep(sma, df, {"fast": [2, 3, 4]}, progress=True)
     err = capsys.readouterr().err
     assert "3/3" in err
+
+
+def test_progress_can_be_a_callback(df, sma):
+    seen = []
+    sweep(sma, df, {"fast": [2, 3, 4, 5, 6]}, progress=lambda done, total: seen.append((done, total)), chunk=2)
+    assert seen == [(2, 5), (4, 5), (5, 5)]
