@@ -255,9 +255,12 @@ def worker_main(conn, runs_dir: str, data_root: str | None, memory_mb: int | Non
         with lock:
             conn.send(msg)
 
+    idle = threading.Event()  # set while no backtest is running in this worker
+    idle.set()
+
     def persist(result: Any, task: dict, summary: dict) -> None:
         try:
-            store.write_run(result, task, summary)
+            store.write_run(result, task, summary, pause=idle.wait)
             send(("persisted", summary["run_id"], None))
         except BaseException as exc:  # noqa: BLE001
             send(("persisted", summary["run_id"], f"{type(exc).__name__}: {exc}"))
@@ -281,17 +284,22 @@ def worker_main(conn, runs_dir: str, data_root: str | None, memory_mb: int | Non
             send(("error", "internal", f"unknown worker op {op!r}"))
             continue
         task = msg[1]
+        idle.clear()
         try:
             summary, result = _run(task, cache)
         except WorkerFailure as exc:
+            idle.set()
             send(("error", exc.kind, str(exc)))
             continue
         except MemoryError:
+            idle.set()
             send(("error", "memory", f"memory limit of {memory_mb} MB exceeded"))
             continue
         except BaseException as exc:  # noqa: BLE001 - report, keep serving
+            idle.set()
             send(("error", "internal", f"{type(exc).__name__}: {exc}"))
             continue
+        idle.set()
         send(("ok", summary))
         saver.submit(persist, result, task, summary)
         del result
