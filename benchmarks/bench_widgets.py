@@ -72,6 +72,19 @@ def main(argv: list[str]) -> int:
     print(f"1,000,000-bar backtest: {bt:.3f} s; review() (metrics, equity chart, monthly heat map, trades): "
           f"{rv_s:.3f} s; static HTML fallback: {html_s:.3f} s ({len(html) / 1e3:.0f} kB, "
           f"{result.metrics['trades']} trades)")
+
+    from quantlab.engine.data import sample
+    from quantlab.engine.sweep import sweep
+
+    res = sweep(SMA, sample(), {"fast": list(range(2, 42)), "slow": [50, 80, 120, 200, 300]}, progress=False)
+    t = time.perf_counter()
+    rv = review(res)
+    sweep_s = time.perf_counter() - t
+    t = time.perf_counter()
+    rv.select(len(res.results) - 1)
+    switch_s = time.perf_counter() - t
+    print(f"review of a {len(res)}-run sweep: {sweep_s:.3f} s (table from the sweep frame, one run rebuilt); "
+          f"switching to another run: {switch_s:.3f} s")
     return 0
 
 

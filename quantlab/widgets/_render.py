@@ -478,10 +478,18 @@ def monthly_returns(returns: pd.Series) -> pd.DataFrame | None:
     if returns is None or not isinstance(returns.index, pd.DatetimeIndex) or len(returns) == 0:
         return None
     r = pd.Series(returns, dtype=float).fillna(0.0)
-    growth = np.log1p(r.to_numpy())
-    key = pd.MultiIndex.from_arrays([r.index.year, r.index.month], names=["year", "month"])
-    monthly = np.expm1(pd.Series(growth, index=key).groupby(level=[0, 1]).sum())
-    table = monthly.unstack("month").reindex(columns=range(1, 13))
+    if r.index.tz is not None:
+        r.index = r.index.tz_localize(None)
+    if not r.index.is_monotonic_increasing:
+        r = r.sort_index()
+    # compound through log returns: one vectorised resample instead of a product per group
+    growth = pd.Series(np.log1p(r.to_numpy()), index=r.index).resample("MS").sum(min_count=1)
+    monthly = np.expm1(growth.dropna())
+    table = (
+        pd.DataFrame({"year": monthly.index.year, "month": monthly.index.month, "value": monthly.to_numpy()})
+        .pivot(index="year", columns="month", values="value")
+        .reindex(columns=range(1, 13))
+    )
     table.columns.name = "month"
     return table
 

@@ -124,7 +124,8 @@ class _Runs:
                 raise ValueError(f"review() got a sweep whose {len(frame)} run(s) all failed; see its .errors.")
             self.rows = [int(frame.index.get_loc(i)) for i in ok]
             metric_cols = [m for m in self.sweep.metric_names if m in frame.columns]
-            self.metrics = [{m: _plain(frame.iloc[r][m]) for m in metric_cols} for r in self.rows]
+            records = frame.iloc[self.rows][metric_cols].astype(object).to_dict("records")
+            self.metrics = [{m: _plain(v) for m, v in rec.items()} for rec in records]
             self.params = [self.sweep.params(r) for r in self.rows]
             name = getattr(getattr(self.sweep, "strategy", None), "name", None) or "run"
             self.names = [name] * len(self.rows)
