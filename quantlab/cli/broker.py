@@ -99,7 +99,7 @@ def start(home: str | Path | None = None, *, db: str | None = None, port: int | 
     if cur["running"]:
         cur["already_running"] = True
         return cur
-    db = str(Path(db).expanduser()) if db else str(home / "broker.db")
+    db = str(Path(db).expanduser().resolve()) if db else str(home / "broker.db")
     port = int(port) if port else _free_port()
     if _port_open(port):
         raise RuntimeError(f"port {port} on 127.0.0.1 is already in use; pass another --port.")

@@ -194,7 +194,12 @@ class Broker:
         return self.feed.time_at(self._step())
 
     def quote(self, symbol: str) -> dict[str, Any]:
-        """Current bid/ask of ``symbol`` (MT5 tick fields)."""
+        """Current bid/ask of ``symbol`` (MT5 tick fields).
+
+        >>> b = Broker.open(":memory:", symbols=["EURUSD"])
+        >>> q = b.quote("EURUSD"); round(q["ask"] - q["bid"], 5)
+        0.0001
+        """
         spec = self.spec(symbol)
         i = self.feed.visible(spec.name, self._step()) - 1
         q = self.feed.quote(spec.name, i, self.config.spread)
@@ -251,7 +256,11 @@ class Broker:
 
     # -- read-only tools ---------------------------------------------------------------
     def account_info(self) -> dict[str, Any]:
-        """MT5 ``account_info()`` fields."""
+        """MT5 ``account_info()`` fields.
+
+        >>> Broker.open(":memory:", symbols=["EURUSD"]).account_info()["margin_free"]
+        100000.0
+        """
         with self.store.lock:
             acc = self.store.one("SELECT * FROM account WHERE id = 1")
             t = self._totals()
@@ -294,7 +303,13 @@ class Broker:
 
     def positions(self, symbol: str | None = None, group: str | None = None, ticket: int | None = None,
                   magic: int | None = None) -> list[dict[str, Any]]:
-        """Open positions (MT5 ``positions_get``), marked to the current prices."""
+        """Open positions (MT5 ``positions_get``), marked to the current prices.
+
+        >>> b = Broker.open(":memory:", symbols=["EURUSD"])
+        >>> _ = b.order_send({"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 1})
+        >>> [(p["type"], p["volume"]) for p in b.positions()]
+        [(1, 0.1)]
+        """
         where, args = self._filters(symbol, group, ticket, magic)
         with self.store.lock:
             quotes: dict[str, dict] = {}
@@ -430,6 +445,10 @@ class Broker:
 
         Returns ``retcode`` 0 if the request would be accepted, else the
         rejecting retcode with ``comment``; nothing is written.
+
+        >>> b = Broker.open(":memory:", symbols=["EURUSD"])
+        >>> b.order_check({"action": 1, "symbol": "EURUSD", "volume": 0.015, "type": 0})["retcode"]
+        10014
         """
         with self.store.lock:
             try:
@@ -765,6 +784,10 @@ class Broker:
 
         Everything happens in one transaction; on an unexpected error the clock
         and all state stay where they were.
+
+        >>> b = Broker.open(":memory:", symbols=["EURUSD"], history=10)
+        >>> b.advance(5)["cursor"]
+        15
         """
         bars = int(bars)
         if bars < 0:

@@ -156,7 +156,15 @@ class Deployments:
     # -- tools ----------------------------------------------------------------------
     def deploy(self, name: str, code: str, params: dict | None, symbol: str, timeframe: Any, volume: float,
                config: dict | None) -> dict[str, Any]:
-        """Validate and start a deployment (same code hash + params + symbol running → that one)."""
+        """Validate and start a deployment (same code hash + params + symbol running → that one).
+
+        >>> from quantlab.servers.broker.book import Broker
+        >>> b = Broker.open(":memory:", symbols=["EURUSD"])
+        >>> code = "def signals(data):\\n    return data.close * 0 - 1"
+        >>> a = b.deployments.deploy("short", code, {}, "EURUSD", 5, 0.1, {})
+        >>> b.deployments.deploy("again", code, {}, "EURUSD", 5, 0.1, {})["existing"]
+        True
+        """
         if not isinstance(name, str) or not name.strip():
             raise TradeError(C.TRADE_RETCODE_INVALID, "name must be a non-empty string.")
         try:
@@ -220,7 +228,14 @@ class Deployments:
             return out
 
     def stop(self, dep_id: Any) -> dict[str, Any]:
-        """Close the deployment's positions through the order path and mark it ``stopped``."""
+        """Close the deployment's positions through the order path and mark it ``stopped``.
+
+        >>> from quantlab.servers.broker.book import Broker
+        >>> b = Broker.open(":memory:", symbols=["EURUSD"])
+        >>> d = b.deployments.deploy("long", "def signals(data):\\n    return data.close * 0 + 1", {}, "EURUSD", 1, 0.1, {})
+        >>> _ = b.advance(2); b.deployments.stop(d["deployment_id"])["lots"]
+        0.0
+        """
         with self._tx():
             dep = self._row(dep_id)
             if dep["status"] in ("stopped",):

@@ -325,6 +325,10 @@ class Feed:
         """The last ``count`` completed bars of ``timeframe`` whose base bars end before base index ``end``.
 
         Returns a dict of numpy arrays with MT5's rate fields, oldest first.
+
+        >>> fr = Feed.synthetic(["EURUSD"], history=60).frame("EURUSD", "M5", 3)
+        >>> fr["time"].tolist()[-1] + 300 <= Feed.synthetic(["EURUSD"], history=60).now + 60
+        True
         """
         symbol = self.spec(symbol).name
         tf_min = C.TIMEFRAME_MINUTES[timeframe]
@@ -366,13 +370,22 @@ class Feed:
         return {k: v[-count:] for k, v in out.items()}
 
     def rates(self, symbol: str, timeframe: str = "M1", count: int = 100, end: int | None = None) -> dict[str, list]:
-        """Like :meth:`frame` but JSON-ready lists (time as int epoch seconds)."""
+        """Like :meth:`frame` but JSON-ready lists (time as int epoch seconds).
+
+        >>> f = Feed.synthetic(["EURUSD"], history=120)
+        >>> r = f.rates("EURUSD", "M30", 2); len(r["time"]), r["time"][1] - r["time"][0]
+        (2, 1800)
+        """
         fr = self.frame(symbol, timeframe, count, end)
         return {k: (v.astype(np.int64).tolist() if k in ("time", "tick_volume", "spread", "real_volume") else v.tolist())
                 for k, v in fr.items()}
 
     def quote(self, symbol: str, i: int | None = None, spread_points: int | None = None) -> dict[str, float]:
-        """Bid/ask at base bar ``i`` (default: the latest visible): bid = close, ask = bid + spread."""
+        """Bid/ask at base bar ``i`` (default: the latest visible): bid = close, ask = bid + spread.
+
+        >>> q = Feed.synthetic(["XAUUSD"]).quote("XAUUSD"); round(q["ask"] - q["bid"], 2)
+        0.3
+        """
         spec = self.spec(symbol)
         i = self.visible(spec.name) - 1 if i is None else i
         if i < 0:
