@@ -753,7 +753,8 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
         raise ValueError(f"fees and slippage are fractions of traded notional in [0, 1), got fees={fees}, "
                          f"slippage={slippage}.")
     resolved = strategy.resolve_params(params)
-    sig = strategy.function(data, **resolved)
+    # a shallow copy (no data copied under copy-on-write) keeps the caller's frame unchanged
+    sig = strategy.function(data.copy(deep=False), **resolved)
     target = _signals_array(sig, data, strategy.name)
     close = data["close"].to_numpy(dtype=np.float64)
     if not np.isfinite(close).all():

@@ -274,3 +274,11 @@ def test_continuous_targets_reconstruct_equity():
     r = backtest(df, code, fees=0.0002, slippage=0.0001)
     assert r.trades.pnl.sum() == pytest.approx(r.equity.iloc[-1] - 100_000, rel=1e-9, abs=1e-6)
     assert r.metrics["exposure"] > 0.9 and np.isfinite(r.trades.entry_price).all()
+
+
+def test_strategy_cannot_change_the_callers_frame():
+    df = data.synthetic(100, seed=1)
+    before = df.copy()
+    code = "def signals(data):\n    data['extra'] = 1.0\n    data['close'] = data['close'] * 2\n    return data.close * 0\n"
+    backtest(df, code)
+    pd.testing.assert_frame_equal(df, before)
