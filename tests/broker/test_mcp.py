@@ -280,3 +280,11 @@ def test_sigkill_while_the_clock_runs_leaves_consistent_state(tmp_path, http_bro
     before = b.deployments.get(1)["bars"]
     b.advance(30)
     assert b.deployments.get(1)["bars"] == before + 30
+
+
+def test_one_broker_per_database(tmp_path, http_broker):
+    db = tmp_path / "one.db"
+    http_broker(db)
+    second = subprocess.run([sys.executable, "-m", "quantlab.servers.broker", "--db", str(db)], cwd=ROOT,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2 and "already serving" in second.stderr

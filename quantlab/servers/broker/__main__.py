@@ -59,9 +59,38 @@ def resolve_token(token: str | None, token_file: str | None, db: str) -> tuple[s
     return tok, path
 
 
+def lock_database(db: str):
+    """Hold an exclusive lock on ``<db>.lock`` for the life of the process (one broker per database).
+
+    Two brokers on one file would each move their own clock and trade on stale state, so a
+    second one is refused with the first one's pid. Returns the open lock file (keep it).
+    """
+    if db == ":memory:":
+        return None
+    import fcntl
+
+    path = Path(f"{db}.lock").expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        other = f.read().strip() or "?"
+        f.close()
+        raise RuntimeError(f"another broker (pid {other}) is already serving {db}; connect to it "
+                           "(quantlab broker status) or stop it first.") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _lock = lock_database(args.db)  # noqa: F841 - held until exit
         parse_clock(args.clock)
         given = {k: v for k, v in dict(balance=args.balance, leverage=args.leverage, margin_mode=args.mode,
                                        spread=args.spread, slippage=args.slippage, commission=args.commission,
