@@ -326,14 +326,20 @@ def test_http_with_bearer_token(tmp_path):
         url = f"http://127.0.0.1:{port}/mcp"
         r = httpx2.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
         assert r.status_code == 401 and "Bearer" in r.text
-        transport = streamable_http_client(url, http_client=httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret"}))
-        s = MCPSession(transport)
+        def session():
+            headers = {"Authorization": "Bearer s3cret"}
+            return MCPSession(streamable_http_client(url, http_client=httpx2.AsyncClient(headers=headers)))
+
+        s, other = session(), session()  # two notebooks sharing one server
         try:
             out = s.ok("run_backtest", code=SMA_CODE, name="sma", data="sample")
             assert out["metrics"] == {k: enc(v) for k, v in inprocess("sample").metrics.items()}
-            assert s.ok("get_run", run_id=out["run_id"], part="summary")["name"] == "sma"
+            assert other.ok("get_run", run_id=out["run_id"], part="summary")["name"] == "sma"
+            mine = other.ok("run_backtest", code=SMA_CODE, name="other", data="sample", params={"fast": 3})
+            assert {r["run_id"] for r in s.ok("list_runs")["runs"]} == {out["run_id"], mine["run_id"]}
         finally:
             s.close()
+            other.close()
     finally:
         proc.terminate()
         try:

@@ -42,7 +42,7 @@ from typing_extensions import TypedDict
 from quantlab.servers.backtest.store import RunNotFound, RunStore, check_run_id
 from quantlab.servers.backtest.worker import EQUITY_POINTS, WorkerFailure, WorkerPool
 
-__all__ = ["build_server", "Backend", "json_safe", "INLINE_TEXT_ROWS"]
+__all__ = ["build_server", "Backend", "json_safe", "INLINE_TEXT_ROWS", "EQUITY_POINTS", "RunSummary", "UploadInfo"]
 
 log = logging.getLogger("quantlab.servers.backtest")
 
@@ -391,5 +391,3 @@ def build_server(
 
     return mcp, backend
 
-
-__all__ += ["EQUITY_POINTS"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import html
 import logging
 import multiprocessing
 import os
@@ -372,6 +373,17 @@ class WorkerPool:
         return (
             f"WorkerPool(size={self.size}, memory_mb={self.memory_mb}, idle={len(self._idle)}, "
             f"workers={[w.pid for w in self._workers]})"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{w.pid}</td><td>{'idle' if w in self._idle else ('starting' if not w.ready else 'busy')}</td>"
+            f"<td>{html.escape(', '.join(map(str, w.refs))) or '—'}</td></tr>"
+            for w in self._workers
+        )
+        return (
+            f"<div><b>WorkerPool</b> <small>{self.size} workers · memory limit {self.memory_mb or '—'} MB</small>"
+            f"<table><tr><th>pid</th><th>state</th><th>cached data</th></tr>{rows}</table></div>"
         )
 
     # -- lifecycle ---------------------------------------------------------------
