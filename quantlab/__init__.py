@@ -18,6 +18,7 @@ _LAZY = {
     "backtest": "quantlab.engine.backtest",
     "BacktestResult": "quantlab.engine.backtest",
     "SignalError": "quantlab.engine.backtest",
+    "DataError": "quantlab.engine.data",
     "sweep": "quantlab.engine.sweep",
     "SweepResult": "quantlab.engine.sweep",
     # workflow
