@@ -271,3 +271,19 @@ def test_replay_feed_from_csv(tmp_path):
     out = b.advance(1000)
     assert out["advanced"] == 200 and out["end_of_data"]
     assert b.feed.rates("DEMO", "M5", 5)["close"][-1] == pytest.approx(round(px[-1] * 100, 3))
+
+
+def test_stop_out_closes_the_worst_position(tmp_path):
+    b = Broker.open(str(tmp_path / "so.db"), symbols=["BTCUSD"], config=BrokerConfig(balance=1_000, leverage=500))
+    deal(b, BUY, 2.0, "BTCUSD")
+    for _ in range(200):
+        b.advance(250)
+        if not b.positions():
+            break
+    assert b.positions() == []
+    d = b.history_deals()[-1]
+    assert d["reason"] == C.DEAL_REASON_SO and d["comment"].startswith("[so ")
+    level = float(d["comment"][4:-2])
+    assert level < 30
+    acc = b.account_info()
+    assert acc["balance"] == pytest.approx(1_000 + d["profit"]) and acc["margin"] == 0 and acc["balance"] < 300

@@ -23,6 +23,8 @@ Rules (documented so tests can check them by hand):
   stops likewise on the other side; when SL and TP fall in one bar, SL wins.
 * Netting accounts keep one position per symbol (adding, reducing, reversing);
   hedging accounts open a position per deal and close one by ``position``.
+* Stop-out: after each ``advance``, while the margin level is below 30 % the
+  position with the largest loss is closed at its current price (deal reason SO).
 
 Example
 -------
@@ -47,6 +49,7 @@ from .store import Store
 __all__ = ["Broker", "TradeError", "BrokerConfig"]
 
 MAX_COUNT = 100_000  # cap on bars per copy_rates_* call
+STOP_OUT_LEVEL = 30.0  # margin level (%) at which the broker closes positions (account margin_so_so)
 REQUEST_FIELDS = {
     "action", "magic", "order", "symbol", "volume", "price", "stoplimit", "sl", "tp", "deviation", "type",
     "type_filling", "type_time", "expiration", "comment", "position", "position_by",
@@ -271,7 +274,7 @@ class Broker:
             "trade_expert": True, "margin_mode": acc["margin_mode"], "currency_digits": 2, "fifo_close": False,
             "balance": t["balance"], "credit": 0.0, "profit": t["profit"], "equity": t["equity"], "margin": t["margin"],
             "margin_free": t["margin_free"], "margin_level": t["margin_level"], "margin_so_call": 50.0,
-            "margin_so_so": 30.0, "margin_initial": 0.0, "margin_maintenance": 0.0, "assets": 0.0, "liabilities": 0.0,
+            "margin_so_so": STOP_OUT_LEVEL, "margin_initial": 0.0, "margin_maintenance": 0.0, "assets": 0.0, "liabilities": 0.0,
             "commission_blocked": 0.0, "name": acc["name"], "server": acc["server"], "currency": acc["currency"],
             "company": acc["company"], "orders_active": n_orders,
         }
@@ -835,6 +838,7 @@ class Broker:
                     trig = self._load_triggers() if self._has_stops() else trig
                     last_i = {s: last_i.get(s, self.feed.visible(s, c) - 1) for s in trig}
         self._at = new
+        fills.extend(self._stop_out())
         self.deployments.finish(old, new)
         return fills
 
@@ -898,21 +902,38 @@ class Broker:
             if hit is None:
                 continue
             px, why = _r(hit[0], nd), hit[1]
-            side = 1 - p["type"]
-            order = self._next("orders")
-            self.store.insert("orders", {
-                "ticket": order, "time_setup": now, "time_setup_msc": _ms(now), "time_done": now, "time_done_msc": _ms(now),
-                "time_expiration": 0, "type": side, "type_time": 0, "type_filling": C.ORDER_FILLING_FOK,
-                "state": C.ORDER_STATE_FILLED, "magic": p["magic"], "position_id": p["ticket"], "position_by_id": 0,
-                "reason": why, "volume_initial": p["volume"], "volume_current": 0.0, "price_open": px, "sl": 0.0, "tp": 0.0,
-                "price_current": px, "price_stoplimit": 0.0, "symbol": sym,
-                "comment": f"[{'sl' if why == C.DEAL_REASON_SL else 'tp'} {px}]", "external_id": "",
-            })
-            fills.append(self._fill(spec, side, p["volume"], px, magic=p["magic"], comment=f"[{'sl' if why == C.DEAL_REASON_SL else 'tp'} {px}]",
-                                    reason=why, order=order, position=p))
-            self.deployments.on_stop_fill(p, side, px, why)
+            fills.append(self._close_position(p, px, why, f"[{'sl' if why == C.DEAL_REASON_SL else 'tp'} {px}]"))
             fired = True
         return fired
+
+    def _close_position(self, p: dict, px: float, why: int, comment: str) -> int:
+        """Close position ``p`` at ``px`` by the broker (SL, TP, stop-out): an order, a deal, the deployment's lots."""
+        spec = self.feed.spec(p["symbol"])
+        now = self.now()
+        side = 1 - p["type"]
+        order = self._next("orders")
+        self.store.insert("orders", {
+            "ticket": order, "time_setup": now, "time_setup_msc": _ms(now), "time_done": now, "time_done_msc": _ms(now),
+            "time_expiration": 0, "type": side, "type_time": 0, "type_filling": C.ORDER_FILLING_FOK,
+            "state": C.ORDER_STATE_FILLED, "magic": p["magic"], "position_id": p["ticket"], "position_by_id": 0,
+            "reason": why, "volume_initial": p["volume"], "volume_current": 0.0, "price_open": px, "sl": 0.0, "tp": 0.0,
+            "price_current": px, "price_stoplimit": 0.0, "symbol": spec.name, "comment": comment, "external_id": "",
+        })
+        deal = self._fill(spec, side, p["volume"], px, magic=p["magic"], comment=comment, reason=why, order=order, position=p)
+        self.deployments.on_stop_fill(p, side, px, why)
+        return deal
+
+    def _stop_out(self) -> list[int]:
+        """Close the worst position while the margin level is below ``margin_so_so`` (30 %)."""
+        deals: list[int] = []
+        while True:
+            t = self._totals()
+            if t["margin"] <= 0 or t["equity"] / t["margin"] * 100 >= STOP_OUT_LEVEL:
+                return deals
+            quotes: dict[str, dict] = {}
+            worst = min((self._mark(p, quotes) for p in self._positions()), key=lambda m: m["profit"])
+            level = t["equity"] / t["margin"] * 100
+            deals.append(self._close_position(worst, worst["price_current"], C.DEAL_REASON_SO, f"[so {level:.1f}%]"))
 
     # -- display -----------------------------------------------------------------------
     def __repr__(self) -> str:
