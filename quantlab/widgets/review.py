@@ -42,8 +42,8 @@ LOWER_IS_BETTER = {"max_drawdown", "volatility", "max_drawdown_duration"}
 
 
 def resolve_policy(policy: Any) -> Any:
-    """``None`` -> the default ``DeploymentPolicy()`` (if the lab layer is importable),
-    ``False`` -> no policy, anything with ``.check(result)`` -> itself.
+    """``None`` -> the active Lab's policy (``Lab.active().policy``), else the default
+    ``DeploymentPolicy()``; ``False`` -> no policy; anything with ``.check(result)`` -> itself.
 
     >>> resolve_policy(None)
     DeploymentPolicy(min_sharpe=0.5, max_drawdown=0.25, min_profit_factor=1.1, min_trades=5)
@@ -53,6 +53,14 @@ def resolve_policy(policy: Any) -> Any:
     if policy is False:
         return None
     if policy is None:
+        try:
+            from quantlab.lab.lab import Lab
+
+            lab = Lab.active()
+        except Exception:  # noqa: BLE001 - no lab layer (yet), or no active lab: use the default policy
+            lab = None
+        if lab is not None and getattr(lab, "policy", None) is not None:
+            return lab.policy
         try:
             from quantlab.lab.policy import DeploymentPolicy
         except ImportError:
@@ -478,7 +486,8 @@ def review(result_or_results: Any, policy: Any = None, *, max_points: int = 2000
         with ``.results`` (e.g. :func:`quantlab.engine.sweep.sweep`'s).
     policy
         The ``DeploymentPolicy`` whose rules give each metric its pass/fail
-        badge. ``None`` uses the default policy, ``False`` shows no badges.
+        badge. ``None`` uses the active Lab's policy (what ``deploy_panel`` will
+        check), else the default policy; ``False`` shows no badges.
     max_points
         Equity and drawdown are downsampled (each bucket's extremes kept) to
         at most this many points, so huge backtests draw fast.

@@ -89,16 +89,3 @@ def test_quantlab_status(shell, capsys):
 def test_variable_name(name, var):
     assert variable_name(name) == var
 
-
-def test_quantlab_status_shows_the_active_lab_and_its_connections(shell, capsys, lab):
-    from quantlab.lab.lab import Lab
-
-    assert Lab.active() is lab
-    assert run(shell, "%quantlab status").success
-    out = capsys.readouterr().out
-    assert f"active lab: hub {lab.hub.path}" in out
-    assert "invocation count:" in out and "deployments triggered:" in out
-    conn_lines = out.split("MCP connections:")[1].strip().splitlines()
-    assert conn_lines[0].split()[:3] == ["server", "status", "transport"]
-    assert {line.split()[0] for line in conn_lines[1:]} >= {"backtest", "broker"}
-    assert all(line.split()[1] == "connected" for line in conn_lines[1:])

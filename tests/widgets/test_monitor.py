@@ -82,18 +82,3 @@ def test_rejects_what_is_not_a_lab():
     with pytest.raises(TypeError, match="needs a Lab"):
         monitor(object())
 
-
-def test_stops_by_itself_when_the_lab_is_closed(tmp_path):
-    from .conftest import lab_class
-
-    Lab = lab_class()
-    if Lab is None:  # the integrator removes this skip once quantlab/lab/lab.py has landed
-        pytest.skip("quantlab.lab.lab cannot be imported yet")
-    lab = Lab.start(hub=str(tmp_path / "hub"), clock="stepped")
-    m = monitor(lab, interval=0.05, max_errors=3)
-    assert m.error is None and m.running
-    lab.close()
-    assert wait_for(lambda: not m.running, 10)
-    assert m.error.startswith("stopped auto-refresh after 3 failures in a row")
-    assert m._auto.value is False and "paused" in repr(m)
-    m.close()

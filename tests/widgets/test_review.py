@@ -165,3 +165,4 @@ def test_a_strategy_that_never_trades_still_reviews(data):
     assert "No closed trades." in rv._trades.value
     assert rv.charts["equity"][:4] == b"\x89PNG"
     assert "policy FAILED" in repr(rv)
+
