@@ -202,7 +202,7 @@ class _Context:
         if self.hook is None or len(combos) < 2:
             return None
         try:
-            raw = self.hook(self.data, [dict(c) for c in combos])
+            raw = self.hook(self.data.copy(deep=False), [dict(c) for c in combos])
             if isinstance(raw, pd.DataFrame):
                 if not raw.index.equals(self.data.index):
                     return None
@@ -225,7 +225,8 @@ class _Context:
         s = self.strategy
         for j, params in enumerate(combos):
             try:
-                sig = cols[j] if cols is not None else s.function(self.data, **params)
+                # a shallow copy (copy-on-write): a strategy that adds columns cannot affect the next run
+                sig = cols[j] if cols is not None else s.function(self.data.copy(deep=False), **params)
                 target = _signals_array(sig, self.data, s.name)
                 rows.append((self.metrics(target), None))
             except Exception as exc:  # noqa: BLE001 - a failing combination is reported in its row
@@ -379,6 +380,17 @@ def _progress(total: int, enabled: Any, desc: str):
     return tqdm(total=total, disable=not enabled, desc=desc, unit="run")
 
 
+def _collect(rows: list, fut: Any, span: tuple[int, int], bar) -> None:
+    """Put a finished chunk's rows in place; a chunk whose worker died marks its rows as failed."""
+    a, b = span
+    try:
+        start, part = fut.result()
+    except Exception as exc:  # noqa: BLE001 - e.g. BrokenProcessPool, KilledWorker: the other chunks go on
+        part, start = [(None, f"{type(exc).__name__}: the worker running this combination failed: {exc}")] * (b - a), a
+    rows[start:start + len(part)] = part
+    bar.update(len(part))
+
+
 def _run_inprocess(ctx: _Context, combos: list[dict], chunk: int, bar) -> list:
     rows: list = []
     for a, b in _chunks(len(combos), chunk):
@@ -415,16 +427,19 @@ def _run_processes(strategy: Strategy, data: pd.DataFrame, costs: dict, combos: 
             pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
     size = chunk or max(1, min(64, math.ceil(len(combos) / (workers * 4))))
     rows: list = [None] * len(combos)
+    done = False
     try:
-        futs = [pool.submit(_process_chunk, token, strategy.code, strategy.name, costs, path, a, combos[a:b])
-                for a, b in _chunks(len(combos), size)]
+        futs = {pool.submit(_process_chunk, token, strategy.code, strategy.name, costs, path, a, combos[a:b]): (a, b)
+                for a, b in _chunks(len(combos), size)}
         for fut in _cf.as_completed(futs):
-            start, part = fut.result()
-            rows[start:start + len(part)] = part
-            bar.update(len(part))
+            _collect(rows, fut, futs[fut], bar)
+        done = True
     finally:
         if own:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if not done:  # interrupted: do not wait for the running chunks
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+            pool.shutdown(wait=done, cancel_futures=True)
         if path is not None:
             try:
                 os.unlink(path)
@@ -442,13 +457,11 @@ def _run_dask(strategy: Strategy, data: pd.DataFrame, costs: dict, combos: list[
     size = chunk or max(1, min(64, math.ceil(len(combos) / (threads * 4))))
     data_future = client.scatter(data, broadcast=True)
     rows: list = [None] * len(combos)
-    futs = [client.submit(_dask_chunk, strategy.code, strategy.name, costs, data_future, a, combos[a:b],
-                          pure=False) for a, b in _chunks(len(combos), size)]
+    futs = {client.submit(_dask_chunk, strategy.code, strategy.name, costs, data_future, a, combos[a:b],
+                          pure=False): (a, b) for a, b in _chunks(len(combos), size)}
     try:
-        for fut in as_completed(futs):
-            start, part = fut.result()
-            rows[start:start + len(part)] = part
-            bar.update(len(part))
+        for fut in as_completed(list(futs)):
+            _collect(rows, fut, futs[fut], bar)
     finally:
         for f in futs:
             f.release()

@@ -75,3 +75,15 @@ def test_processes_string_uses_every_cpu(df, sma):
     assert res.frame["sharpe"].tolist() == sweep(sma, df, {"fast": [3, 5, 7]}, progress=False).frame["sharpe"].tolist()
     with pytest.raises(Exception, match="at least 1"):
         sweep(sma, df, {"fast": [3]}, executor=0, progress=False)
+
+
+def test_a_worker_that_dies_fails_only_its_rows(df):
+    code = ("import os\n"
+            "def signals(data, fast=10):\n"
+            "    if fast == 5:\n"
+            "        os._exit(3)\n"
+            "    return (data.close > data.close.rolling(fast).mean()) * 1.0\n")
+    res = sweep(code, df, {"fast": [2, 3, 5]}, executor=1, progress=False, chunk=1)
+    err = res.frame["error"]
+    assert err[2] is not None and "BrokenProcessPool" in err[2]
+    assert len(res) == 3 and res.executor == "processes(1)"

@@ -203,3 +203,13 @@ def test_progress_can_be_a_callback(df, sma):
     seen = []
     sweep(sma, df, {"fast": [2, 3, 4, 5, 6]}, progress=lambda done, total: seen.append((done, total)), chunk=2)
     assert seen == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_a_strategy_that_writes_to_its_frame_does_not_affect_other_runs(df):
+    code = ("def signals(data, n=3):\n"
+            "    if 'seen' in data.columns:\n"
+            "        raise RuntimeError('saw a column added by another run')\n"
+            "    data['seen'] = 1.0\n"
+            "    return (data.close > data.close.rolling(n).mean()) * 1.0\n")
+    res = sweep(code, df, {"n": [2, 3, 4]}, progress=False)
+    assert res.frame["error"].isna().all() and "seen" not in df.columns
