@@ -156,7 +156,11 @@ class Monitor(StaticFallback, widgets.VBox):
                 self._errors_in_row += 1
             self._refreshes += 1
             self._refreshed_at = time.time()
-            self._render()
+            try:
+                self._render()
+            except Exception as exc:  # noqa: BLE001 - keep refreshing; say what went wrong
+                self._error = f"could not draw the table: {type(exc).__name__}: {exc}"
+                self._status.value = f"<span style='color:{R.RED}'>{R.escape(self._error)}</span>"
             return self._frame if self._error is None else None
 
     def start(self) -> "Monitor":

@@ -320,11 +320,15 @@ class DeployPanel(StaticFallback, widgets.VBox):
             self._lock.release()
 
     def _on_step(self, step: str, status: str, detail: str = "") -> None:
+        # called by the lab while it works: record, redraw, and never raise into the lab's flow
         self._steps.append((str(step), str(status), str(detail or "")))
-        self._progress.value = min(len(STEPS), sum(1 for _, s, _ in self._steps if s == "done"))
-        if status == "failed":
-            self._progress.bar_style = "danger"
-        self._render_steps()
+        try:
+            self._progress.value = min(len(STEPS), sum(1 for _, s, _ in self._steps if s == "done"))
+            if status == "failed":
+                self._progress.bar_style = "danger"
+            self._render_steps()
+        except Exception:  # noqa: BLE001 - a display glitch must not fail a deployment
+            pass
 
     def _submit_stop(self, raise_if_disabled: bool = False) -> threading.Thread | None:
         dep = self.deployment_id
