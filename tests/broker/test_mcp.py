@@ -43,6 +43,8 @@ def test_stdio_mt5_dialect_and_errors(tmp_path):
             assert r["retcode"] == 10009 and r["price"] == tick["ask"]
             chk = await call(c, "order_check", {"request": {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 1}})
             assert chk["retcode"] == 0
+            flat = await call(c, "order_check", {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 1})
+            assert flat["retcode"] == 0 and flat["margin"] == chk["margin"]  # mcp_mt5 also takes flat fields
             pos = await call(c, "positions_get")
             assert len(pos) == 1 and pos[0]["ticket"] == r["order"]
             assert (await call(c, "positions_get_by_ticket", {"ticket": r["order"]}))["volume"] == 0.1
@@ -71,6 +73,8 @@ def test_stdio_mt5_dialect_and_errors(tmp_path):
                 ("order_send", {"request": {"action": 5, "symbol": "EURUSD", "volume": 0.1, "type": 2, "price": 9.0}}, "10015"),
                 ("order_send", {"request": {"action": 6, "position": 123, "sl": 1.0}}, "10036"),
                 ("order_send", {"request": "buy please"}, ""),
+                ("order_send", {}, "no trade request"),
+                ("order_send", {"request": {"action": 1}, "symbol": "EURUSD"}, "not both"),
                 ("positions_get_by_ticket", {"ticket": 999}, "10036"),
                 ("copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 1, "start_pos": 0, "count": 10**7}, "cap"),
                 ("copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 7, "start_pos": 0, "count": 5}, "timeframe"),

@@ -229,6 +229,19 @@ def _bars_result(data: Any) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
 
+def _request(args: dict[str, Any]) -> dict[str, Any]:
+    """``{"request": {...}}`` or flat fields (as mcp_mt5 accepts), not both."""
+    from .book import REQUEST_FIELDS
+
+    req = args.get("request")
+    flat = {k: v for k, v in args.items() if k in REQUEST_FIELDS and v is not None}
+    if req is not None and flat:
+        raise TradeError(C.TRADE_RETCODE_INVALID, f"pass either request={{...}} or flat fields, not both (got request and {sorted(flat)}).")
+    if req is None and not flat:
+        raise TradeError(C.TRADE_RETCODE_INVALID, 'no trade request: pass {"request": {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 0}}.')
+    return req if req is not None else flat
+
+
 def build_server(broker: Broker, clock: Clock | None = None) -> MCPServer:
     """The :class:`MCPServer` exposing ``broker`` (stdio or HTTP is the caller's choice)."""
     clock = clock or Clock(broker, "stepped")
@@ -323,22 +336,33 @@ def build_server(broker: Broker, clock: Clock | None = None) -> MCPServer:
     # -- trading ---------------------------------------------------------------------------
     @tool()
     @_inline
-    def order_send(request: dict[str, Any]) -> dict[str, Any]:
-        """Send a trade request, MT5 order_send. Pass {"request": {...}} with integer constants:
+    def order_send(request: dict[str, Any] | None = None, action: int | None = None, symbol: str | None = None,
+                   volume: float | None = None, type: int | None = None, price: float | None = None,
+                   sl: float | None = None, tp: float | None = None, deviation: int | None = None,
+                   magic: int | None = None, comment: str | None = None, type_time: int | None = None,
+                   type_filling: int | None = None, expiration: int | None = None, order: int | None = None,
+                   position: int | None = None, position_by: int | None = None) -> dict[str, Any]:
+        """Send a trade request, MT5 order_send. Pass {"request": {...}} (or the same fields flat) with integer constants:
         action 1 DEAL (market: type 0 BUY / 1 SELL, symbol, volume in lots; optional price+deviation, sl, tp,
         position = ticket to close in hedging mode, magic, comment), 5 PENDING (type 2 BUY_LIMIT, 3 SELL_LIMIT,
         4 BUY_STOP, 5 SELL_STOP, price, optional sl/tp/type_time/expiration), 6 SLTP (position, sl, tp),
         7 MODIFY (order, price, sl, tp), 8 REMOVE (order), 10 CLOSE_BY (position, position_by; hedging).
         Returns the OrderSendResult fields: retcode (10009 done), deal, order, volume, price, bid, ask, comment,
         request_id, retcode_external, request. Rejections are tool errors starting with the retcode."""
-        return broker.order_send(request)
+        return broker.order_send(_request(locals()))
 
     @tool()
     @_inline
-    def order_check(request: dict[str, Any]) -> dict[str, Any]:
-        """Check a trade request without executing it, MT5 order_check: retcode 0 if it would be accepted (else the
-        rejecting retcode and comment), with balance, equity, profit, margin, margin_free, margin_level after it."""
-        return broker.order_check(request)
+    def order_check(request: dict[str, Any] | None = None, action: int | None = None, symbol: str | None = None,
+                    volume: float | None = None, type: int | None = None, price: float | None = None,
+                    sl: float | None = None, tp: float | None = None, deviation: int | None = None,
+                    magic: int | None = None, comment: str | None = None, type_time: int | None = None,
+                    type_filling: int | None = None, expiration: int | None = None, order: int | None = None,
+                    position: int | None = None, position_by: int | None = None) -> dict[str, Any]:
+        """Check a trade request without executing it, MT5 order_check ({"request": {...}} or flat fields, as
+        order_send): retcode 0 if it would be accepted (else the rejecting retcode and comment), with balance,
+        equity, profit, margin, margin_free, margin_level after it."""
+        return broker.order_check(_request(locals()))
 
     @tool()
     @_inline
