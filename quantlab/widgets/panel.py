@@ -454,7 +454,11 @@ class DeployPanel(StaticFallback, widgets.VBox):
             return f"deployed {self.deployment_id}"
         if self._error:
             return f"failed: {self._error}"
-        return "ready" if self.can_submit else "blocked by the policy" if not _get(self._check, "passed", False) else "ready"
+        if self.can_submit:
+            return "ready"
+        if self._symbol.value is None:
+            return "no symbol"
+        return "blocked by the policy"
 
     def __repr__(self) -> str:
         name = getattr(self._result, "name", None) or "strategy"
