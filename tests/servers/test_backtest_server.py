@@ -85,6 +85,23 @@ def test_get_run_round_trip_equals_inprocess(server):
     assert back.run_id == ref.run_id
 
 
+def test_big_runs_are_fetched_in_pages(server):
+    from quantlab.servers.backtest.server import MAX_UNPAGED_BARS, PAGE_BARS, fetch_all_pages
+
+    ref_str = f"synthetic:seed=6,bars={MAX_UNPAGED_BARS + 50_000}"
+    out = server.ok("run_backtest", code=SMA_CODE, name="sma", data=ref_str)
+    msg = server.error("get_run", run_id=out["run_id"])
+    assert "pages" in msg and f"limit={PAGE_BARS}" in msg
+    first = server.ok("get_run", run_id=out["run_id"], part="all", offset=0, limit=PAGE_BARS)
+    assert first["page"] == {"offset": 0, "limit": PAGE_BARS, "total": out["bars"], "next_offset": PAGE_BARS}
+    assert len(first["equity"]) == PAGE_BARS and "trades" in first
+    second = server.ok("get_run", run_id=out["run_id"], part="all", offset=PAGE_BARS, limit=PAGE_BARS)
+    assert "trades" not in second and len(second["index"]) == PAGE_BARS
+    d = fetch_all_pages(first, lambda off: server.ok("get_run", run_id=out["run_id"], part="all", offset=off, limit=PAGE_BARS))
+    expected = inprocess(ref_str).to_dict()
+    assert {k: v for k, v in d.items() if k != "created_at"} == {k: v for k, v in expected.items() if k != "created_at"}
+
+
 def test_get_run_small_result_also_as_json_text(server):
     import json
 

@@ -42,12 +42,20 @@ from typing_extensions import TypedDict
 from quantlab.servers.backtest.store import RunNotFound, RunStore, check_run_id
 from quantlab.servers.backtest.worker import EQUITY_POINTS, WorkerFailure, WorkerPool
 
-__all__ = ["build_server", "Backend", "json_safe", "INLINE_TEXT_ROWS", "EQUITY_POINTS", "RunSummary", "UploadInfo"]
+__all__ = [
+    "build_server", "Backend", "json_safe", "INLINE_TEXT_ROWS", "MAX_UNPAGED_BARS", "PAGE_BARS", "EQUITY_POINTS",
+    "RunSummary", "UploadInfo", "fetch_all_pages",
+]
 
 log = logging.getLogger("quantlab.servers.backtest")
 
 #: results with at most this many rows are also sent as JSON text (beyond: a short text note)
 INLINE_TEXT_ROWS = 20_000
+#: get_run(part="all") without paging is refused beyond this many bars: one JSON-RPC
+#: message of N rows costs the Python SDK's stdio reader O(N^2) (1M bars: > 1 min)
+MAX_UNPAGED_BARS = 200_000
+#: the page size the error message suggests
+PAGE_BARS = 100_000
 
 INSTRUCTIONS = """\
 Backtest trading strategies. A strategy is Python source defining
@@ -226,9 +234,15 @@ class Backend:
             meta.pop("result", None)
             return json_safe(meta), 0
         if part == "all":
-            if offset or limit is not None:
-                raise ToolError("part='all' returns the whole result (offset/limit apply to equity, returns, positions, trades).")
-            d = self.store.read_result(run_id)
+            if limit is None and not offset:
+                bars = self.store.bars(run_id)
+                if bars > MAX_UNPAGED_BARS:
+                    raise ToolError(
+                        f"run {run_id} has {bars:,} bars: too many for one message (~{bars * 80 // 1_000_000} MB of JSON). "
+                        f"Fetch it in pages: get_run(run_id, part='all', offset=0, limit={PAGE_BARS}), then the next_offset "
+                        "of each page's 'page' field, concatenating index/equity/returns/positions."
+                    )
+            d = self.store.read_result(run_id, offset, limit)
             rows = max((len(v) for v in _iter_lists(d)), default=0)
             return d, rows
         if part in ("equity", "returns", "positions"):
@@ -240,6 +254,31 @@ class Backend:
                 raise ToolError(str(exc.args[0])) from None
         page = {"run_id": run_id, "part": part, **page}
         return page, page["total"] or 0
+
+
+def fetch_all_pages(first: dict[str, Any], fetch: Any) -> dict[str, Any]:
+    """Assemble ``to_dict()`` from paged ``get_run(part="all")`` results.
+
+    ``first`` is the page at offset 0, ``fetch(offset)`` returns the page at
+    ``offset`` (a dict). Pure data, no MCP: clients call it with their own fetch.
+
+    >>> pages = {0: {"index": [1], "equity": [1.0], "returns": [0.0], "positions": [0.0], "name": "x",
+    ...              "page": {"next_offset": 1}},
+    ...          1: {"index": [2], "equity": [2.0], "returns": [1.0], "positions": [1.0], "page": {"next_offset": None}}}
+    >>> fetch_all_pages(pages[0], pages.__getitem__)["equity"]
+    [1.0, 2.0]
+    """
+    d = {k: (list(v) if k in _PER_BAR else v) for k, v in first.items() if k != "page"}
+    nxt = (first.get("page") or {}).get("next_offset")
+    while nxt is not None:
+        page = fetch(nxt)
+        for k in _PER_BAR:
+            d[k].extend(page[k])
+        nxt = page["page"]["next_offset"]
+    return d
+
+
+_PER_BAR = ("index", "equity", "returns", "positions")
 
 
 def _iter_lists(node: Any):
@@ -324,6 +363,10 @@ def build_server(
 
         part="all" returns exactly BacktestResult.to_dict() (index as int64 ns, floats as
         JSON numbers), so BacktestResult.from_dict(result) equals the in-process result.
+        Runs over 200,000 bars must be paged: part="all" with offset/limit returns the
+        per-bar lists (index, equity, returns, positions) for those rows, the rest only on
+        the first page, and "page": {offset, limit, total, next_offset}; concatenate the
+        per-bar lists of all pages and drop "page" to get to_dict().
         part="summary" returns the code, params, data reference, costs and metrics.
         part="equity" | "returns" | "positions" | "trades" returns that part's columns
         for rows [offset, offset+limit) with total and next_offset (None at the end).

@@ -254,8 +254,24 @@ class RunStore:
     'qlruns'
     """
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], cache_tables: int = 2):
         self.root = Path(root).expanduser()
+        self._tables: dict[tuple, Any] = {}
+        self._cache_tables = cache_tables
+
+    def _read_table(self, path: Path, columns: list[str] | None = None):
+        """A Parquet file as an Arrow table; the last few are kept so paging a run reads it once."""
+        import pyarrow.parquet as pq
+
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        t = self._tables.pop(key, None)
+        if t is None:
+            t = pq.read_table(path)
+        self._tables[key] = t  # most recent last
+        while len(self._tables) > self._cache_tables:
+            self._tables.pop(next(iter(self._tables)))
+        return t.select(columns) if columns is not None else t
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
@@ -338,14 +354,14 @@ class RunStore:
         import pyarrow.parquet as pq
 
         if isinstance(node, dict) and _SERIES_KEY in node:
-            t = pq.read_table(self.run_dir(run_id) / "series.parquet", columns=[node[_SERIES_KEY]])
+            t = self._read_table(self.run_dir(run_id) / "series.parquet", [node[_SERIES_KEY]])
             if tables is not None:
                 tables.append(t.num_rows)
             if offset or limit is not None:
                 t = t.slice(offset, limit if limit is not None else max(0, t.num_rows - offset))
             return _encode_column(t.column(0))
         if isinstance(node, dict) and _TABLE_KEY in node:
-            t = pq.read_table(self.run_dir(run_id) / f"{node[_TABLE_KEY]}.parquet")
+            t = self._read_table(self.run_dir(run_id) / f"{node[_TABLE_KEY]}.parquet")
             if tables is not None:
                 tables.append(t.num_rows)
             if "column" in node:
@@ -355,9 +371,35 @@ class RunStore:
             return {k: self._fill(run_id, v, offset, limit, tables) for k, v in node.items()}
         return node
 
-    def read_result(self, run_id: str) -> dict[str, Any]:
-        """Exactly ``BacktestResult.to_dict()`` of the stored run."""
-        return self._fill(run_id, self.read_meta(run_id)["result"])
+    def bars(self, run_id: str) -> int:
+        """Number of bars of a stored run."""
+        meta = self.read_meta(run_id)
+        return int(meta.get("bars") or 0)
+
+    def read_result(self, run_id: str, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+        """Exactly ``BacktestResult.to_dict()`` of the stored run.
+
+        With ``limit``, one page: the per-bar lists (``index, equity, returns,
+        positions``) hold rows ``[offset, offset+limit)``, everything else is only
+        in the first page (``offset == 0``), and ``"page"`` says
+        ``{"offset", "limit", "total", "next_offset"}``. Concatenate the per-bar
+        lists of all pages (drop ``"page"``) to get ``to_dict()``.
+        """
+        skeleton = self.read_meta(run_id)["result"]
+        if limit is None and not offset:
+            return self._fill(run_id, skeleton)
+        totals: list[int] = []
+        out: dict[str, Any] = {}
+        for k, v in skeleton.items():
+            per_bar = isinstance(v, dict) and _SERIES_KEY in v
+            if per_bar:
+                out[k] = self._fill(run_id, v, offset, limit, totals)
+            elif offset == 0:
+                out[k] = self._fill(run_id, v)
+        total = totals[0] if totals else 0
+        end = min(total, offset + limit) if limit is not None else total
+        out["page"] = {"offset": offset, "limit": limit, "total": total, "next_offset": end if end < total else None}
+        return out
 
     def parts(self, run_id: str) -> list[str]:
         """Names of the top-level parts of the stored result."""
