@@ -324,7 +324,7 @@ def build_server(
 
         The target position of bar t is filled at bar t's close; fees and slippage are
         fractions of traded notional. Returns the run id (for get_run), all metrics,
-        the number of closed trades, the number of bars and the equity curve
+        the number of trades (closed and open), the number of bars and the equity curve
         downsampled to at most 2,000 points as columns {"time": [int ns], "equity": [...]}.
         Non-finite metric values are the strings "inf", "-inf", "nan".
         Errors (bad code, exceptions in `signals`, wrong-shaped signals, timeouts,
