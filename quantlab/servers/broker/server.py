@@ -626,6 +626,3 @@ def run_stdio(server: MCPServer) -> None:
 
     anyio.run(serve)
 
-
-def eprint(*a: Any) -> None:
-    print(*a, file=sys.stderr, flush=True)
