@@ -33,7 +33,7 @@ def inprocess(ref: str, code: str = SMA_CODE, name: str = "sma", **kw) -> Backte
 # -- tools ---------------------------------------------------------------------------------------
 def test_tools_are_listed_with_descriptions(server):
     tools = {t.name: t for t in server.list_tools().tools}
-    assert set(tools) == {"run_backtest", "get_run", "list_runs", "upload_data", "list_datasets"}
+    assert set(tools) == {"run_backtest", "get_run", "list_runs", "upload_data", "list_datasets", "run_sweep"}
     for t in tools.values():
         assert t.description and len(t.description) > 40
     props = tools["run_backtest"].input_schema["properties"]

@@ -8,7 +8,8 @@ Tools
 ``get_run(run_id, part="all", offset=0, limit=None)``
     the stored result: ``part="all"`` is exactly ``BacktestResult.to_dict()``
     (rebuild it with ``BacktestResult.from_dict``); other parts are paged columns.
-``list_runs(limit=50)``, ``upload_data(data, format="parquet-base64")``, ``list_datasets()``.
+``list_runs(limit=50)``, ``upload_data(data, format="parquet-base64")``, ``list_datasets()``;
+``run_sweep(code, name, grid, ...)`` (a parameter grid, see :mod:`~quantlab.servers.backtest.sweep_tool`).
 
 Run it with ``python -m quantlab.servers.backtest --runs DIR [--data-root DIR] [--http PORT]``.
 
@@ -16,7 +17,7 @@ Example
 -------
 >>> server, backend = build_server("/tmp/qlruns")
 >>> sorted(t.name for t in server._tool_manager.list_tools())
-['get_run', 'list_datasets', 'list_runs', 'run_backtest', 'upload_data']
+['get_run', 'list_datasets', 'list_runs', 'run_backtest', 'run_sweep', 'upload_data']
 """
 from __future__ import annotations
 
@@ -431,6 +432,11 @@ def build_server(
         Returns {"datasets": [{"ref", "kind", "description", ...}, ...]}; pass a "ref" as run_backtest's `data`.
         """
         return {"datasets": await anyio.to_thread.run_sync(backend.datasets)}
+
+    # parameter sweeps (quantlab.engine.sweep) in a child process: see sweep_tool
+    from quantlab.servers.backtest.sweep_tool import register as _register_sweep
+
+    _register_sweep(mcp, backend)
 
     return mcp, backend
 
