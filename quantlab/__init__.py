@@ -38,6 +38,9 @@ _LAZY = {
     "review": "quantlab.widgets",
     "deploy_panel": "quantlab.widgets",
     "monitor": "quantlab.widgets",
+    "Review": "quantlab.widgets",
+    "DeployPanel": "quantlab.widgets",
+    "Monitor": "quantlab.widgets",
 }
 _MODULES = {"data": "quantlab.data"}
 

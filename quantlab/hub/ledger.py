@@ -170,7 +170,7 @@ def events_frame(events: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 def latest_status(events: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per deployment with its latest status (see the module doc for the key rule).
 
-    Columns: ``strategy_name, commit, broker, broker_deployment_id, status,
+    Columns: ``strategy_name, commit, broker, broker_deployment_id, symbol, status,
     triggered_at, first_triggered_at, error, forced, events``.
     """
     latest: dict[tuple[Any, Any], dict[str, Any]] = {}
@@ -184,6 +184,7 @@ def latest_status(events: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             "commit": e.get("commit"),
             "broker": e.get("broker"),
             "broker_deployment_id": e.get("broker_deployment_id"),
+            "symbol": e.get("symbol", (previous or {}).get("symbol")),
             "status": e.get("status"),
             "triggered_at": e.get("triggered_at"),
             "first_triggered_at": (previous or {}).get("first_triggered_at", e.get("triggered_at")),
@@ -192,7 +193,7 @@ def latest_status(events: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             "events": (previous or {}).get("events", 0) + 1,
         }
         latest[key] = row
-    columns = ["strategy_name", "commit", "broker", "broker_deployment_id", "status", "triggered_at",
+    columns = ["strategy_name", "commit", "broker", "broker_deployment_id", "symbol", "status", "triggered_at",
                "first_triggered_at", "error", "forced", "events"]
     frame = pd.DataFrame(list(latest.values()), columns=columns)
     for col in ("triggered_at", "first_triggered_at"):

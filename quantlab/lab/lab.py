@@ -168,10 +168,12 @@ def _twins(core: Callable[..., Coroutine[Any, Any, Any]]) -> tuple[Callable[...,
 
     @functools.wraps(core)
     def sync(self: "Lab", *args: Any, **kwargs: Any) -> Any:
+        self._check_open()
         return self.mcp.run(self._tracked(core(self, *args, **kwargs)))
 
     @functools.wraps(core)
     async def twin(self: "Lab", *args: Any, **kwargs: Any) -> Any:
+        self._check_open()
         return await asyncio.wrap_future(self.mcp.submit(self._tracked(core(self, *args, **kwargs))))
 
     sync.__name__ = core.__name__.lstrip("_")
@@ -193,7 +195,7 @@ class Lab:
     ...     lab.store_and_deploy(r, volume=0.1)
     """
 
-    _active: ClassVar["weakref.ref[Lab] | None"] = None
+    _started: ClassVar["list[weakref.ref[Lab]]"] = []
 
     def __init__(
         self,
@@ -218,7 +220,7 @@ class Lab:
         self._state_lock = threading.Lock()
         self._state = self._load_state()
         self._closed = False
-        Lab._active = weakref.ref(self)
+        Lab._started = [r for r in Lab._started if r() is not None] + [weakref.ref(self)]
 
     # ----------------------------------------------------------------------- lifecycle
     @classmethod
@@ -271,8 +273,15 @@ class Lab:
     @classmethod
     def active(cls) -> "Lab | None":
         """The most recently started lab that is still open, else ``None``."""
-        lab = cls._active() if cls._active else None
-        return lab if lab is not None and not lab._closed else None
+        for ref in reversed(cls._started):
+            lab = ref()
+            if lab is not None and not lab._closed:
+                return lab
+        return None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LabError("this lab is closed; start a new one with Lab.start().")
 
     def close(self) -> None:
         """Close the MCP sessions (embedded servers stop) and the hub; save the state."""
@@ -460,9 +469,7 @@ class Lab:
         status = self.hub.deployment_status()
         if status.empty:
             return None
-        rows = status[(status["commit"] == commit) & (status["status"] == "running")]
-        if "symbol" in rows:
-            rows = rows[rows["symbol"] == symbol]
+        rows = status[(status["commit"] == commit) & (status["status"] == "running") & (status["symbol"] == symbol)]
         return None if rows.empty else rows.iloc[-1].to_dict()
 
     async def _deploy(
@@ -563,7 +570,8 @@ class Lab:
         from tqdm.auto import tqdm
 
         policy = policy or self.policy
-        bar = tqdm(total=4, desc="store & deploy", disable=not self.progress, leave=False)
+        # a caller that follows the steps itself (the deploy panel) gets no bar in some other cell
+        bar = tqdm(total=4, desc="store & deploy", disable=not self.progress or on_step is not None, leave=False)
         steps: list[tuple[str, str, str]] = []
 
         def step(name: str, status: str, detail: str = "") -> None:

@@ -137,3 +137,28 @@ def test_broker_down_keeps_commit_and_retry_succeeds(tmp_path, strategy):
 def test_lab_repr_and_html(lab):
     assert "Lab(hub=" in repr(lab)
     assert "<table>" in lab._repr_html_()
+
+
+def test_same_commit_on_another_symbol_is_a_new_deployment(lab, strategy):
+    result = lab.backtest(strategy, "sample", {"fast": 6, "slow": 40})
+    first = lab.store_and_deploy(result, symbol="EURUSD", policy=LENIENT)
+    second = lab.store_and_deploy(result, symbol="GBPUSD", policy=LENIENT)
+    assert first.ok and second.ok
+    assert first.stored.commit == second.stored.commit
+    assert second.record.deployment_id != first.record.deployment_id and not second.record.existing
+    live = lab.deployments().set_index("deployment_id")
+    assert live.loc[first.record.deployment_id, "symbol"] == "EURUSD"
+    assert live.loc[second.record.deployment_id, "symbol"] == "GBPUSD"
+    for rec in (first.record, second.record):
+        lab.stop(rec.deployment_id)
+
+
+def test_a_closed_lab_says_so(tmp_path):
+    lab = Lab.start(tmp_path / "hub", progress=False)
+    older = lab
+    newer = Lab.start(tmp_path / "hub2", progress=False)
+    newer.close()
+    assert Lab.active() is older
+    lab.close()
+    with pytest.raises(LabError, match="closed"):
+        lab.symbols()

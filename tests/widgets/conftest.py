@@ -61,19 +61,14 @@ def inline_pngs(html_text: str) -> list[bytes]:
 
 
 def lab_class():
-    try:
-        from quantlab.lab.lab import Lab
-    except ImportError:
-        return None
+    from quantlab.lab.lab import Lab
+
     return Lab
 
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
-    Lab = lab_class()
-    if Lab is None:  # the integrator removes this skip once quantlab/lab/lab.py has landed
-        pytest.skip("quantlab.lab.lab cannot be imported yet")
-    lab = Lab.start(hub=str(tmp_path_factory.mktemp("hub")), clock="stepped")
+    lab = lab_class().start(hub=str(tmp_path_factory.mktemp("hub")), clock="stepped")
     try:
         yield lab
     finally:

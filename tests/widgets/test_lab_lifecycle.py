@@ -13,8 +13,6 @@ from .test_monitor import wait_for
 
 def test_status_review_and_monitor_follow_the_active_lab(tmp_path, capsys, passing):
     Lab = lab_class()
-    if Lab is None:  # the integrator removes this skip once quantlab/lab/lab.py has landed
-        pytest.skip("quantlab.lab.lab cannot be imported yet")
     from quantlab.lab.policy import DeploymentPolicy
 
     strict = DeploymentPolicy(min_sharpe=2.0)
