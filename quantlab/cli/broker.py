@@ -90,6 +90,37 @@ def status(home: str | Path | None = None) -> dict[str, Any]:
     return {"running": running, "home": str(home), **st}
 
 
+def summary(state: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """Ask the running daemon for its account and deployments (best effort; ``{"error": ...}`` if it cannot).
+
+    >>> summary({"url": "http://127.0.0.1:9/mcp", "token_file": "/nonexistent"})["error"][:12]
+    'cannot reach'
+    """
+    import asyncio
+
+    async def ask() -> dict[str, Any]:
+        import httpx2
+        from mcp import Client
+        from mcp.client.streamable_http import streamable_http_client
+
+        token = Path(state["token_file"]).read_text().strip()
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as h:
+            async with Client(streamable_http_client(state["url"], http_client=h)) as c:
+                acc = (await c.call_tool("get_account_info", {})).structured_content
+                deps = (await c.call_tool("list_deployments", {})).structured_content["result"]
+                clock = (await c.call_tool("get_clock", {})).structured_content
+        return {"balance": acc["balance"], "equity": acc["equity"], "margin": acc["margin"], "currency": acc["currency"],
+                "deployments": {s: sum(d["status"] == s for d in deps) for s in ("running", "stopped", "failed")},
+                "clock": clock}
+
+    try:
+        return asyncio.run(asyncio.wait_for(ask(), timeout))
+    except BaseException as exc:  # noqa: BLE001 - status must always answer
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return {"error": f"cannot reach the broker at {state.get('url')}: {type(exc).__name__}: {exc}"}
+
+
 def start(home: str | Path | None = None, *, db: str | None = None, port: int | None = None, clock: str = "stepped",
           extra: list[str] | None = None, timeout: float = 30.0) -> dict[str, Any]:
     """Start the daemon (or return the running one) and wait until it accepts connections."""
@@ -175,10 +206,20 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     st = status(_home(args))
+    if st["running"]:
+        st["summary"] = summary(st)
     if args.json:
         print(json.dumps(st, indent=1))
     elif st["running"]:
         print(f"broker running: {st['url']} (pid {st['pid']}, db {st['db']}, clock {st.get('clock')}, token in {st['token_file']})")
+        sm = st["summary"]
+        if "error" in sm:
+            print(f"  {sm['error']}")
+        else:
+            d = sm["deployments"]
+            print(f"  balance {sm['balance']:,.2f} {sm['currency']}, equity {sm['equity']:,.2f}, margin {sm['margin']:,.2f}; "
+                  f"deployments: {d['running']} running, {d['stopped']} stopped, {d['failed']} failed; "
+                  f"market time {sm['clock'].get('time_iso')}")
     else:
         print(f"broker not running (state folder {st['home']})")
     return 0 if st["running"] else 3

@@ -238,7 +238,7 @@ def test_cli_start_status_stop(tmp_path):
                                           text=True, timeout=60).stdout)
         assert again["already_running"] and again["pid"] == st["pid"]
         s = subprocess.run([*q, "status", "--home", str(home)], cwd=ROOT, capture_output=True, text=True, timeout=30)
-        assert s.returncode == 0 and "broker running" in s.stdout
+        assert s.returncode == 0 and "broker running" in s.stdout and "balance 100,000.00 USD" in s.stdout
 
         async def use():
             from mcp import Client
