@@ -483,7 +483,8 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
     data : an OHLCV DataFrame, or a data reference such as ``"sample"`` or ``"synthetic:seed=7,bars=100000"``.
     grid : a dict of lists (cartesian product in key order) or a list of parameter dicts; see :func:`expand_grid`.
     executor : ``None``/``"inprocess"``, ``"processes"`` (one per CPU), an ``int`` (that many processes),
-        a ``concurrent.futures.ProcessPoolExecutor``, or a ``dask.distributed.Client``.
+        a ``concurrent.futures.ProcessPoolExecutor``, a ``dask.distributed.Client``, or a Dask scheduler
+        address ``"dask://HOST:PORT"`` / ``"tcp://HOST:PORT"`` (connected for this sweep, then closed).
     progress : show a tqdm progress bar; or a callable, called as ``progress(done, total)`` after every chunk.
     chunk : combinations per task (default: a few tasks per worker, at most 64 combinations each).
     data_ref : where the data came from (recorded, and used by :meth:`SweepResult.result` after ``from_dict``).
@@ -540,8 +541,16 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
     resolved = [strategy.resolve_params(c) for c in combos]
 
     kind = "inprocess" if executor in (None, "inprocess") else executor
+    own_client = None
+    if isinstance(kind, str) and kind.startswith(("dask://", "tcp://", "tls://")):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise SweepError("a Dask executor needs dask.distributed: pip install 'quantlab[dask]'.") from None
+        address = "tcp://" + kind[len("dask://"):] if kind.startswith("dask://") else kind
+        kind = own_client = Client(address, timeout=30)
     t0 = time.perf_counter()
-    with _progress(len(combos), progress, f"sweep {strategy.name}") as bar:
+    with _progress(len(combos), progress, f"sweep {strategy.name}") as bar, _closing(own_client):
         if kind == "inprocess":
             with _one_blas_thread(), _HeapAllocation():
                 rows = _run_inprocess(_Context(strategy, data, full_costs), resolved, chunk or 32, bar)
@@ -553,11 +562,24 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
             rows, label = _run_processes(strategy, data, full_costs, resolved, kind, chunk, bar)
         else:
             raise SweepError(f"unknown executor {executor!r}; use None/'inprocess', 'processes', a number of "
-                             "processes, a concurrent.futures.ProcessPoolExecutor or a dask.distributed.Client.")
+                             "processes, a concurrent.futures.ProcessPoolExecutor, a dask.distributed.Client "
+                             "or 'dask://HOST:PORT'.")
     elapsed = time.perf_counter() - t0
     frame = _frame(names, resolved, rows)
     return SweepResult(strategy, frame, full_costs, data=data, data_ref=data_ref, executor=label,
-                       elapsed=elapsed, params=resolved)
+                       elapsed=elapsed, params=resolved, param_names=names)
+
+
+class _closing:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.client is not None:
+            self.client.close()
 
 
 def _frame(names: list[str], resolved: list[dict], rows: list) -> pd.DataFrame:
@@ -635,8 +657,13 @@ class SweepResult:
 
     def __init__(self, strategy: Strategy, frame: pd.DataFrame, costs: Mapping[str, float], *,
                  data: pd.DataFrame | None = None, data_ref: str | None = None, executor: str = "inprocess",
-                 elapsed: float = float("nan"), params: list[dict] | None = None) -> None:
+                 elapsed: float = float("nan"), params: list[dict] | None = None,
+                 param_names: list[str] | None = None) -> None:
         self.strategy = strategy
+        if param_names is None:
+            cols = list(frame.columns)
+            param_names = cols[: cols.index(_stats.METRICS[0])] if _stats.METRICS[0] in cols else []
+        self._param_names = list(param_names)
         self.frame = frame
         self.costs = dict(costs)
         self.data_ref = data_ref
@@ -650,13 +677,13 @@ class SweepResult:
     @property
     def param_names(self) -> list[str]:
         """The parameter columns of :attr:`frame`, in order."""
-        return list(self.frame.columns[: list(self.frame.columns).index(_stats.METRICS[0])])
+        return list(self._param_names)
 
     @property
     def metric_names(self) -> list[str]:
         """The metric columns of :attr:`frame`, in order."""
         cols = list(self.frame.columns)
-        return cols[len(self.param_names):cols.index("error")]
+        return [c for c in cols if c not in self._param_names and c != "error"]
 
     @property
     def errors(self) -> pd.DataFrame:
@@ -718,7 +745,8 @@ class SweepResult:
         rows = ok.sort_values(metric, ascending=ascending, kind="stable").index[: int(n)]
         sub = SweepResult(self.strategy, self.frame.loc[rows].reset_index(drop=True), self.costs, data=self._data,
                           data_ref=self.data_ref, executor=self.executor, elapsed=self.elapsed,
-                          params=[self._params[i] for i in rows] if self._params is not None else None)
+                          params=[self._params[i] for i in rows] if self._params is not None else None,
+                          param_names=self._param_names)
         sub._cache = {j: self._cache[i] for j, i in enumerate(rows) if i in self._cache}
         return sub
 
@@ -823,18 +851,16 @@ class SweepResult:
         strategy = Strategy.from_code(d["strategy"]["code"], name=d["strategy"]["name"])
         cols = {}
         for c in d["columns"]:
-            vals = d["data"][c]
+            vals = d["data"][c] if c == "error" else [_unjson(v) for v in d["data"][c]]
             dtype = d.get("dtypes", {}).get(c, "object")
-            if dtype == "Int64":
-                cols[c] = pd.array(vals, dtype="Int64")
-            elif dtype == "object":
-                cols[c] = pd.Series([_unjson(v) if c != "error" else v for v in vals], dtype=object)
-            else:
-                cols[c] = np.array([_unjson(v) for v in vals], dtype=dtype)
+            try:
+                cols[c] = pd.Series(vals, dtype=dtype)
+            except (TypeError, ValueError):
+                cols[c] = pd.Series(vals, dtype=object)
         frame = pd.DataFrame(cols, columns=d["columns"])
         return cls(strategy, frame, {k: _unjson(v) for k, v in d["costs"].items()}, data=data,
                    data_ref=d.get("data_ref"), executor=d.get("executor", "?"),
-                   elapsed=_unjson(d.get("elapsed", "nan")))
+                   elapsed=_unjson(d.get("elapsed", "nan")), param_names=d.get("param_names"))
 
     # -- display ----------------------------------------------------------------------------------
     def _best_text(self, metric: str = "sharpe") -> str:

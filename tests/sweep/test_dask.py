@@ -72,3 +72,18 @@ def test_dask_reports_failures_and_keeps_going(cluster, df, sma):
     assert res.frame["error"][0] is None and res.frame["error"][2] is None
     assert res.frame["error"][1].startswith("ValueError")
     assert res.result(2).metrics["sharpe"] == pytest.approx(res.frame.loc[2, "sharpe"], rel=1e-12)
+
+
+def test_a_scheduler_address_connects_for_the_sweep(cluster, df, sma):
+    cl, client = cluster
+    address = cl.scheduler_address
+    assert address.startswith("tcp://")
+    ref = sweep(sma, df, {"fast": [3, 5]}, progress=False)
+    for spec in (address, "dask://" + address[len("tcp://"):]):
+        res = sweep(sma, df, {"fast": [3, 5]}, executor=spec, progress=False)
+        assert res.executor == "dask(2 workers, 2 threads)"
+        pd.testing.assert_frame_equal(res.frame, ref.frame)
+    deadline = time.monotonic() + 10
+    while len(cl.scheduler.clients) > 2 and time.monotonic() < deadline:  # ours + the fixture's... closed again
+        time.sleep(0.05)
+    assert len([c for c in cl.scheduler.clients if not str(c).startswith("fire-and-forget")]) == 1

@@ -213,3 +213,19 @@ def test_a_strategy_that_writes_to_its_frame_does_not_affect_other_runs(df):
             "    return (data.close > data.close.rolling(n).mean()) * 1.0\n")
     res = sweep(code, df, {"n": [2, 3, 4]}, progress=False)
     assert res.frame["error"].isna().all() and "seen" not in df.columns
+
+
+def test_text_and_flag_parameters_round_trip(df):
+    code = ("def signals(data, mode='above', n=3, invert=False):\n"
+            "    up = data.close > data.close.rolling(n).mean()\n"
+            "    s = (up if mode == 'above' else ~up) * 1.0\n"
+            "    return 1.0 - s if invert else s\n")
+    res = sweep(code, df, {"mode": ["above", "below"], "invert": [False, True], "n": [0.5]}, progress=False)
+    assert res.frame["mode"].tolist() == ["above", "above", "below", "below"]
+    assert res.frame["error"].notna().all()  # rolling(0.5) is invalid: every row says why
+    res = sweep(code, df, {"mode": ["above", "below"], "invert": [False, True]}, progress=False)
+    back = SweepResult.from_dict(json.loads(json.dumps(res.to_dict())))
+    pd.testing.assert_frame_equal(back.frame, res.frame)
+    assert back.params(3) == {"mode": "below", "n": 3, "invert": True}
+    fig = res.plot_heatmap("mode", "invert", "total_return")
+    assert fig.axes[0].images[0].get_array().shape == (2, 2)
