@@ -71,9 +71,13 @@ def test_failing_strategy_is_isolated(broker):
 
 def test_bad_return_value_fails_the_deployment(broker):
     d = _deploy(broker, "def signals(data):\n    return [1, 2]\n", name="short")
+    e = _deploy(broker, "def signals(data):\n    return data.close.reset_index(drop=True).iloc[5:] * 0 + 1\n", name="idx")
+    ok = _deploy(broker, "def signals(data):\n    return (data.close * 0 + 1).iloc[10:]\n", name="warmup")
     broker.advance(5)
     g = broker.deployments.get(d["deployment_id"])
     assert g["status"] == "failed" and "2 values" in g["error"]
+    assert "indexed unlike" in broker.deployments.get(e["deployment_id"])["error"]
+    assert broker.deployments.get(ok["deployment_id"])["lots"] == pytest.approx(0.2)  # missing warm-up bars count as flat
 
 
 def test_same_code_params_symbol_returns_existing(broker):

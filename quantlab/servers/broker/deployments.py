@@ -311,7 +311,11 @@ class Deployments:
             sig = sig.iloc[:, 0]
         if isinstance(sig, pd.Series):
             if len(sig) != len(df):
-                sig = sig.reindex(df.index)
+                aligned = sig.reindex(df.index)
+                if len(sig) and aligned.isna().all() and not sig.isna().all():
+                    raise ValueError(f"signals() returned {len(sig)} values indexed unlike the {len(df)} bars; "
+                                     "return a Series on data.index (one target per bar).")
+                sig = aligned
             arr = pd.to_numeric(sig, errors="coerce").to_numpy(dtype=float)
         elif np.isscalar(sig):
             arr = np.full(len(df), float(sig))
