@@ -287,3 +287,23 @@ def test_stop_out_closes_the_worst_position(tmp_path):
     assert level < 30
     acc = b.account_info()
     assert acc["balance"] == pytest.approx(1_000 + d["profit"]) and acc["margin"] == 0 and acc["balance"] < 300
+
+
+def test_pending_orders_expire(broker):
+    q = broker.quote("EURUSD")
+    far = round(q["bid"] / 2, 5)
+    a = broker.order_send({"action": 5, "symbol": "EURUSD", "volume": 0.1, "type": C.ORDER_TYPE_BUY_LIMIT, "price": far,
+                           "type_time": C.ORDER_TIME_SPECIFIED, "expiration": broker.now() + 600})
+    d = broker.order_send({"action": 5, "symbol": "EURUSD", "volume": 0.1, "type": C.ORDER_TYPE_BUY_LIMIT, "price": far,
+                           "type_time": C.ORDER_TIME_DAY})
+    with pytest.raises(TradeError) as e:
+        broker.order_send({"action": 5, "symbol": "EURUSD", "volume": 0.1, "type": C.ORDER_TYPE_BUY_LIMIT, "price": far,
+                           "type_time": C.ORDER_TIME_SPECIFIED, "expiration": broker.now()})
+    assert e.value.retcode == C.TRADE_RETCODE_INVALID_EXPIRATION
+    broker.advance(9)
+    assert len(broker.orders()) == 2
+    broker.advance(2)
+    assert [o["ticket"] for o in broker.orders()] == [d["order"]]
+    assert broker.history_orders(ticket=a["order"])[0]["state"] == C.ORDER_STATE_EXPIRED
+    broker.advance(24 * 60)
+    assert broker.orders() == [] and broker.history_orders(ticket=d["order"])[0]["state"] == C.ORDER_STATE_EXPIRED

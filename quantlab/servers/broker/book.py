@@ -675,7 +675,9 @@ class Broker:
         t = self.now()
         self.store.insert("orders", {
             "ticket": ticket, "time_setup": t, "time_setup_msc": _ms(t), "time_done": 0, "time_done_msc": 0,
-            "time_expiration": expiration if type_time == C.ORDER_TIME_SPECIFIED else 0, "type": otype, "type_time": type_time,
+            "time_expiration": (expiration if type_time == C.ORDER_TIME_SPECIFIED
+                                else (t // 86_400 + 1) * 86_400 if type_time == C.ORDER_TIME_DAY else 0),
+            "type": otype, "type_time": type_time,
             "type_filling": self._int(req, "type_filling", C.ORDER_FILLING_RETURN), "state": C.ORDER_STATE_PLACED,
             "magic": self._int(req, "magic", 0), "position_id": 0, "position_by_id": 0, "reason": C.ORDER_REASON_CLIENT,
             "volume_initial": volume, "volume_current": volume, "price_open": price, "sl": sl, "tp": tp,
