@@ -54,7 +54,7 @@ log = logging.getLogger("quantlab.servers.backtest")
 INLINE_TEXT_ROWS = 20_000
 #: get_run(part="all") without paging is refused beyond this many bars: one JSON-RPC
 #: message of N rows costs the Python SDK's stdio reader O(N^2) (1M bars: > 1 min)
-MAX_UNPAGED_BARS = 200_000
+MAX_UNPAGED_BARS = 100_000
 #: the page size the error message suggests
 PAGE_BARS = 100_000
 
@@ -364,7 +364,7 @@ def build_server(
 
         part="all" returns exactly BacktestResult.to_dict() (index as int64 ns, floats as
         JSON numbers), so BacktestResult.from_dict(result) equals the in-process result.
-        Runs over 200,000 bars must be paged: part="all" with offset/limit returns the
+        Runs over 100,000 bars must be paged: part="all" with offset/limit returns the
         per-bar lists (index, equity, returns, positions) for those rows, the rest only on
         the first page, and "page": {offset, limit, total, next_offset}; concatenate the
         per-bar lists of all pages and drop "page" to get to_dict().
