@@ -101,6 +101,7 @@ def test_same_code_params_symbol_returns_existing(broker):
     (dict(volume=0.001), "volume_min"),
     (dict(config={"lookback": 0}), "lookback"),
     (dict(config={"colour": 1}), "unknown config"),
+    (dict(code="def signals(data):\n    return data.close * 0\n" + "#" * 1_000_001), "above the cap"),
 ])
 def test_deploy_rejects_bad_input_without_writes(broker, kw, words):
     before = broker.store.scalar("SELECT count(*) FROM deployments"), broker.store.scalar("SELECT count(*) FROM journal")
@@ -140,6 +141,14 @@ def test_alerts_fire_into_the_journal(broker):
         broker.deployments.set_alert("price_above", -1, "EURUSD")
     with pytest.raises(TradeError):
         broker.deployments.set_alert("volume_spike", 1, "EURUSD")
+
+
+def test_list_status_filter(broker):
+    _deploy(broker)
+    assert [d["status"] for d in broker.deployments.list("running")] == ["running"]
+    assert broker.deployments.list("stopped") == []
+    with pytest.raises(TradeError, match="status must be one of"):
+        broker.deployments.list("sleeping")
 
 
 def test_unknown_deployment_id(broker):

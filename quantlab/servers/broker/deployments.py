@@ -49,6 +49,8 @@ __all__ = ["Deployments"]
 CONFIG_KEYS = {"lookback": int, "comment": str, "max_batch": int}
 ALERT_KINDS = ("price_above", "price_below", "drawdown")
 MAX_BATCH = 50_000  # new bars per signals() call when catching up
+MAX_CODE = 1_000_000  # characters of strategy source
+STATUSES = ("pending", "running", "stopped", "failed")
 
 
 def _canon(params: dict) -> str:
@@ -167,6 +169,9 @@ class Deployments:
         """
         if not isinstance(name, str) or not name.strip():
             raise TradeError(C.TRADE_RETCODE_INVALID, "name must be a non-empty string.")
+        if isinstance(code, str) and len(code) > MAX_CODE:
+            raise TradeError(C.TRADE_RETCODE_INVALID, f"the code is {len(code):,} characters, above the cap of {MAX_CODE:,}; "
+                             "deploy the strategy function, not its data.")
         try:
             strat = Strategy.from_code(code, name.strip())
             resolved = strat.resolve_params(params or {})
@@ -214,6 +219,9 @@ class Deployments:
             return out
 
     def list(self, status: str | None = None) -> list[dict[str, Any]]:
+        """All deployments (or those with ``status``), oldest first, with PnL."""
+        if status is not None and status not in STATUSES:
+            raise TradeError(C.TRADE_RETCODE_INVALID, f"status must be one of {STATUSES}, got {status!r}.")
         with self.st.lock:
             rows = self.st.q("SELECT * FROM deployments" + (" WHERE status = ?" if status else "") + " ORDER BY id",
                              (status,) if status else ())
