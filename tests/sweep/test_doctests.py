@@ -1,0 +1,14 @@
+"""The examples in the sweep module's docstrings run and print what they claim."""
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize("name", ["quantlab.engine.sweep"])
+def test_docstring_examples(name):
+    mod = importlib.import_module(name)
+    res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS, verbose=False)
+    assert res.attempted >= 8 and res.failed == 0, f"{res.failed} of {res.attempted} doctest(s) failed in {name}"
