@@ -229,6 +229,19 @@ def test_other_runs_proceed_while_one_is_stuck(server):
     _still_serves(server)
 
 
+def test_cancelled_call_stops_its_worker(server):
+    import time
+
+    loop = "def signals(data):\n    while True:\n        pass\n"
+    stuck = [server.call_soon("run_backtest", code=loop, name=f"stuck{i}", timeout=120) for i in range(2)]
+    time.sleep(1.5)  # both workers are now looping
+    for f in stuck:
+        f.cancel()  # the client cancels the requests
+    t0 = time.monotonic()
+    _still_serves(server)  # a stopped and replaced worker serves at once, not after 120 s
+    assert time.monotonic() - t0 < 20
+
+
 def test_memory_eater_hits_the_limit(server):
     code = (
         "import numpy as np\n"
