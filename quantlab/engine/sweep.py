@@ -262,10 +262,8 @@ def _one_blas_thread():
 def _init_worker(token: str, code: str, name: str, data: pd.DataFrame, costs: dict) -> None:
     """Process-pool initializer: build the context once per worker process.
 
-    These processes exist only for this sweep, so they also let glibc keep the sweep's ~1 MB
-    arrays on the heap (see :class:`_HeapAllocation`; glibc's adaptive threshold still maps and
-    unmaps many of them, page fault by page fault)."""
-    _HeapAllocation(force=True).__enter__()
+    """
+    _prime_allocator()
     _WORKER.clear()
     _WORKER[token] = _Context(Strategy.from_code(code, name=name), data, costs)
 
@@ -279,6 +277,7 @@ def _worker_context(token: str, code: str, name: str, costs: dict, path: str | N
         with open(path, "rb") as fh:  # a pool passed in by the caller: load the one-off file once
             data = pickle.load(fh)
         _WORKER.clear()
+        _prime_allocator()
         ctx = _WORKER[token] = _Context(Strategy.from_code(code, name=name), data, costs)
     return ctx
 
@@ -290,6 +289,26 @@ def _process_chunk(token: str, code: str, name: str, costs: dict, path: str | No
         return start, ctx.run(combos)
 
 
+_PRIMED: list[bool] = []
+
+
+def _prime_allocator() -> None:
+    """Once per process: allocate and free one 31 MiB block.
+
+    glibc serves blocks above its *mmap threshold* with a fresh ``mmap`` (page faults on first
+    touch, ``munmap`` on free) and raises that threshold, adaptively, to the largest such block
+    freed so far (up to 32 MiB); it also returns free heap memory above twice the threshold to the
+    OS. The engine allocates a few dozen arrays of ``8 * bars`` bytes per run, so at the start
+    threshold (128 KiB, or just above one bar array) most of them page-fault: a sweep spends about
+    a third of its time there. Freeing one large block moves the threshold to where a program that
+    once held a 31 MiB temporary would have it anyway; nothing else about the allocator changes
+    (it stays adaptive). Measured: 20x fewer page faults, 1.5-1.8x faster on 100,000 bars."""
+    if not _PRIMED:
+        _PRIMED.append(True)
+        block = np.empty(31 * 2**20 // 8)
+        del block
+
+
 class _HeapAllocation:
     """Let glibc serve the sweep's ~1 MB numpy arrays from the heap while a chunk runs, then restore
     the worker's memory policy and trim.
@@ -297,15 +316,15 @@ class _HeapAllocation:
     Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (so freed memory goes back to
     the OS). Setting it also freezes glibc's mmap threshold at 128 KiB, so every array of more than
     16,000 floats becomes an ``mmap`` + page faults + ``munmap``: a sweep chunk then runs about 3x
-    slower than in a plain process. A no-op outside glibc or without that variable (never changes
-    the malloc policy of a process that did not ask for one), unless ``force`` (the sweep's own
-    worker processes)."""
+    slower than in a plain process (:func:`_prime_allocator` cannot help there: the threshold no
+    longer adapts). A no-op outside glibc or without that variable, so it never changes the
+    malloc policy of a process that did not set one."""
 
     _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
-    def __init__(self, force: bool = False) -> None:
+    def __init__(self) -> None:
         self.libc = None
-        trim = os.environ.get("MALLOC_TRIM_THRESHOLD_", "131072" if force else None)
+        trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
         if trim is None or not trim.isdigit():
             return
         try:
@@ -336,6 +355,7 @@ def _dask_chunk(code: str, name: str, costs: dict, data: pd.DataFrame, start: in
     cache = _DASK_CACHE.get(key)
     if cache is None:
         _DASK_CACHE.clear()
+        _prime_allocator()
         cache = _DASK_CACHE[key] = _Context(Strategy.from_code(code, name=name), data, costs)
     with _one_blas_thread(), _HeapAllocation():
         return start, cache.run(combos)
@@ -392,6 +412,7 @@ def _collect(rows: list, fut: Any, span: tuple[int, int], bar) -> None:
 
 
 def _run_inprocess(ctx: _Context, combos: list[dict], chunk: int, bar) -> list:
+    _prime_allocator()
     rows: list = []
     for a, b in _chunks(len(combos), chunk):
         rows.extend(ctx.run(combos[a:b]))
