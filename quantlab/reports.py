@@ -16,10 +16,10 @@ What ``quantlab demo`` and ``quantlab report`` do, as functions:
 
 Example
 -------
->>> from quantlab.reports import run_report                          # doctest: +SKIP
->>> out = run_report("strategies/sma_cross.py", "sma.ipynb", params={"fast": 5})
->>> out.html, out.verdict
-(PosixPath('sma.html'), 'PASS')
+>>> from quantlab.reports import run_report
+>>> out = run_report("notebooks/strategies/sma_cross.py", "sma.ipynb", params={"fast": 10})  # doctest: +SKIP
+>>> out.html, out.verdict                                                                  # doctest: +SKIP
+('/home/me/sma.html', 'PASS')
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ import pandas as pd
 
 __all__ = [
     "NotebookError", "notebooks_dir", "notebook_path", "execute", "export_html",
-    "DemoOutcome", "run_demo", "ReportOutcome", "run_report", "load_many", "run_many", "write_index",
+    "DemoOutcome", "run_demo", "ReportOutcome", "run_report", "load_many", "run_many", "write_index", "reports_table_html",
     "resolve_strategy", "load_data", "POLICY_PARAMETERS",
 ]
 
@@ -185,7 +185,7 @@ def resolve_strategy(strategy: Any, hub: str | os.PathLike[str] | None = None) -
     ``hub`` — a strategy name or commit stored in that assets hub. A missing file raises
     ``FileNotFoundError`` whose first line says which file is missing and what to pass.
 
-    >>> resolve_strategy("no/such/file.py")
+    >>> resolve_strategy("no/such/file.py")    # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     FileNotFoundError: strategy file not found: ... pass strategy= (quantlab report --strategy) the path of a .py file ...
@@ -259,6 +259,21 @@ class DemoOutcome:
     deployment_status: str | None
     seconds: float
 
+    def _rows(self) -> list[tuple[str, str]]:
+        dep = f"{self.deployment_id} ({self.deployment_status})" if self.deployment_id else "none"
+        return [("executed notebook", str(self.notebook)), ("HTML report", str(self.html)),
+                ("assets hub", f"{self.hub} (strategy {self.strategy!r}, commit {(self.commit or 'none')[:12]})"),
+                ("deployment", dep), ("took", f"{self.seconds:.1f} s")]
+
+    def __repr__(self) -> str:
+        dep = f"{self.deployment_id} ({self.deployment_status})" if self.deployment_id else None
+        return f"DemoOutcome(notebook={str(self.notebook)!r}, hub={str(self.hub)!r}, deployment={dep!r})"
+
+    def _repr_html_(self) -> str:
+        return "<table>" + "".join(f"<tr><th style='text-align:left'>{_html.escape(k)}</th>"
+                                   f"<td style='text-align:left'><code>{_html.escape(v)}</code></td></tr>"
+                                   for k, v in self._rows()) + "</table>"
+
     def __str__(self) -> str:
         dep = f"{self.deployment_id} ({self.deployment_status})" if self.deployment_id else "none"
         commit = (self.commit or "none")[:12]
@@ -322,6 +337,9 @@ class ReportOutcome:
     def __repr__(self) -> str:
         state = f"verdict={self.verdict}" if self.ok else f"error={self.error!r}"
         return f"ReportOutcome({self.name!r}, {state}, html={self.html!r}, {self.seconds:.1f}s)"
+
+    def _repr_html_(self) -> str:
+        return reports_table_html(pd.DataFrame([self.to_dict()]))
 
 
 def _report_parameters(strategy: Any, params: Mapping[str, Any] | None, data: Any, hub: Any,
@@ -544,21 +562,21 @@ def _is_dask(pool: Any) -> bool:
     return type(pool).__module__.startswith("distributed")
 
 
-def write_index(frame: pd.DataFrame, path: str | os.PathLike[str], *, executor: str = "") -> Path:
-    """Write the HTML index of a batch of reports: one row per report with a link to its HTML,
-    the verdict, key metrics, and the error line of a failed report.
+def reports_table_html(frame: pd.DataFrame, base: str | os.PathLike[str] | None = None) -> str:
+    """The reports as an HTML table: name (linked to its HTML, relative to ``base``), verdict,
+    key metrics, time, and the failed rules or the error line.
 
-    >>> write_index(run_many(specs, "out"), "out/index.html")   # doctest: +SKIP
+    >>> reports_table_html(pd.DataFrame([{"name": "x", "ok": False, "error": "boom", "html": None}]))[:7]
+    '<table>'
     """
-    path = Path(path)
     esc = _html.escape
     keys = ["total_return", "sharpe", "max_drawdown", "profit_factor", "trades"]
     head = "".join(f"<th>{esc(h)}</th>" for h in ["report", "verdict", *keys, "time", "details"])
     body = []
     for row in frame.to_dict("records"):
         target = row.get("html")
-        link = (f"<a href='{esc(os.path.relpath(target, path.parent))}'>{esc(row['name'])}</a>" if target
-                else esc(row["name"]))
+        href = os.path.relpath(target, base) if target and base is not None else target
+        link = f"<a href='{esc(str(href))}'>{esc(row['name'])}</a>" if target else esc(row["name"])
         if row.get("ok"):
             colour = "#1a7f37" if row.get("verdict") == "PASS" else "#cf222e"
             verdict = f"<b style='color:{colour}'>{esc(str(row.get('verdict')))}</b>"
@@ -567,10 +585,18 @@ def write_index(frame: pd.DataFrame, path: str | os.PathLike[str], *, executor: 
             verdict = "<b style='color:#9a6700'>ERROR</b>"
             details = f"<span style='color:#cf222e'>{esc(str(row.get('error')))}</span>"
         metrics = row.get("metrics") or {}
-        cells = "".join(
-            f"<td style='text-align:right'>{esc(_fmt(metrics.get(k)))}</td>" for k in keys
-        )
-        body.append(f"<tr><td>{link}</td><td>{verdict}</td>{cells}<td>{row.get('seconds', 0):.1f}s</td><td>{details}</td></tr>")
+        cells = "".join(f"<td style='text-align:right'>{esc(_fmt(metrics.get(k)))}</td>" for k in keys)
+        seconds = row.get("seconds") or 0.0
+        body.append(f"<tr><td>{link}</td><td>{verdict}</td>{cells}<td>{seconds:.1f}s</td><td>{details}</td></tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def write_index(frame: pd.DataFrame, path: str | os.PathLike[str], *, executor: str = "") -> Path:
+    """Write the HTML index of a batch of reports (see :func:`reports_table_html`) to ``path``.
+
+    >>> write_index(run_many(specs, "out"), "out/index.html")   # doctest: +SKIP
+    """
+    path = Path(path)
     ok = int(frame["ok"].sum()) if len(frame) else 0
     passed = int((frame["verdict"] == "PASS").sum()) if len(frame) else 0
     page = (
@@ -578,8 +604,8 @@ def write_index(frame: pd.DataFrame, path: str | os.PathLike[str], *, executor: 
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border-bottom:1px solid #ddd;padding:4px 10px}th{text-align:left}</style></head><body>"
         f"<h1>quantlab reports</h1><p>{len(frame)} reports, {ok} ran, {passed} pass the policy"
-        + (f" · executor <code>{esc(executor)}</code>" if executor else "")
-        + f"</p><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></body></html>"
+        + (f" · executor <code>{_html.escape(executor)}</code>" if executor else "")
+        + f"</p>{reports_table_html(frame, path.parent)}</body></html>"
     )
     path.write_text(page, encoding="utf-8")
     return path

@@ -23,7 +23,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the quickstart headless; print where the notebook, HTML, hub and deployment are."""
     from quantlab.reports import NotebookError, run_demo
 
-    print(f"running the quickstart notebook into {args.out} (papermill; about 30 s) …", file=sys.stderr)
+    print(f"running the quickstart notebook into {args.out} (papermill; usually well under a minute) …", file=sys.stderr)
     try:
         outcome = run_demo(args.out, progress=not args.quiet, timeout=args.timeout)
     except NotebookError as exc:
