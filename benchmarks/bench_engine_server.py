@@ -76,7 +76,8 @@ async def bench(ref: str, repeat: int, runs: str, workers: int) -> dict[str, lis
         # the full result back: every bar and trade, columnar
         from quantlab.engine.backtest import BacktestResult
 
-        from quantlab.servers.backtest.server import PAGE_BARS, fetch_all_pages
+        from quantlab.engine.backtest import fetch_all_pages
+        from quantlab.servers.backtest.server import PAGE_BARS
 
         run_id = r.structured_content["run_id"]
 

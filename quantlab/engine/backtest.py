@@ -788,3 +788,44 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
         trades=trades, strategy=strategy, name=strategy.name, params=resolved, data_ref=data_ref,
         costs={"cash": cash, "fees": fees, "slippage": slippage}, periods_per_year=ppy, _data_key=data,
     )
+
+
+# -- paged transport of to_dict() ---------------------------------------------------------------
+PER_BAR_KEYS = ("index", "equity", "returns", "positions")
+
+
+def join_pages(pages: "list[Mapping[str, Any]]") -> dict[str, Any]:
+    """Join pages of :meth:`BacktestResult.to_dict` (each with a ``"page"`` field) into one dict.
+
+    A server sends results of many bars in pages: the per-bar lists (:data:`PER_BAR_KEYS`)
+    are split, everything else rides on the first page.
+
+    >>> join_pages([{"index": [1], "equity": [1.0], "returns": [0.0], "positions": [0.0], "name": "x",
+    ...              "page": {"next_offset": 1}},
+    ...             {"index": [2], "equity": [2.0], "returns": [1.0], "positions": [1.0],
+    ...              "page": {"next_offset": None}}])["equity"]
+    [1.0, 2.0]
+    """
+    first, *rest = pages
+    d = {k: (list(v) if k in PER_BAR_KEYS else v) for k, v in first.items() if k != "page"}
+    for page in rest:
+        for k in PER_BAR_KEYS:
+            d[k].extend(page[k])
+    return d
+
+
+def fetch_all_pages(first: Mapping[str, Any], fetch: Any) -> dict[str, Any]:
+    """Follow ``first["page"]["next_offset"]`` with ``fetch(offset) -> page`` and join the pages.
+
+    >>> pages = {0: {"index": [1], "equity": [1.0], "returns": [0.0], "positions": [0.0], "name": "x",
+    ...              "page": {"next_offset": 1}},
+    ...          1: {"index": [2], "equity": [2.0], "returns": [1.0], "positions": [1.0], "page": {"next_offset": None}}}
+    >>> fetch_all_pages(pages[0], pages.__getitem__)["equity"]
+    [1.0, 2.0]
+    """
+    pages = [first]
+    nxt = (first.get("page") or {}).get("next_offset")
+    while nxt is not None:
+        pages.append(fetch(nxt))
+        nxt = pages[-1]["page"]["next_offset"]
+    return join_pages(pages)

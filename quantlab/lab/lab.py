@@ -36,7 +36,7 @@ from typing import Any, Awaitable, Callable, ClassVar, Coroutine, Mapping
 import pandas as pd
 
 from quantlab.client import ClientError, MCPHub
-from quantlab.engine.backtest import BacktestResult
+from quantlab.engine.backtest import BacktestResult, join_pages
 from quantlab.engine.data import content_hash
 from quantlab.engine.strategy import Strategy
 from quantlab.hub import AssetsHub, StoredStrategy
@@ -47,6 +47,7 @@ from .policy import DeploymentPolicy, PolicyCheck
 __all__ = ["Lab", "LabError", "PolicyError", "DeploymentRecord", "StoreDeployOutcome"]
 
 StepCallback = Callable[[str, str, str], None]
+_PAGE_BARS = 100_000  # rows per get_run page for big runs
 
 
 class LabError(RuntimeError):
@@ -412,13 +413,23 @@ class Lab:
         if periods_per_year is not None:
             args["periods_per_year"] = periods_per_year
         summary = await self._call(self.backtest_server, "run_backtest", args, timeout=timeout + 15)
-        full = await self._call(self.backtest_server, "get_run", {"run_id": summary["run_id"], "part": "all"}, timeout=120.0)
-        result = BacktestResult.from_dict(full)
+        result = BacktestResult.from_dict(await self._fetch_run(summary["run_id"], summary.get("bars", 0)))
         if result.strategy is None:
             result.strategy = strat
         return result
 
     backtest, abacktest = _twins(_backtest)
+
+    async def _fetch_run(self, run_id: str, bars: int) -> dict[str, Any]:
+        """The whole run as ``to_dict()``; runs of many bars come in pages (one big JSON message is slow)."""
+        args: dict[str, Any] = {"run_id": run_id, "part": "all"}
+        if bars > _PAGE_BARS:
+            args.update(offset=0, limit=_PAGE_BARS)
+        pages = [await self._call(self.backtest_server, "get_run", args, timeout=120.0)]
+        while (pages[-1].get("page") or {}).get("next_offset") is not None:
+            args.update(offset=pages[-1]["page"]["next_offset"], limit=_PAGE_BARS)
+            pages.append(await self._call(self.backtest_server, "get_run", args, timeout=120.0))
+        return join_pages(pages)
 
     def validate(self, result: Any, policy: DeploymentPolicy | None = None) -> PolicyCheck:
         """Check a result (or its metrics) against ``policy`` (default: :attr:`policy`).

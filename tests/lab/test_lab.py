@@ -162,3 +162,11 @@ def test_a_closed_lab_says_so(tmp_path):
     lab.close()
     with pytest.raises(LabError, match="closed"):
         lab.symbols()
+
+
+def test_a_big_run_comes_back_whole(lab, strategy):
+    remote = lab.backtest(strategy, "synthetic:seed=3,bars=250000")
+    local = backtest(data.from_reference("synthetic:seed=3,bars=250000"), strategy)
+    assert len(remote.equity) == 250_000
+    assert_series_equal(remote.equity, local.equity, check_exact=True, check_freq=False)
+    assert remote.metrics == local.metrics

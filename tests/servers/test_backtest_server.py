@@ -86,7 +86,8 @@ def test_get_run_round_trip_equals_inprocess(server):
 
 
 def test_big_runs_are_fetched_in_pages(server):
-    from quantlab.servers.backtest.server import MAX_UNPAGED_BARS, PAGE_BARS, fetch_all_pages
+    from quantlab.engine.backtest import fetch_all_pages
+    from quantlab.servers.backtest.server import MAX_UNPAGED_BARS, PAGE_BARS
 
     ref_str = f"synthetic:seed=6,bars={MAX_UNPAGED_BARS + 50_000}"
     out = server.ok("run_backtest", code=SMA_CODE, name="sma", data=ref_str)

@@ -45,7 +45,7 @@ from quantlab.servers.backtest.worker import EQUITY_POINTS, WorkerFailure, Worke
 
 __all__ = [
     "build_server", "Backend", "json_safe", "INLINE_TEXT_ROWS", "MAX_UNPAGED_BARS", "PAGE_BARS", "EQUITY_POINTS",
-    "RunSummary", "UploadInfo", "fetch_all_pages",
+    "RunSummary", "UploadInfo",
 ]
 
 log = logging.getLogger("quantlab.servers.backtest")
@@ -257,29 +257,6 @@ class Backend:
         return page, page["total"] or 0
 
 
-def fetch_all_pages(first: dict[str, Any], fetch: Any) -> dict[str, Any]:
-    """Assemble ``to_dict()`` from paged ``get_run(part="all")`` results.
-
-    ``first`` is the page at offset 0, ``fetch(offset)`` returns the page at
-    ``offset`` (a dict). Pure data, no MCP: clients call it with their own fetch.
-
-    >>> pages = {0: {"index": [1], "equity": [1.0], "returns": [0.0], "positions": [0.0], "name": "x",
-    ...              "page": {"next_offset": 1}},
-    ...          1: {"index": [2], "equity": [2.0], "returns": [1.0], "positions": [1.0], "page": {"next_offset": None}}}
-    >>> fetch_all_pages(pages[0], pages.__getitem__)["equity"]
-    [1.0, 2.0]
-    """
-    d = {k: (list(v) if k in _PER_BAR else v) for k, v in first.items() if k != "page"}
-    nxt = (first.get("page") or {}).get("next_offset")
-    while nxt is not None:
-        page = fetch(nxt)
-        for k in _PER_BAR:
-            d[k].extend(page[k])
-        nxt = page["page"]["next_offset"]
-    return d
-
-
-_PER_BAR = ("index", "equity", "returns", "positions")
 
 
 def _iter_lists(node: Any):
