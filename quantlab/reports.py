@@ -347,6 +347,12 @@ def _report_parameters(strategy: Any, params: Mapping[str, Any] | None, data: An
     ref = str(strategy)
     if Path(ref).expanduser().exists() or _looks_like_file(ref):
         ref = str(Path(ref).expanduser().absolute())
+    if isinstance(data, (str, os.PathLike)):
+        text = str(data).strip()
+        if text.startswith("file:"):
+            data = "file:" + str(Path(text[5:]).expanduser().absolute())
+        elif ":" not in text and text != "sample":      # a CSV/Parquet path, relative to the caller's folder
+            data = str(Path(text).expanduser().absolute())
     parameters: dict[str, Any] = {"strategy": ref, "params": dict(params or {}), "data": data}
     if hub is not None:
         parameters["hub"] = str(Path(hub).expanduser().absolute())

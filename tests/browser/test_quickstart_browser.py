@@ -134,7 +134,11 @@ def test_quickstart_in_jupyterlab_store_and_deploy_click(jupyterlab, tmp_path):
 
             # Run All reaches its last cell, which keeps the lab open because nothing was deployed yet
             expect(page.get_by_text("The lab stays open so you can click the button").first).to_be_visible(timeout=120_000)
-            assert AssetsHub(hub, create=False).strategies().empty     # nothing stored before the click
+            before = AssetsHub(hub, create=False)
+            try:
+                assert before.strategies().empty                     # nothing stored before the click
+            finally:
+                before.close()
 
             # the review widget: live ipywidgets view with its PNG charts
             review = page.locator(".jp-OutputArea-output", has=page.locator(".widget-tab")).first
