@@ -6,15 +6,12 @@ strategy code never executes inside the server: the child loads the data referen
 scheduler, reports progress on stderr (forwarded as MCP progress notifications) and prints
 ``SweepResult.to_dict()`` on stdout. A timeout kills the child and its workers.
 
-Registered on the server with one line in :func:`~quantlab.servers.backtest.server.build_server`::
-
-    from quantlab.servers.backtest.sweep_tool import register as _register_sweep; _register_sweep(mcp, backend)
+:func:`~quantlab.servers.backtest.server.build_server` adds the tool with :func:`register`.
 
 Example
 -------
 >>> from quantlab.servers.backtest.server import build_server
 >>> server, backend = build_server("/tmp/qlruns", workers=1)
->>> register(server, backend)
 >>> "run_sweep" in [t.name for t in server._tool_manager.list_tools()]
 True
 """
