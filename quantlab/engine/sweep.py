@@ -69,6 +69,7 @@ __all__ = ["sweep", "SweepResult", "expand_grid", "SweepError"]
 #: Name of the optional batched-signals function a strategy may define.
 BATCH_HOOK = "signals_many"
 _NAT = np.iinfo(np.int64).min
+_BATCH_BYTES = 16 * 2**20  # signal columns asked from ``signals_many`` at once
 _INT_METRICS = ("trades", "open_trades", "max_drawdown_duration")
 
 
@@ -220,6 +221,16 @@ class _Context:
 
     def run(self, combos: list[dict[str, Any]]) -> list[tuple[dict[str, Any] | None, str | None]]:
         """Metrics (or an error message) for each resolved parameter dict."""
+        # batched signals are asked for a few at a time: all columns of a batch live at once, and
+        # more than ~16 MB of them makes the allocator hand memory back and fault it in again
+        # (measured: 64 columns of 100,000 bars ran 1.4x slower than 20)
+        step = max(2, int(_BATCH_BYTES // (8 * max(1, self.close.size))))
+        rows: list[tuple[dict[str, Any] | None, str | None]] = []
+        for a in range(0, len(combos), step):
+            rows.extend(self._run_batch(combos[a:a + step]))
+        return rows
+
+    def _run_batch(self, combos: list[dict[str, Any]]) -> list[tuple[dict[str, Any] | None, str | None]]:
         cols = self._columns(combos)
         rows: list[tuple[dict[str, Any] | None, str | None]] = []
         s = self.strategy
