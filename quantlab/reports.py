@@ -27,6 +27,7 @@ import html as _html
 import json
 import os
 import re
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -65,7 +66,8 @@ def notebooks_dir() -> Path:
     """The folder holding quantlab's notebooks.
 
     The checkout's ``notebooks/`` (editable install: ``Path(quantlab.__file__).parents[1]``),
-    else the copy shipped as package data (``quantlab/notebooks/``).
+    else the copy shipped as package data (``quantlab/notebooks/``), else
+    ``<prefix>/share/quantlab/notebooks``.
 
     >>> (notebooks_dir() / "01_quickstart.ipynb").is_file()
     True
@@ -73,7 +75,8 @@ def notebooks_dir() -> Path:
     import quantlab
 
     pkg = Path(quantlab.__file__).resolve().parent
-    for candidate in (pkg.parent / "notebooks", pkg / "notebooks"):
+    shared = Path(sys.prefix) / "share" / "quantlab" / "notebooks"   # if installed as data-files instead
+    for candidate in (pkg.parent / "notebooks", pkg / "notebooks", shared):
         if (candidate / QUICKSTART).is_file():
             return candidate
     raise FileNotFoundError(
