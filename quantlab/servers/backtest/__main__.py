@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=os.environ.get("QUANTLAB_BACKTEST_TOKEN"), help="HTTP: require 'Authorization: Bearer TOKEN' (default: $QUANTLAB_BACKTEST_TOKEN)")
     p.add_argument("--workers", type=int, default=2, help="worker processes running strategies (default %(default)s)")
     p.add_argument("--memory-mb", type=int, default=2048, help="address-space limit per worker in MB, 0 = none (default %(default)s)")
+    p.add_argument("--warm-after", type=float, default=0.5,
+                   help="seconds after start-up before the workers are started (default %(default)s): lets a client "
+                   "that spawns several servers get them all initialized first")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -69,7 +72,7 @@ async def _serve(args: argparse.Namespace) -> None:
         args.runs, data_root=args.data_root, workers=args.workers, memory_mb=args.memory_mb or None,
         log_level=args.log_level,
     )
-    await backend.pool.start()
+    await backend.pool.start(delay=args.warm_after)
     try:
         if args.http is None:
             await mcp.run_stdio_async()

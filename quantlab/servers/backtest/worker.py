@@ -254,7 +254,10 @@ def worker_main(conn, runs_dir: str, data_root: str | None, memory_mb: int | Non
 
     def send(msg: tuple) -> None:
         with lock:
-            conn.send(msg)
+            try:
+                conn.send(msg)
+            except (BrokenPipeError, EOFError, ConnectionResetError):
+                os._exit(0)  # the server is gone: nobody to answer, nothing to report
 
     idle = threading.Event()  # set while no backtest is running in this worker
     idle.set()
@@ -387,11 +390,16 @@ class WorkerPool:
         )
 
     # -- lifecycle ---------------------------------------------------------------
-    async def start(self) -> None:
-        """Start the workers in the background (they become idle when ready)."""
+    async def start(self, delay: float = 0.0) -> None:
+        """Start the workers in the background after ``delay`` seconds (they become idle when ready).
+
+        A short delay lets the server answer ``initialize`` first, so whoever spawned it
+        (often together with other servers, on few cores) is not slowed down by the
+        workers' imports; a run that arrives earlier just waits for them.
+        """
         self._cond = asyncio.Condition()
         for _ in range(self.size):
-            self._track(asyncio.ensure_future(self._spawn()))
+            self._track(asyncio.ensure_future(self._spawn(delay=delay)))
 
     def _track(self, fut: asyncio.Future) -> None:
         self._background.add(fut)

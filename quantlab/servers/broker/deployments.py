@@ -34,12 +34,20 @@ import json
 import math
 import time as _time
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from quantlab.engine.strategy import Strategy, StrategyError
+if TYPE_CHECKING:
+    from quantlab.engine.strategy import Strategy
+
+
+def _strategies():
+    """The engine's strategy module, imported on first use: importing the engine loads
+    pandas, which would add ~0.4 s to every broker start-up."""
+    from quantlab.engine import strategy
+
+    return strategy
 
 from . import constants as C
 from .book import EPS, TradeError
@@ -116,7 +124,7 @@ class Deployments:
         cached = self._strategies.get(dep["id"])
         if cached and cached[0] == dep["sha256"]:
             return cached[1]
-        s = Strategy.from_code(dep["code"], dep["name"])
+        s = _strategies().Strategy.from_code(dep["code"], dep["name"])
         self._strategies[dep["id"]] = (dep["sha256"], s)
         return s
 
@@ -173,9 +181,9 @@ class Deployments:
             raise TradeError(C.TRADE_RETCODE_INVALID, f"the code is {len(code):,} characters, above the cap of {MAX_CODE:,}; "
                              "deploy the strategy function, not its data.")
         try:
-            strat = Strategy.from_code(code, name.strip())
+            strat = _strategies().Strategy.from_code(code, name.strip())
             resolved = strat.resolve_params(params or {})
-        except StrategyError as exc:
+        except _strategies().StrategyError as exc:
             raise TradeError(C.TRADE_RETCODE_INVALID, f"the strategy code is not usable: {exc}") from None
         if params is not None and not isinstance(params, dict):
             raise TradeError(C.TRADE_RETCODE_INVALID, "params must be an object of parameter values.")
@@ -309,6 +317,8 @@ class Deployments:
         self._log(dep["id"], "status", "running -> failed")
 
     def _targets(self, dep: dict, strat: Strategy, fr: dict[str, np.ndarray], params: dict) -> np.ndarray:
+        import pandas as pd  # only when a deployment runs: keeps the server's start fast
+
         idx = pd.DatetimeIndex(pd.to_datetime(fr["time"], unit="s", utc=True), name="time")
         df = pd.DataFrame({"open": fr["open"], "high": fr["high"], "low": fr["low"], "close": fr["close"],
                            "volume": fr["tick_volume"].astype(float)}, index=idx)

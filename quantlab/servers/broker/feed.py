@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from . import constants as C
 
@@ -181,6 +180,8 @@ class Feed:
             files = {s.upper(): files[s.upper()] for s in symbols}
         if not files:
             raise FeedError(f"no .csv or .parquet files in {d}.")
+        import pandas as pd  # only for replayed files: the synthetic feed is numpy
+
         series: dict[str, _Series] = {}
         specs: dict[str, SymbolSpec] = {}
         for name, path in files.items():
@@ -401,8 +402,10 @@ class Feed:
                 "specs": {k: v.to_dict() for k, v in self.specs.items()}}
 
     def __repr__(self) -> str:
-        return (f"Feed(kind={self.kind!r}, symbols={list(self.specs)}, cursor={self.cursor}, "
-                f"now={pd.Timestamp(self.now, unit='s')})")
+        from datetime import datetime, timezone
+
+        now = datetime.fromtimestamp(self.now, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return f"Feed(kind={self.kind!r}, symbols={list(self.specs)}, cursor={self.cursor}, now={now})"
 
     def _repr_html_(self) -> str:
         return f"<code>{html.escape(repr(self))}</code>"
