@@ -74,6 +74,9 @@ def jupyterlab(tmp_path):
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
     (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"autoStartDefaultKernel": True}))      # no "Select Kernel" dialog
     env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "MPLBACKEND": "Agg"}
     port, token = _free_port(), secrets.token_hex(16)
@@ -99,11 +102,11 @@ def jupyterlab(tmp_path):
             proc.wait(5)
 
 
-def _accept_kernel_dialog(page) -> None:
+def _accept_kernel_dialog(page, wait_ms: int = 5_000) -> None:
     """JupyterLab may ask which kernel to use (the notebook names python3): take the proposed one."""
     dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
     try:
-        dialog.wait_for(timeout=5_000)
+        dialog.wait_for(timeout=wait_ms)
     except Exception:  # noqa: BLE001 - no dialog: the kernel started by itself
         return
     dialog.locator("button", has_text="Select").last.click()
@@ -124,6 +127,7 @@ def test_quickstart_in_jupyterlab_store_and_deploy_click(jupyterlab, tmp_path):
             expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=60_000)
             page.get_by_role("tab", name="File Browser (Ctrl+Shift+F)").click()   # more room: collapse the file browser
 
+            _accept_kernel_dialog(page, wait_ms=1_000)
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
             _accept_kernel_dialog(page)
