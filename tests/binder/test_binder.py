@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from quantlab.hub import AssetsHub
 
@@ -27,6 +28,7 @@ def _run(cmd, env, timeout, cwd=None):
     return proc
 
 
+@pytest.mark.timeout(900)   # pip may download on a cold cache; warm, the whole test takes about a minute
 def test_binder_recipe_builds_a_fresh_env_and_runs_the_quickstart(tmp_path):
     timings = {}
     venv = tmp_path / "venv"
