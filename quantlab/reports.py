@@ -75,13 +75,16 @@ def notebooks_dir() -> Path:
     import quantlab
 
     pkg = Path(quantlab.__file__).resolve().parent
-    shared = Path(sys.prefix) / "share" / "quantlab" / "notebooks"   # if installed as data-files instead
-    for candidate in (pkg.parent / "notebooks", pkg / "notebooks", shared):
+    import site
+
+    # installed as data-files (pyproject [tool.setuptools.data-files]) into the prefix or the user base
+    shared = [Path(base) / "share" / "quantlab" / "notebooks" for base in (sys.prefix, site.USER_BASE or sys.prefix)]
+    for candidate in (pkg.parent / "notebooks", pkg / "notebooks", *shared):
         if (candidate / QUICKSTART).is_file():
             return candidate
     raise FileNotFoundError(
-        f"quantlab's notebooks are not installed: neither {pkg.parent / 'notebooks'} nor {pkg / 'notebooks'} "
-        f"holds {QUICKSTART}. Install quantlab from a checkout (`pip install -e .`) or a wheel that ships them."
+        f"quantlab's notebooks are not installed: none of {pkg.parent / 'notebooks'}, {pkg / 'notebooks'}, "
+        f"{shared[0]} holds {QUICKSTART}. Install quantlab from a checkout (`pip install -e .`) or a wheel that ships them."
     )
 
 
