@@ -185,6 +185,15 @@ def test_quickstart_in_jupyterlab_store_and_deploy_click(jupyterlab, tmp_path):
             monitor = page.locator(".quantlab-deployments").first
             expect(monitor).to_contain_text("running", timeout=30_000)
             expect(monitor).to_contain_text("sma_cross")
+
+            # the panel's Stop button stops it on the broker and in the ledger
+            page.locator("button.jupyter-button", has_text="Stop").first.click()
+            expect(page.locator(".jp-OutputArea-output", has=deployed).first).to_contain_text("status stopped", timeout=60_000)
+            store = AssetsHub(hub, create=False)
+            try:
+                assert store.deployment_status().iloc[-1]["status"] == "stopped"
+            finally:
+                store.close()
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
             raise
