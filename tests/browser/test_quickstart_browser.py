@@ -4,7 +4,8 @@ JupyterLab runs on 127.0.0.1 (free port, token, no browser) over a temporary cop
 notebooks/; Chromium from the Debian package, driven by Playwright, opens
 01_quickstart with ``auto_deploy = False``, runs all cells from the Run menu, waits for
 the "Store & Deploy" button, clicks it, and the test checks the hub (new commit), the
-ledger (running deployment) and the monitor widget (the broker's live status).
+ledger (running deployment) and the monitor widget (the broker's live status), then
+presses the panel's Stop button (ledger: stopped).
 
 A screenshot of the review widget goes to ``docs/review.png`` when that file is missing
 or ``QUANTLAB_UPDATE_SCREENSHOT=1`` (the README shows it); always to the test's tmp dir.
