@@ -48,7 +48,7 @@ def test_dask_matches_inprocess_and_scatters_the_data_once(cluster, df, failing)
     finally:
         cl.scheduler.remove_plugin(name=rec.name)
     ref = sweep(failing, df, GRID, progress=False, fees=0.001)
-    pd.testing.assert_frame_equal(res.frame, ref.frame)
+    pd.testing.assert_frame_equal(res.frame, ref.frame, check_exact=True)
     assert res.executor == "dask(2 workers, 2 threads)"
     assert res.frame["error"].notna().sum() == 4
     chunks = {k: deps for k, deps in rec.tasks.items() if "_dask_chunk" in k}
@@ -82,7 +82,7 @@ def test_a_scheduler_address_connects_for_the_sweep(cluster, df, sma):
     for spec in (address, "dask://" + address[len("tcp://"):]):
         res = sweep(sma, df, {"fast": [3, 5]}, executor=spec, progress=False)
         assert res.executor == "dask(2 workers, 2 threads)"
-        pd.testing.assert_frame_equal(res.frame, ref.frame)
+        pd.testing.assert_frame_equal(res.frame, ref.frame, check_exact=True)
     deadline = time.monotonic() + 10
     while len(cl.scheduler.clients) > 2 and time.monotonic() < deadline:  # ours + the fixture's... closed again
         time.sleep(0.05)

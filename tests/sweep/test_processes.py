@@ -52,7 +52,7 @@ def test_own_pool_matches_inprocess_and_ships_data_only_at_start(df, failing, re
     data = _counting(df, tmp_path)
     res = sweep(failing, data, GRID, executor=2, progress=False, chunk=1, fees=0.001)
     assert res.executor == "processes(2)"
-    pd.testing.assert_frame_equal(res.frame, reference.frame)
+    pd.testing.assert_frame_equal(res.frame, reference.frame, check_exact=True)
     assert res.frame["error"].notna().sum() == 4  # fast=7 raises, fast=8 gives bad signals
     # the data reached the workers through the pool initializer (inherited at start), never with a task
     assert _loads(data) == []
@@ -62,7 +62,7 @@ def test_a_pool_you_pass_in_loads_the_data_once_per_worker(df, failing, referenc
     data = _counting(df, tmp_path)
     with cf.ProcessPoolExecutor(2) as pool:
         res = sweep(failing, data, GRID, executor=pool, progress=False, chunk=1, fees=0.001)
-    pd.testing.assert_frame_equal(res.frame, reference.frame)
+    pd.testing.assert_frame_equal(res.frame, reference.frame, check_exact=True)
     loads = _loads(data)
     assert 1 <= len(loads) <= 2, loads            # 12 tasks, at most one load per worker process
     assert len(set(loads)) == len(loads)          # never twice in the same worker

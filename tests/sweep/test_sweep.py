@@ -177,7 +177,7 @@ def test_to_dict_round_trips_through_json(df, failing):
     res = sweep(failing, df, {"fast": [6, 7, 9], "slow": [30, 40]}, progress=False, fees=0.002)
     d = json.loads(json.dumps(res.to_dict()))
     back = SweepResult.from_dict(d)
-    pd.testing.assert_frame_equal(back.frame, res.frame)
+    pd.testing.assert_frame_equal(back.frame, res.frame, check_exact=True)
     assert back.costs == res.costs and back.strategy == res.strategy
     with pytest.raises(ValueError, match="attach"):
         back.result(0)
@@ -225,7 +225,7 @@ def test_text_and_flag_parameters_round_trip(df):
     assert res.frame["error"].notna().all()  # rolling(0.5) is invalid: every row says why
     res = sweep(code, df, {"mode": ["above", "below"], "invert": [False, True]}, progress=False)
     back = SweepResult.from_dict(json.loads(json.dumps(res.to_dict())))
-    pd.testing.assert_frame_equal(back.frame, res.frame)
+    pd.testing.assert_frame_equal(back.frame, res.frame, check_exact=True)
     assert back.params(3) == {"mode": "below", "n": 3, "invert": True}
     fig = res.plot_heatmap("mode", "invert", "total_return")
     assert fig.axes[0].images[0].get_array().shape == (2, 2)
