@@ -31,7 +31,7 @@ import weakref
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, ClassVar, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Coroutine, Mapping
 
 import pandas as pd
 
@@ -43,6 +43,9 @@ from quantlab.hub import AssetsHub, StoredStrategy
 
 from .defaults import BACKTEST, BROKER, embedded_servers
 from .policy import DeploymentPolicy, PolicyCheck
+
+if TYPE_CHECKING:
+    from quantlab.engine.sweep import SweepResult
 
 __all__ = ["Lab", "LabError", "PolicyError", "DeploymentRecord", "StoreDeployOutcome"]
 
@@ -430,6 +433,50 @@ class Lab:
             args.update(offset=pages[-1]["page"]["next_offset"], limit=_PAGE_BARS)
             pages.append(await self._call(self.backtest_server, "get_run", args, timeout=120.0))
         return join_pages(pages)
+
+    async def _sweep(
+        self,
+        strategy: Strategy | str,
+        data: Any = "sample",
+        grid: Mapping[str, Any] | list[Mapping[str, Any]] | None = None,
+        *,
+        executor: str = "processes",
+        workers: int | None = None,
+        cash: float = 100_000.0,
+        fees: float = 0.0,
+        slippage: float = 0.0,
+        periods_per_year: float | None = None,
+        timeout: float = 600.0,
+    ) -> "SweepResult":
+        """Run a parameter sweep on the backtest server (its ``run_sweep`` tool) and return a :class:`SweepResult`.
+
+        The same as :func:`quantlab.sweep` but the work happens where the backtest server runs —
+        a shared server on a bigger machine, or its Dask cluster (``executor="dask://HOST:PORT"``).
+        ``grid`` is a dict of lists (every combination) or a list of parameter dicts.
+
+        >>> res = lab.sweep(strategy, "sample", {"fast": [5, 10, 20], "slow": [50, 100]})   # doctest: +SKIP
+        >>> res.best("sharpe")                                                              # doctest: +SKIP
+        """
+        from quantlab.engine.sweep import SweepResult
+
+        if grid is None:
+            raise TypeError("lab.sweep needs a grid, e.g. {'fast': [5, 10], 'slow': [50, 100]}.")
+        strat = self._strategy(strategy)
+        ref, _ = await self._data_ref(data)
+        args: dict[str, Any] = {"code": strat.code, "name": strat.name, "grid": grid if isinstance(grid, Mapping) else list(grid),
+                                "data": ref, "cash": cash, "fees": fees, "slippage": slippage,
+                                "executor": executor, "timeout": timeout}
+        if isinstance(args["grid"], Mapping):
+            args["grid"] = {k: list(v) if not isinstance(v, (str, bytes)) and hasattr(v, "__iter__") else [v]
+                            for k, v in args["grid"].items()}
+        if workers is not None:
+            args["workers"] = workers
+        if periods_per_year is not None:
+            args["periods_per_year"] = periods_per_year
+        answer = await self._call(self.backtest_server, "run_sweep", args, timeout=timeout + 30)
+        return SweepResult.from_dict(answer["result"], data=data if isinstance(data, pd.DataFrame) else None)
+
+    sweep, asweep = _twins(_sweep)
 
     def validate(self, result: Any, policy: DeploymentPolicy | None = None) -> PolicyCheck:
         """Check a result (or its metrics) against ``policy`` (default: :attr:`policy`).

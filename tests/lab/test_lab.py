@@ -170,3 +170,14 @@ def test_a_big_run_comes_back_whole(lab, strategy):
     assert len(remote.equity) == 250_000
     assert_series_equal(remote.equity, local.equity, check_exact=True, check_freq=False)
     assert remote.metrics == local.metrics
+
+
+def test_sweep_on_the_server_equals_the_in_process_sweep(lab, strategy):
+    from quantlab import sweep
+
+    grid = {"fast": [5, 10], "slow": [30, 60]}
+    remote = lab.sweep(strategy, "sample", grid, executor="inprocess")
+    local = sweep(strategy, data.sample(), grid, progress=False)
+    assert_frame_equal(remote.frame, local.frame, check_exact=True)
+    best = remote.result(int(remote.frame["sharpe"].idxmax()))
+    assert best.metrics == lab.backtest(strategy, "sample", best.params).metrics
