@@ -8,6 +8,11 @@ returning the *target position* for every bar, a number in ``[-1, 1]``
 (``1`` = fully long, ``-1`` = fully short, ``0`` = flat). Keyword parameters
 with defaults are the strategy's tunable parameters.
 
+``signals`` must be causal (bar t's target may use only bars up to t): the paper
+broker evaluates it on a sliding window as new bars arrive. A strategy may also
+define ``signals_many(data, params: list[dict]) -> 2-D array`` (one column per
+parameter set) to speed up :func:`quantlab.sweep`; it is optional.
+
 Example
 -------
 >>> code = '''
