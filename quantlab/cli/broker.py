@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from quantlab.client._transports import pid_alive
+
 __all__ = ["register", "start", "stop", "status", "default_state_dir"]
 
 
@@ -37,20 +39,6 @@ def default_state_dir() -> Path:
 
 def _home(args: Any) -> Path:
     return Path(args.home).expanduser() if getattr(args, "home", None) else default_state_dir()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child counts as dead
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _port_open(port: int, timeout: float = 0.3) -> bool:
@@ -86,7 +74,7 @@ def status(home: str | Path | None = None) -> dict[str, Any]:
     home = Path(home).expanduser() if home else default_state_dir()
     st = _read_state(home) or {}
     pid = st.get("pid")
-    running = bool(pid) and _alive(int(pid)) and bool(st.get("port")) and _port_open(int(st["port"]))
+    running = bool(pid) and pid_alive(int(pid)) and bool(st.get("port")) and _port_open(int(st["port"]))
     return {"running": running, "home": str(home), **st}
 
 
@@ -163,16 +151,16 @@ def stop(home: str | Path | None = None, timeout: float = 10.0) -> dict[str, Any
     home = Path(home).expanduser() if home else default_state_dir()
     st = _read_state(home) or {}
     pid = st.get("pid")
-    was = bool(pid) and _alive(int(pid))
+    was = bool(pid) and pid_alive(int(pid))
     if was:
         try:
             os.kill(int(pid), signal.SIGTERM)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + timeout
-        while _alive(int(pid)) and time.monotonic() < deadline:
+        while pid_alive(int(pid)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(int(pid)):
+        if pid_alive(int(pid)):
             os.kill(int(pid), signal.SIGKILL)
     for name in ("broker.pid", "broker.json"):
         (home / name).unlink(missing_ok=True)

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 __all__ = ["register"]
 
 
-def _default_hub() -> str:
-    return os.environ.get("QUANTLAB_HUB") or "./assets-hub"
+from ._common import default_hub as _default_hub, print_table
 
 
 def _open(args: argparse.Namespace):
@@ -45,13 +43,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         if frame.empty:
             print(f"no strategies stored in {hub.path} yet")
             return 0
-        rows = [("NAME", "COMMIT", "DATE", "SHARPE", "MAX DD", "PF", "FILE")]
-        for r in frame.itertuples(index=False):
-            rows.append((str(r.name), r.commit[:12], r.date.strftime("%Y-%m-%d %H:%M:%S"), _fmt(r.sharpe),
-                         _fmt(r.max_drawdown, pct=True), _fmt(r.profit_factor), r.file))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        rows = [{"name": str(r.name), "commit": r.commit[:12], "date": r.date.strftime("%Y-%m-%d %H:%M:%S"),
+                 "sharpe": _fmt(r.sharpe), "max dd": _fmt(r.max_drawdown, pct=True), "pf": _fmt(r.profit_factor),
+                 "file": r.file} for r in frame.itertuples(index=False)]
+        print_table(rows, ["name", "commit", "date", "sharpe", "max dd", "pf", "file"])
     return 0
 
 

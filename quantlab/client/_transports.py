@@ -133,7 +133,7 @@ class StdioTransport(Transport):
     def after_close(self) -> None:
         pid, self._pid = self._pid, None
         if pid is not None:
-            kill_process_group(pid, grace=0.0 if not _alive(pid) else 1.0)
+            kill_process_group(pid, grace=0.0 if not pid_alive(pid) else 1.0)
             with _LIVE_LOCK:
                 _LIVE_CHILDREN.pop(pid, None)
 
@@ -231,7 +231,7 @@ def _find_child(tag: str) -> int | None:
     return None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie does not count; it is left for asyncio's child watcher to reap)."""
     try:
         os.kill(pid, 0)
@@ -261,7 +261,7 @@ def kill_process_group(pid: int, grace: float = 1.0) -> None:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not pid_alive(pid):
                 return
             time.sleep(0.02)
 

@@ -139,6 +139,24 @@ def sortino(returns: Any, periods_per_year: float) -> float:
     return mean * periods_per_year / (dd * math.sqrt(periods_per_year))
 
 
+def calmar(cagr_value: float, max_drawdown_value: float, bars: int = 2) -> float:
+    """Calmar ratio: ``CAGR / max_drawdown`` (vectorbt's ``calmar_ratio``).
+
+    Defined values at the edges: ``nan`` for fewer than 2 bars; with no drawdown,
+    ``0.0`` for flat growth and ``±inf`` otherwise (the sign of the CAGR).
+
+    >>> calmar(0.2, 0.1)
+    2.0
+    >>> calmar(0.1, 0.0)
+    inf
+    """
+    if bars < 2:
+        return float("nan")
+    if max_drawdown_value == 0.0:
+        return 0.0 if cagr_value == 0.0 else math.copysign(math.inf, cagr_value)
+    return float(cagr_value / max_drawdown_value)
+
+
 def drawdown(equity: Any) -> np.ndarray:
     """Drawdown per bar ``1 - V_t / max(V_0..V_t)`` (a positive fraction, 0 at new highs).
 
@@ -289,12 +307,7 @@ def compute_metrics(
         mdd_dur = _dd_duration(eq, peak)
     else:
         mdd, mdd_dur = 0.0, 0
-    if r.size < 2:
-        cal = float("nan")
-    elif mdd == 0.0:
-        cal = 0.0 if c == 0.0 else math.copysign(math.inf, c)
-    else:
-        cal = c / mdd
+    cal = calmar(c, mdd, r.size)
     out: dict[str, float | int] = {
         "total_return": total_return(eq, cash),
         "cagr": c,

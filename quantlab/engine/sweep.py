@@ -55,7 +55,7 @@ import pickle
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd

@@ -18,7 +18,7 @@ Example (in a notebook cell)::
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import ipywidgets as widgets
 

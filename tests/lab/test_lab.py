@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 
-import numpy as np
-import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal, assert_series_equal
 

@@ -13,7 +13,6 @@ from matplotlib.figure import Figure
 from quantlab.engine import BacktestResult, backtest, data, stats
 from quantlab.engine.sweep import SweepError, SweepResult, expand_grid, sweep
 
-from .conftest import SMA
 
 COSTS = {"cash": 50_000.0, "fees": 0.001, "slippage": 0.0005}
 

@@ -2,7 +2,6 @@
 started here, so the assertions hold whatever ran before."""
 from __future__ import annotations
 
-import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from quantlab.widgets import monitor, review

@@ -65,7 +65,7 @@ def test_table_shows_deployments_and_stops_one(lab, passing):
     try:
         df = m.refresh()
         assert dep in set(df["deployment_id"])
-        assert dep in m._table.value and f"<b style='color:#1a7f37'>running</b>" in m._table.value
+        assert dep in m._table.value and "<b style='color:#1a7f37'>running</b>" in m._table.value
         assert f"<code>{outcome.stored.commit[:12]}</code>" in m._table.value
         assert_html_ok(m._table.value)
         assert dep in m._stop_pick.options and m._stop_pick.value is not None  # a running one is preselected

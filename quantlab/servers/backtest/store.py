@@ -351,7 +351,6 @@ class RunStore:
             ) from None
 
     def _fill(self, run_id: str, node: Any, offset: int = 0, limit: int | None = None, tables: list | None = None) -> Any:
-        import pyarrow.parquet as pq
 
         if isinstance(node, dict) and _SERIES_KEY in node:
             t = self._read_table(self.run_dir(run_id) / "series.parquet", [node[_SERIES_KEY]])
