@@ -595,9 +595,12 @@ class Lab:
         await asyncio.to_thread(self.hub.record_deployment, ledger)
         self._touch(record)
         if record.status == "failed":
+            refused = (record.error or "").startswith("ToolError")
+            advice = ("fix the request and deploy again" if refused
+                      else "deploy again once the broker is reachable (nothing will be stored twice)")
             raise LabError(
-                f"deploying {stored.name!r} (commit {stored.commit[:12]}) to {self.broker_server!r} failed: {record.error}. "
-                "The commit is kept and the ledger says 'failed'; call deploy again once the broker is reachable."
+                f"deploying {stored.name!r} (commit {stored.commit[:12]}) to {self.broker_server!r} failed: "
+                f"{(record.error or '').rstrip('.')}. The commit is kept and the ledger says 'failed'; {advice}."
             )
         return record
 
