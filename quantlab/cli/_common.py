@@ -51,3 +51,14 @@ def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     for row in cells:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def print_frame(frame: Any, columns: list[str], *, as_json: bool, empty: str, rows: Any = None) -> None:
+    """Print a DataFrame as JSON records (``as_json``), the ``empty`` message, or a text table of
+    ``columns`` (``rows``: the records to show, default the frame's own)."""
+    if as_json:
+        print(frame.to_json(orient="records", date_format="iso", default_handler=str))
+    elif frame.empty:
+        print(empty)
+    else:
+        print_table(rows if rows is not None else frame.to_dict("records"), columns)

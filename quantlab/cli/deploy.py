@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import lab_options, open_lab, parse_params, print_table
+from ._common import lab_options, open_lab, parse_params, print_frame
 
 __all__ = ["register"]
 
@@ -49,14 +49,9 @@ def cmd_deployments(args: argparse.Namespace) -> int:
     """List deployments with their live status."""
     with open_lab(args) as lab:
         frame = lab.deployments()
-        if args.json:
-            print(frame.to_json(orient="records", date_format="iso", default_handler=str))
-            return 0
-        if frame.empty:
-            print(f"no deployments recorded in {lab.hub.path}")
-            return 0
-        rows = frame.assign(commit=frame["commit"].astype(str).str[:12]).to_dict("records")
-        print_table(rows, ["deployment_id", "strategy_name", "symbol", "status", "position", "pnl", "trades", "commit"])
+        print_frame(frame.assign(commit=frame["commit"].astype(str).str[:12]),
+                    ["deployment_id", "strategy_name", "symbol", "status", "position", "pnl", "trades", "commit"],
+                    as_json=args.json, empty=f"no deployments recorded in {lab.hub.path}")
     return 0
 
 

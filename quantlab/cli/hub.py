@@ -18,7 +18,7 @@ import sys
 __all__ = ["register"]
 
 
-from ._common import default_hub as _default_hub, print_table
+from ._common import default_hub as _default_hub, print_frame
 
 
 def _open(args: argparse.Namespace):
@@ -37,16 +37,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Print one line per stored strategy."""
     with _open(args) as hub:
         frame = hub.strategies()
-        if args.json:
-            print(frame.to_json(orient="records", date_format="iso", default_handler=str))
-            return 0
-        if frame.empty:
-            print(f"no strategies stored in {hub.path} yet")
-            return 0
         rows = [{"name": str(r.name), "commit": r.commit[:12], "date": r.date.strftime("%Y-%m-%d %H:%M:%S"),
                  "sharpe": _fmt(r.sharpe), "max dd": _fmt(r.max_drawdown, pct=True), "pf": _fmt(r.profit_factor),
                  "file": r.file} for r in frame.itertuples(index=False)]
-        print_table(rows, ["name", "commit", "date", "sharpe", "max dd", "pf", "file"])
+        print_frame(frame, ["name", "commit", "date", "sharpe", "max dd", "pf", "file"], as_json=args.json,
+                    empty=f"no strategies stored in {hub.path} yet", rows=rows)
     return 0
 
 
