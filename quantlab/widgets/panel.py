@@ -384,7 +384,8 @@ class DeployPanel(StaticFallback, widgets.VBox):
         elif p is not None and path is None and not message:
             rows.append(("Preview", f"<pre style='margin:0'>{R.escape(p)}</pre>"))
         table = "".join(
-            f"<tr><td style='{R.TD_STYLE};vertical-align:top;color:{R.GREY}'>{k}</td><td style='{R.TD_STYLE}'>{v}</td></tr>"
+            f"<tr><td style='{R.TD_STYLE};text-align:left;vertical-align:top;color:{R.GREY}'>{k}</td>"
+            f"<td style='{R.TD_STYLE};text-align:left'>{v}</td></tr>"
             for k, v in rows
         )
         return (
