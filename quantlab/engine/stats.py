@@ -55,6 +55,14 @@ def _arr(x: Any) -> np.ndarray:
     return np.asarray(x.to_numpy() if isinstance(x, (pd.Series, pd.Index)) else x, dtype=np.float64)
 
 
+def _ratio(num: float, den: float) -> float:
+    """``num / den``, with the edge rule shared by Sharpe, Sortino and Calmar: a zero
+    denominator gives 0.0 for a zero numerator (flat equity), else ``±inf``."""
+    if den == 0.0:
+        return 0.0 if num == 0.0 else math.copysign(math.inf, num)
+    return float(num / den)
+
+
 def total_return(equity: Any, cash: float | None = None) -> float:
     """Total return ``V_end / V_0 - 1``, with ``V_0 = cash`` when given (else the first equity value).
 
@@ -112,9 +120,7 @@ def sharpe(returns: Any, periods_per_year: float) -> float:
         return float("nan")
     mean = float(np.mean(r))
     std = float(np.std(r, ddof=1))
-    if std == 0.0:
-        return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
-    return mean / std * math.sqrt(periods_per_year)
+    return _ratio(mean, std) * math.sqrt(periods_per_year)
 
 
 def sortino(returns: Any, periods_per_year: float) -> float:
@@ -134,9 +140,7 @@ def sortino(returns: Any, periods_per_year: float) -> float:
     mean = float(np.mean(r))
     down = np.minimum(r, 0.0)
     dd = math.sqrt(float(np.mean(down * down)))  # no BLAS dot: its threads stall on a busy machine
-    if dd == 0.0:
-        return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
-    return mean * periods_per_year / (dd * math.sqrt(periods_per_year))
+    return _ratio(mean * periods_per_year, dd * math.sqrt(periods_per_year))
 
 
 def calmar(cagr_value: float, max_drawdown_value: float, bars: int = 2) -> float:
@@ -150,11 +154,7 @@ def calmar(cagr_value: float, max_drawdown_value: float, bars: int = 2) -> float
     >>> calmar(0.1, 0.0)
     inf
     """
-    if bars < 2:
-        return float("nan")
-    if max_drawdown_value == 0.0:
-        return 0.0 if cagr_value == 0.0 else math.copysign(math.inf, cagr_value)
-    return float(cagr_value / max_drawdown_value)
+    return float("nan") if bars < 2 else _ratio(cagr_value, max_drawdown_value)
 
 
 def drawdown(equity: Any) -> np.ndarray:

@@ -31,6 +31,7 @@ import math
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -62,12 +63,14 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+@contextmanager
+def _atomic_path(path: Path) -> Iterator[str]:
+    """A temporary file beside ``path`` that replaces it when the block succeeds and is removed otherwise."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -75,6 +78,11 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    with _atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def _json_default(obj: Any) -> Any:
@@ -170,23 +178,15 @@ def _write_parquet(table: Any, path: Path, pause: Callable[[], None] | None = No
     """Write ``table`` atomically; ``pause()`` is called before each row group."""
     import pyarrow.parquet as pq
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        # float series barely compress and never dictionary-encode: plain pages
-        # without statistics cost a third of the default's CPU
-        with pq.ParquetWriter(tmp, table.schema, compression="none", use_dictionary=False, write_statistics=False) as w:
-            for start in range(0, max(table.num_rows, 1), ROW_GROUP):
-                if pause is not None:
-                    pause()
-                w.write_table(table.slice(start, ROW_GROUP), row_group_size=ROW_GROUP)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    # float series barely compress and never dictionary-encode: plain pages
+    # without statistics cost a third of the default's CPU
+    with _atomic_path(path) as tmp, pq.ParquetWriter(
+        tmp, table.schema, compression="none", use_dictionary=False, write_statistics=False
+    ) as w:
+        for start in range(0, max(table.num_rows, 1), ROW_GROUP):
+            if pause is not None:
+                pause()
+            w.write_table(table.slice(start, ROW_GROUP), row_group_size=ROW_GROUP)
 
 
 def _encode_column(col: Any) -> list:
