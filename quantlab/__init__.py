@@ -21,6 +21,8 @@ _LAZY = {
     "DataError": "quantlab.engine.data",
     "sweep": "quantlab.engine.sweep",
     "SweepResult": "quantlab.engine.sweep",
+    "check_lookahead": "quantlab.engine.lookahead",
+    "LookaheadReport": "quantlab.engine.lookahead",
     # workflow
     "Lab": "quantlab.lab.lab",
     "DeploymentPolicy": "quantlab.lab.policy",
