@@ -9,7 +9,10 @@
   nest-asyncio, from many threads at once, and survives ``Ctrl-C``.
 
 Servers are configured in the ``mcpServers`` shape MCP users already write, from a dict,
-a JSON file, or ``quantlab.toml`` / ``pyproject.toml [tool.quantlab]``.
+a JSON file, or ``quantlab.toml`` / ``pyproject.toml [tool.quantlab]``; an entry's ``on_connect``
+list of tool calls runs after every (re)connect (``${VAR}`` read from the environment then,
+never stored or shown). Results wrapped as ``{"result": x}`` (by the MCP SDK or FastMCP) come
+back as ``x``.
 
 Errors (all in this module)::
 
@@ -34,8 +37,8 @@ Example
 """
 from __future__ import annotations
 
-from ._config import ServerConfig, find_config_file, load_config
-from ._core import AsyncMCPHub, ConnectReport, ConnectResult, backoff_delays
+from ._config import OnConnectCall, ServerConfig, find_config_file, load_config
+from ._core import AsyncMCPHub, ConnectReport, ConnectResult, backoff_delays, wraps_result
 from ._errors import (
     ArgumentsError,
     ClientError,
@@ -54,7 +57,9 @@ __all__ = [
     "AsyncMCPHub",
     "MCPHub",
     "ServerConfig",
+    "OnConnectCall",
     "load_config",
+    "wraps_result",
     "find_config_file",
     "backoff_delays",
     "ConnectResult",

@@ -11,6 +11,16 @@ read from a dict, a JSON file, or (with no source) ``quantlab.toml`` / ``pyproje
 ``[tool.quantlab]`` (key ``mcpServers``) in the current directory.
 ``${VAR}`` in header values and env values is expanded from the environment.
 
+A server may carry ``on_connect``: tool calls run in order after every (re)connect, e.g. an MT5
+server's ``initialize`` and ``login``::
+
+    "broker": {"command": "mt5mcp", "on_connect": [
+        {"tool": "initialize", "arguments": {"path": "C:/Program Files/MetaTrader 5/terminal64.exe"}},
+        {"tool": "login", "arguments": {"login": 123, "password": "${MT5_PASSWORD}", "server": "Demo"}}]}
+
+Their ``${VAR}`` are kept as written and read from the environment only at connect time
+(:meth:`OnConnectCall.resolve`), so a secret is never stored, printed or shown in a repr.
+
 Example
 -------
 >>> cfg = load_config({"mcpServers": {"t": {"command": "python", "args": ["-m", "mcp_server_time"]}}})
@@ -21,16 +31,108 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["ServerConfig", "load_config", "find_config_file"]
+__all__ = ["ServerConfig", "OnConnectCall", "load_config", "find_config_file"]
 
 ConfigSource = Mapping[str, Any] | str | os.PathLike[str] | None
 _KIND_ALIASES = {"streamable-http": "http", "streamableHttp": "http", "streamable_http": "http"}
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class MissingVariableError(KeyError):
+    """An ``on_connect`` argument names ``${VAR}`` and the environment has no ``VAR``."""
+
+    def __init__(self, variable: str):
+        super().__init__(variable)
+        self.variable = variable
+
+    def __str__(self) -> str:
+        return f"environment variable {self.variable} is not set"
+
+
+def _template_vars(x: Any) -> list[str]:
+    if isinstance(x, str):
+        return _VAR.findall(x)
+    if isinstance(x, Mapping):
+        return [v for item in x.values() for v in _template_vars(item)]
+    if isinstance(x, (list, tuple)):
+        return [v for item in x for v in _template_vars(item)]
+    return []
+
+
+def _expand(x: Any, env: Mapping[str, str], used: list[str]) -> Any:
+    if isinstance(x, str):
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise MissingVariableError(name)
+            used.append(env[name])
+            return env[name]
+
+        return _VAR.sub(sub, x)
+    if isinstance(x, Mapping):
+        return {k: _expand(v, env, used) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_expand(v, env, used) for v in x]
+    return x
+
+
+@dataclass(frozen=True)
+class OnConnectCall:
+    """One tool call a server runs after every (re)connect; arguments keep their ``${VAR}`` templates.
+
+    >>> c = OnConnectCall.from_entry("b", 0, {"tool": "login", "arguments": {"login": 1, "password": "${PW}"}})
+    >>> c
+    OnConnectCall(tool='login', arguments={'login': 1, 'password': '${PW}'})
+    >>> args, secrets = c.resolve({"PW": "hunter2"})
+    >>> args["password"], secrets
+    ('hunter2', ['hunter2'])
+    """
+
+    tool: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_entry(cls, server: str, index: int, entry: Any) -> "OnConnectCall":
+        where = f"server {server!r}: on_connect[{index}]"
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("tool"), str) or not entry.get("tool"):
+            raise ValueError(f"{where} must be {{\"tool\": NAME, \"arguments\": {{...}}}}, got {_shape(entry)}")
+        unknown = set(entry) - {"tool", "arguments"}
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)} (known: ['arguments', 'tool'])")
+        args = entry.get("arguments") or {}
+        if not isinstance(args, Mapping):
+            raise ValueError(f"{where}: 'arguments' must be an object, got {type(args).__name__}")
+        return cls(tool=entry["tool"], arguments=dict(args))
+
+    @property
+    def variables(self) -> list[str]:
+        """The environment variables this call reads, e.g. ``['MT5_PASSWORD']``."""
+        return _template_vars(self.arguments)
+
+    def resolve(self, environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], list[str]]:
+        """``(arguments with ${VAR} read from the environment now, the values substituted)``.
+
+        The second item lets callers scrub those values from any text they show.
+        Raises :class:`MissingVariableError` naming a variable that is not set.
+        """
+        used: list[str] = []
+        args = _expand(dict(self.arguments), os.environ if environ is None else environ, used)
+        return args, [u for u in used if u]
+
+    def to_entry(self) -> dict[str, Any]:
+        return {"tool": self.tool, "arguments": dict(self.arguments)}
+
+
+def _shape(x: Any) -> str:
+    """A value's type (never its content: on_connect entries may hold secrets)."""
+    return type(x).__name__
 
 
 @dataclass(frozen=True)
@@ -49,6 +151,7 @@ class ServerConfig:
     url: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     kind: str | None = None
+    on_connect: tuple[OnConnectCall, ...] = ()
 
     @property
     def transport(self) -> str:
@@ -76,7 +179,8 @@ class ServerConfig:
                 f"server {name!r}: give exactly one of 'command' (stdio: command, args, env, cwd) "
                 f"or 'url' (streamable HTTP: url, headers); got keys {sorted(entry)}"
             )
-        known = {"command", "args", "env", "cwd", "url", "headers", "type", "transport", "description", "disabled"}
+        known = {"command", "args", "env", "cwd", "url", "headers", "type", "transport", "description", "disabled",
+                 "on_connect"}
         unknown = set(entry) - known
         if unknown:
             raise ValueError(f"server {name!r}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -92,6 +196,11 @@ class ServerConfig:
             raise ValueError(f"server {name!r}: transport {kind!r} does not match {'url' if has_url else 'command'}")
         if kind == ("http" if has_url else "stdio"):
             kind = None
+        calls = entry.get("on_connect") or []
+        if isinstance(calls, (str, Mapping)) or not isinstance(calls, (list, tuple)):
+            raise ValueError(f"server {name!r}: 'on_connect' must be a list of {{\"tool\": ..., \"arguments\": {{...}}}}, "
+                             f"got {type(calls).__name__}")
+        on_connect = tuple(OnConnectCall.from_entry(name, i, c) for i, c in enumerate(calls))
         return cls(
             name=name,
             command=str(entry["command"]) if has_cmd else None,
@@ -101,24 +210,27 @@ class ServerConfig:
             url=str(entry["url"]) if has_url else None,
             headers=headers,
             kind=kind,
+            on_connect=on_connect,
         )
 
     def to_entry(self) -> dict[str, Any]:
-        """Back to the ``mcpServers`` JSON shape."""
+        """Back to the ``mcpServers`` JSON shape (``on_connect`` keeps its ``${VAR}`` templates)."""
         if self.url:
             out: dict[str, Any] = {"url": self.url}
             if self.kind:
                 out["transport"] = self.kind
             if self.headers:
                 out["headers"] = dict(self.headers)
-            return out
-        out = {"command": self.command, "args": list(self.args)}
-        if self.kind:
-            out["transport"] = self.kind
-        if self.env:
-            out["env"] = dict(self.env)
-        if self.cwd:
-            out["cwd"] = self.cwd
+        else:
+            out = {"command": self.command, "args": list(self.args)}
+            if self.kind:
+                out["transport"] = self.kind
+            if self.env:
+                out["env"] = dict(self.env)
+            if self.cwd:
+                out["cwd"] = self.cwd
+        if self.on_connect:
+            out["on_connect"] = [c.to_entry() for c in self.on_connect]
         return out
 
 

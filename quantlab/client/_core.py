@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping
 
-from ._config import ConfigSource, ServerConfig, load_config
+from ._config import ConfigSource, MissingVariableError, ServerConfig, load_config
 from ._errors import (
     ArgumentsError,
     ClientError,
@@ -45,7 +45,7 @@ from ._errors import (
 from ._state import html_tables, text_tables
 from ._transports import Transport, make_transport
 
-__all__ = ["AsyncMCPHub", "ConnectResult", "ConnectReport", "backoff_delays"]
+__all__ = ["AsyncMCPHub", "ConnectResult", "ConnectReport", "backoff_delays", "wraps_result"]
 
 _LATENCY_WINDOW = 1024
 
@@ -424,10 +424,17 @@ class AsyncMCPHub:
                     if attempt <= len(delays):
                         await asyncio.sleep(delays[attempt - 1])
                     continue
-                srv.conn = conn
                 srv.tools = {t.name: t for t in conn.tools}
                 srv.validators.clear()
-                srv.unwrap.clear()
+                srv.unwrap = {t.name: wraps_result(t.name, t.output_schema) for t in conn.tools}
+                try:
+                    await self._on_connect(srv, conn)
+                except ConnectError as exc:  # the server answered: retrying the same calls would not help
+                    await conn.aclose()
+                    srv.status = "failed"
+                    srv.record_error(exc)
+                    raise
+                srv.conn = conn
                 srv.status = "connected"
                 srv.connected_at = _now()
                 return attempt
@@ -435,6 +442,47 @@ class AsyncMCPHub:
             err = self._connect_error(srv, attempts=len(delays) + 1, cause=last)
             srv.record_error(err)
             raise err
+
+    async def _on_connect(self, srv: _Server, conn: _Connection) -> None:
+        """Run the server's ``on_connect`` calls in order on a fresh connection.
+
+        ``${VAR}`` are read from the environment here and live only in this frame; any text
+        shown afterwards (a tool error, a bad answer) has the substituted values scrubbed.
+        A call fails when it raises, reports a tool error, or answers ``False``/``None``
+        (MT5's ``initialize``/``login`` say failure that way).
+        """
+        name = srv.config.name
+        steps = srv.config.on_connect
+        for i, step in enumerate(steps, 1):
+            what = f"on_connect step {i} of {len(steps)} ({step.tool!r}) on server {name!r}"
+            try:
+                arguments, secrets = step.resolve()
+            except MissingVariableError as exc:
+                raise ConnectError(f"{what}: {exc}; set it in the environment of this process (its value is "
+                                   f"read at connect time and never stored).", server=name, target=srv.config.target,
+                                   attempts=1) from None
+            if step.tool not in srv.tools:
+                raise ConnectError(f"{what}: the server has no tool {step.tool!r} (tools: {sorted(srv.tools)}); "
+                                   f"fix or remove that on_connect entry.", server=name, target=srv.config.target, attempts=1)
+            problem: str | None = None
+            try:
+                result = await conn.client.call_tool(step.tool, arguments, read_timeout_seconds=self.connect_timeout)
+            except Exception as exc:  # noqa: BLE001 - reported below, scrubbed
+                problem = f"the call failed: {_describe(_leaf(exc))}"
+            else:
+                if result.is_error:
+                    problem = f"the tool reported an error: {_text(result) or 'no message'}"
+                else:
+                    value = _value(result, srv.unwrap.get(step.tool, False))
+                    if value is False or value is None:
+                        problem = f"it answered {value!r} (failure)"
+            del arguments
+            if problem is not None:
+                for secret in secrets:
+                    problem = problem.replace(secret, "***")
+                raise ConnectError(f"{what}: {problem}. Check that entry's arguments in the server's config"
+                                   + (f" and the environment variables {step.variables}" if step.variables else "") + ".",
+                                   server=name, target=srv.config.target, attempts=1)
 
     def _connect_error(self, srv: _Server, attempts: int, cause: BaseException | None) -> ConnectError:
         cfg = srv.config
@@ -498,8 +546,8 @@ class AsyncMCPHub:
     ) -> Any:
         """Call ``tool`` on ``server`` and return its structured result as plain Python.
 
-        The structured content (dict; the SDK's ``{"result": x}`` wrapper of non-object
-        returns is removed) if the tool has one, else the text content. Raises
+        The structured content (dict; the ``{"result": x}`` wrapper that the SDK and FastMCP
+        put around non-object returns is removed, see :func:`wraps_result`) if the tool has one, else the text content. Raises
         :class:`ArgumentsError` (bad arguments, nothing sent), :class:`ToolError` (the tool
         reported an error), :class:`TimeoutError` (after ``timeout`` s; the connection stays
         usable) or :class:`TransportError` (the server died; the next call reconnects).
@@ -533,12 +581,7 @@ class AsyncMCPHub:
             err = ToolError(_text(result) or "the tool reported an error without a message", server=server, tool=tool)
             srv.record_error(err)
             raise err
-        sc = result.structured_content
-        if sc is not None:
-            if srv.unwrap.get(tool) and len(sc) == 1 and "result" in sc:
-                return sc["result"]
-            return sc
-        return _content(result)
+        return _value(result, srv.unwrap.get(tool, False))
 
     async def _call_failed(self, srv: _Server, conn: _Connection, tool: str, timeout: float | None, exc: BaseException) -> ClientError:
         from mcp.shared.exceptions import MCPError
@@ -584,9 +627,6 @@ class AsyncMCPHub:
             )
             srv.record_error(err)
             raise err
-        out = spec.output_schema or {}
-        props = out.get("properties") or {}
-        srv.unwrap[tool] = out.get("title") == f"{tool}Output" and list(props) == ["result"]
         validator: Any = False
         schema = spec.input_schema
         if schema:
@@ -614,6 +654,7 @@ class AsyncMCPHub:
                 break
         srv.tools = {t.name: t for t in tools}
         srv.validators.clear()
+        srv.unwrap = {t.name: wraps_result(t.name, t.output_schema) for t in tools}
 
     async def tools(self, server: str | None = None) -> list[dict[str, Any]]:
         """Tools as ``{"server", "name", "description", "input_schema"}`` dicts.
@@ -747,6 +788,36 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, os.PathLike):
         return os.fspath(x)
     return x
+
+
+def wraps_result(tool: str, output_schema: Mapping[str, Any] | None) -> bool:
+    """Whether a tool's structured result is ``{"result": x}`` wrapping the real value ``x``.
+
+    Both SDKs wrap returns that are not objects (lists, booleans, optional objects): the
+    MCP SDK names the schema ``<tool>Output``, FastMCP marks it ``x-fastmcp-wrap-result``.
+
+    >>> wraps_result("positions_get", {"type": "object", "properties": {"result": {"type": "array"}},
+    ...                                "x-fastmcp-wrap-result": True})
+    True
+    >>> wraps_result("get_symbols", {"title": "get_symbolsOutput", "properties": {"result": {}}})
+    True
+    >>> wraps_result("get_account_info", {"properties": {"result": {}, "balance": {}}})
+    False
+    """
+    out = output_schema or {}
+    if list(out.get("properties") or {}) != ["result"]:
+        return False
+    return out.get("x-fastmcp-wrap-result") is True or out.get("title") == f"{tool}Output"
+
+
+def _value(result: Any, unwrap: bool) -> Any:
+    """A successful call result as plain Python: the structured content (unwrapped) or the text."""
+    sc = result.structured_content
+    if sc is not None:
+        if unwrap and isinstance(sc, dict) and len(sc) == 1 and "result" in sc:
+            return sc["result"]
+        return sc
+    return _content(result)
 
 
 def _text(result: Any) -> str:
