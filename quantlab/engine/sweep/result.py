@@ -60,9 +60,9 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from . import stats as _stats
-from .backtest import BacktestResult, _returns, _signals_array, backtest, infer_periods_per_year, simulate
-from .strategy import Strategy, StrategyError
+from .. import stats as _stats
+from ..backtest import BacktestResult, _returns, _signals_array, backtest, infer_periods_per_year, simulate
+from ..strategy import Strategy, StrategyError
 
 __all__ = ["sweep", "SweepResult", "expand_grid", "SweepError"]
 
@@ -534,7 +534,7 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
     """
     strategy = _as_strategy(strategy)
     if isinstance(data, str):
-        from .data import from_reference
+        from ..data import from_reference
         data_ref = data_ref or data
         data = from_reference(data)
     if not isinstance(data, pd.DataFrame) or "close" not in data.columns:
@@ -799,7 +799,7 @@ class SweepResult:
                 if self.data_ref is None:
                     raise ValueError("this sweep result has no data (it was rebuilt from a dict); "
                                      "call .attach(data) first.")
-                from .data import from_reference
+                from ..data import from_reference
                 self._data = from_reference(self.data_ref)
             self._cache[i] = backtest(self._data, self.strategy, self.params(i), data_ref=self.data_ref,
                                       **self.costs)
@@ -856,7 +856,7 @@ class SweepResult:
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (metrics as numbers, NaN/inf as strings) for sending over MCP; see :meth:`from_dict`."""
-        from .backtest import _enc_value
+        from ..backtest import _enc_value
         cols = {}
         for c in self.frame.columns:
             s = self.frame[c]
@@ -877,7 +877,7 @@ class SweepResult:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], data: pd.DataFrame | None = None) -> "SweepResult":
         """Rebuild a result from :meth:`to_dict` output; pass ``data`` (or use a ``data_ref``) to use :meth:`result`."""
-        from .backtest import _unjson
+        from ..backtest import _unjson
         if d.get("version") != 1:
             raise ValueError(f"unsupported sweep result version {d.get('version')!r}; expected 1.")
         strategy = Strategy.from_code(d["strategy"]["code"], name=d["strategy"]["name"])
