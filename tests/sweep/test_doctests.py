@@ -1,4 +1,4 @@
-"""The examples in the sweep module's docstrings run and print what they claim."""
+"""The examples in the sweep package's docstrings run and print what they claim."""
 from __future__ import annotations
 
 import doctest
@@ -7,7 +7,8 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["quantlab.engine.sweep", "quantlab.servers.backtest.sweep_tool"])
+@pytest.mark.parametrize("name", ["quantlab.engine.sweep", "quantlab.engine.sweep.grid", "quantlab.engine.sweep.run",
+                                  "quantlab.engine.sweep.result", "quantlab.servers.backtest.sweep_tool"])
 def test_docstring_examples(name):
     mod = importlib.import_module(name)
     res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS, verbose=False)

@@ -1,0 +1,141 @@
+"""The entry point :func:`sweep`: check the inputs, expand the grid, pick the executor."""
+from __future__ import annotations
+
+import concurrent.futures as _cf
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..backtest import infer_periods_per_year
+from ..strategy import Strategy, StrategyError
+from .allocator import HeapAllocation, one_blas_thread
+from .core import Context
+from .executors import is_dask_client, progress_bar, run_dask, run_inprocess, run_processes
+from .grid import SweepError, expand_grid
+from .result import SweepResult, result_frame
+
+__all__ = ["sweep"]
+
+
+def _as_strategy(strategy: Strategy | str) -> Strategy:
+    if isinstance(strategy, str):
+        return Strategy.from_code(strategy)
+    if not isinstance(strategy, Strategy):
+        raise TypeError(f"strategy must be a quantlab Strategy or its source code, got {type(strategy).__name__}.")
+    return strategy
+
+
+
+def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+          executor: Any = None, *, progress: Any = True, chunk: int | None = None,
+          data_ref: str | None = None, **costs: Any) -> "SweepResult":
+    """Backtest ``strategy`` for every parameter combination in ``grid``.
+
+    Parameters
+    ----------
+    strategy : a :class:`Strategy` or its source code.
+    data : an OHLCV DataFrame, or a data reference such as ``"sample"`` or ``"synthetic:seed=7,bars=100000"``.
+    grid : a dict of lists (cartesian product in key order) or a list of parameter dicts; see :func:`expand_grid`.
+    executor : ``None``/``"inprocess"``, ``"processes"`` (one per CPU), an ``int`` (that many processes),
+        a ``concurrent.futures.ProcessPoolExecutor``, a ``dask.distributed.Client``, or a Dask scheduler
+        address ``"dask://HOST:PORT"`` / ``"tcp://HOST:PORT"`` (connected for this sweep, then closed).
+    progress : show a tqdm progress bar; or a callable, called as ``progress(done, total)`` after every chunk.
+    chunk : combinations per task (default: a few tasks per worker, at most 64 combinations each).
+    data_ref : where the data came from (recorded, and used by :meth:`SweepResult.result` after ``from_dict``).
+    **costs : ``cash``, ``fees``, ``slippage``, ``periods_per_year`` as for :func:`backtest`.
+
+    Every row's metrics equal ``backtest(data, strategy, params, **costs).metrics``.
+
+    Example
+    -------
+    >>> from quantlab.engine import data
+    >>> res = sweep("def signals(data, n=10):\\n    return (data.close > data.close.rolling(n).mean()) * 1.0",
+    ...             data.synthetic(1000, seed=2), {"n": [5, 10, 20]}, progress=False, fees=0.001)
+    >>> len(res), list(res.frame.columns[:2])
+    (3, ['n', 'total_return'])
+    """
+    strategy = _as_strategy(strategy)
+    if isinstance(data, str):
+        from ..data import from_reference
+        data_ref = data_ref or data
+        data = from_reference(data)
+    if not isinstance(data, pd.DataFrame) or "close" not in data.columns:
+        raise TypeError("data must be an OHLCV pandas DataFrame with a 'close' column or a data reference "
+                        "such as 'sample' (see quantlab.engine.data).")
+    if not isinstance(data.index, pd.DatetimeIndex):
+        raise TypeError("data must have a DatetimeIndex; use quantlab.engine.data.validate(df) to normalise it.")
+    if len(data) == 0:
+        raise ValueError("data has no bars.")
+    unknown_costs = set(costs) - {"cash", "fees", "slippage", "periods_per_year"}
+    if unknown_costs:
+        raise TypeError(f"sweep() got unexpected keyword(s) {sorted(unknown_costs)}; costs are cash, fees, "
+                        "slippage and periods_per_year.")
+    cash = float(costs.get("cash", 100_000))
+    fees = float(costs.get("fees", 0.0))
+    slippage = float(costs.get("slippage", 0.0))
+    if not (cash > 0 and math.isfinite(cash)):
+        raise ValueError(f"cash must be a positive number, got {cash}.")
+    if not (0.0 <= fees < 1.0) or not (0.0 <= slippage < 1.0):
+        raise ValueError(f"fees and slippage are fractions of traded notional in [0, 1), got fees={fees}, "
+                         f"slippage={slippage}.")
+    if not np.isfinite(data["close"].to_numpy(dtype=np.float64)).all():
+        raise ValueError("data 'close' contains NaN or infinite values; clean it with quantlab.engine.data.validate.")
+    ppy = costs.get("periods_per_year")
+    ppy = float(ppy) if ppy is not None else infer_periods_per_year(data.index)
+    full_costs = {"cash": cash, "fees": fees, "slippage": slippage, "periods_per_year": ppy}
+
+    combos = expand_grid(grid)
+    names: list[str] = []
+    for c in combos:
+        names.extend(k for k in c if k not in names)
+    try:
+        strategy.resolve_params({k: None for k in names})
+    except StrategyError as exc:
+        raise SweepError(f"the grid names a parameter the strategy does not take: {exc}") from None
+    resolved = [strategy.resolve_params(c) for c in combos]
+
+    kind = "inprocess" if executor in (None, "inprocess") else executor
+    own_client = None
+    if isinstance(kind, str) and kind.startswith(("dask://", "tcp://", "tls://")):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise SweepError("a Dask executor needs dask.distributed: pip install 'quantlab[dask]'.") from None
+        address = "tcp://" + kind[len("dask://"):] if kind.startswith("dask://") else kind
+        kind = own_client = Client(address, timeout=30)
+    t0 = time.perf_counter()
+    with progress_bar(len(combos), progress, f"sweep {strategy.name}") as bar, _closing(own_client):
+        if kind == "inprocess":
+            with one_blas_thread(), HeapAllocation():
+                rows = run_inprocess(Context(strategy, data, full_costs), resolved, chunk or 32, bar)
+            label = "inprocess"
+        elif is_dask_client(kind):
+            rows, label = run_dask(strategy, data, full_costs, resolved, kind, chunk, bar)
+        elif kind == "processes" or isinstance(kind, _cf.ProcessPoolExecutor) or (
+                isinstance(kind, (int, np.integer)) and not isinstance(kind, bool)):
+            rows, label = run_processes(strategy, data, full_costs, resolved, kind, chunk, bar)
+        else:
+            raise SweepError(f"unknown executor {executor!r}; use None/'inprocess', 'processes', a number of "
+                             "processes, a concurrent.futures.ProcessPoolExecutor, a dask.distributed.Client "
+                             "or 'dask://HOST:PORT'.")
+    elapsed = time.perf_counter() - t0
+    frame = result_frame(names, resolved, rows)
+    return SweepResult(strategy, frame, full_costs, data=data, data_ref=data_ref, executor=label,
+                       elapsed=elapsed, params=resolved, param_names=names)
+
+
+class _closing:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.client is not None:
+            self.client.close()
+
