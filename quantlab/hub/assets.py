@@ -59,7 +59,7 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from quantlab.engine.strategy import Strategy, StrategyError
 
 from . import ledger as _ledger
-from .message import commit_message, format_drawdown, format_number, from_jsonable_number, to_jsonable
+from .message import commit_message, format_drawdown, format_number, from_jsonable_number, one_line, to_jsonable
 from .secrets import SecretFinding, find_secrets
 from .slug import BOTS_DIR, reserve_path, slugify, strategy_path
 
@@ -542,7 +542,9 @@ class AssetsHub:
         return {"name": strategy.name, "path": rel, "message": message, "metadata": metadata,
                 "secrets": [str(f) for f in find_secrets(strategy.code)]}
 
-    def store(self, strategy: Any, result: Any = None, source: Any = None, allow_secrets: bool = False) -> StoredStrategy:
+    def store(self, strategy: Any, result: Any = None, source: Any = None, allow_secrets: bool = False, *,
+              trailers: Mapping[str, Any] | None = None, attachments: Mapping[str, bytes] | None = None,
+              extra_metadata: Mapping[str, Any] | None = None) -> StoredStrategy:
         """Store ``strategy`` with its backtest ``result`` as one commit; return the record.
 
         ``strategy`` is a :class:`~quantlab.engine.strategy.Strategy` (or its
@@ -552,6 +554,10 @@ class AssetsHub:
         ``costs`` are recorded). ``source`` says who or what wrote the code:
         ``"hand-written"`` (default), ``"notebook cell"``, or a dict such as
         ``{"type": "generator", "generator": "my-agent", "model": "..."}``.
+        ``trailers`` (``{"Quantlab-Model": "..."}``) are appended to the commit message's
+        trailer block; ``attachments`` (``{".transcript.jsonl": b"..."}``) are files written
+        beside the strategy (``<name>_<ts><suffix>``) in the same commit; ``extra_metadata``
+        is merged into the ``.json``.
 
         Raises :class:`StrategyError` for code without ``signals``,
         :class:`SecretsFoundError` for code with an obvious secret (unless
@@ -563,16 +569,23 @@ class AssetsHub:
         """
         when = self._clock()
         strategy, metadata, message = self._prepare(strategy, result, source, when)
+        if trailers:
+            message += "".join(f"{one_line(k)}: {one_line(v)}\n" for k, v in trailers.items())
+        if extra_metadata:
+            metadata.update(to_jsonable(dict(extra_metadata)))
         if not allow_secrets:
             self._refuse_secrets(strategy)
         with self._lock:
             self._check_branch()
             py = reserve_path(self.path, strategy.name, when)
             js = py.with_suffix(".json")
+            extra = {py.with_suffix(suffix): content for suffix, content in (attachments or {}).items()}
             metadata["file"] = py.relative_to(self.path).as_posix()
+            for path in extra:
+                metadata.setdefault("attachments", []).append(path.relative_to(self.path).as_posix())
 
             def rollback() -> None:
-                for p in (py, js):
+                for p in (py, js, *extra):
                     try:
                         p.unlink()
                     except FileNotFoundError:
@@ -581,10 +594,12 @@ class AssetsHub:
             try:
                 py.write_bytes(strategy.code.encode("utf-8"))
                 js.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+                for path, content in extra.items():
+                    path.write_bytes(content)
             except BaseException:
                 rollback()
                 raise
-            sha = self._commit_paths([py, js], message, rollback=rollback)
+            sha = self._commit_paths([py, js, *extra], message, rollback=rollback)
         return StoredStrategy(name=strategy.name, path=py, commit=sha, sha256=strategy.sha256, metadata=metadata)
 
     # -- reading -------------------------------------------------------------------

@@ -85,6 +85,36 @@ def _table(rows: list[tuple[str, Any]]) -> str:
     return f"<table>{body}</table>"
 
 
+def _candidate_of(obj: Any) -> Any:
+    """The generated candidate behind ``obj`` (a ``Candidate``, a ``Generation``'s best, or its result), else ``None``."""
+    if hasattr(obj, "attempts") and hasattr(obj, "best"):  # a Generation: its best candidate
+        best = obj.best
+        if best is None:
+            raise LabError(f"this generation has no candidate that passed ({obj.stop_reason}); "
+                           "store one of gen.attempts with force=True, or generate again.")
+        return best
+    if hasattr(obj, "generation") and hasattr(obj, "checks") and hasattr(obj, "attempt"):
+        return obj
+    return getattr(obj, "_quantlab_candidate", None)
+
+
+def _generation_store_args(candidate: Any) -> dict[str, Any]:
+    """hub.store keywords for a generated candidate: transcript beside it, trailers, provenance."""
+    gen = candidate.generation
+    transcript = gen.transcript_jsonl().encode("utf-8")
+    import hashlib
+
+    sha = hashlib.sha256(transcript).hexdigest()
+    return {
+        "source": {"type": "generator", "generator": "quantlab.agent", "model": gen.model, "idea": gen.idea},
+        "trailers": {"Quantlab-Model": gen.model, "Quantlab-Attempts": str(len(gen.attempts)),
+                     "Quantlab-Transcript-SHA256": sha},
+        "attachments": {".transcript.jsonl": transcript},
+        "extra_metadata": {"generation": {"model": gen.model, "attempts": len(gen.attempts), "attempt": candidate.attempt,
+                                          "usage": gen.usage, "transcript_sha256": sha, "idea": gen.idea}},
+    }
+
+
 @dataclass
 class DeploymentRecord:
     """One deployment as the lab knows it: the broker's id and status, the strategy commit, why it failed.
@@ -322,6 +352,9 @@ class Lab:
         state.setdefault("last_activity", now)
         state.setdefault("invocation_count", 0)
         state.setdefault("deployments_triggered", [])
+        state.setdefault("generations", 0)
+        state.setdefault("tokens", {"input": 0, "output": 0})
+        state.setdefault("cost_usd", 0.0)
         return state
 
     def _save_state(self) -> None:
@@ -346,7 +379,8 @@ class Lab:
 
     def state(self) -> dict[str, Any]:
         """The agent state: ``created_at``, ``last_activity``, ``invocation_count``,
-        ``mcp_connections`` (per server, from the client) and ``deployments_triggered``.
+        ``mcp_connections`` (per server, from the client), ``deployments_triggered``, and the code
+        agent's ``generations``, ``tokens`` (``{"input", "output"}``) and ``cost_usd``.
         Persisted in :attr:`state_path`, so it survives kernel restarts.
 
         >>> lab.state()["invocation_count"]        # doctest: +SKIP
@@ -487,24 +521,86 @@ class Lab:
         return (policy or self.policy).check(result)
 
     # ----------------------------------------------------------------------- store
-    async def _store(self, result: BacktestResult, source: Any = None, *, allow_secrets: bool = False) -> StoredStrategy:
+    async def _store(self, result: BacktestResult, source: Any = None, *, allow_secrets: bool = False,
+                     force: bool = False) -> StoredStrategy:
         """Store the result's strategy in the hub (commit message with the metrics); return the record.
 
         The same code with the same parameters is stored only once: storing it again returns
-        the existing record.
+        the existing record. A generated candidate (``gen.best``, or its ``.result``) is stored
+        with its transcript beside it (``<name>_<ts>.transcript.jsonl``) and the trailers
+        ``Quantlab-Model``, ``Quantlab-Attempts``, ``Quantlab-Transcript-SHA256``; one that did not
+        pass its checks needs ``force=True``.
 
         >>> stored = lab.store(result)        # doctest: +SKIP
         >>> stored.commit[:7]                 # doctest: +SKIP
         """
+        candidate = _candidate_of(result)
+        extra: dict[str, Any] = {}
+        if candidate is not None:
+            if not candidate.passed and not force:
+                check = self.policy.check(candidate.result) if candidate.result is not None else None
+                if check is not None and not check.passed:
+                    raise PolicyError(check)
+                raise LabError(f"attempt {candidate.attempt} ({candidate.name!r}) did not pass its checks "
+                               f"({candidate.status}); store it anyway with force=True.")
+            result = candidate.result
+            extra = _generation_store_args(candidate)
+            source = source or extra.pop("source")
+            extra.pop("source", None)
         strategy = getattr(result, "strategy", None)
         if strategy is None:
             raise LabError("this result carries no strategy code; backtest a Strategy (lab.backtest or quantlab.backtest) and store that result.")
         existing = await asyncio.to_thread(self.hub.find, strategy.sha256, result.params)
         if existing is not None:
             return existing
-        return await asyncio.to_thread(self.hub.store, strategy, result, source or "notebook cell", allow_secrets)
+        return await asyncio.to_thread(functools.partial(self.hub.store, strategy, result, source or "notebook cell",
+                                                         allow_secrets, **extra))
 
     store, astore = _twins(_store)
+
+    # ----------------------------------------------------------------------- generate
+    async def _generate(
+        self,
+        idea: str,
+        data: Any = "sample",
+        *,
+        model: Any = None,
+        max_attempts: int = 5,
+        policy: DeploymentPolicy | None = None,
+        budget_usd: float | None = None,
+        params: Mapping[str, Any] | None = None,
+        on_attempt: Callable[..., None] | None = None,
+        **costs: Any,
+    ) -> Any:
+        """Ask a model for a strategy that implements ``idea``; check it; feed back failures; return a ``Generation``.
+
+        ``model``: ``"openai:gpt-4.1"``, ``"anthropic:claude-..."``, any OpenAI-compatible
+        endpoint (``quantlab.agent.ModelConfig(model, base_url=...)`` or ``OPENAI_BASE_URL``),
+        ``"offline"`` (indicator building blocks, no LLM) or ``"replay:PATH"``; ``None`` reads
+        ``quantlab.toml`` / ``[tool.quantlab.llm]`` / ``QUANTLAB_MODEL`` (else offline).
+        Checks, cheapest first: parses, defines signals, sandbox, 500 synthetic bars, causal,
+        backtest on ``data`` through the backtest server (``costs``: cash, fees, slippage), the
+        ``policy``. Stops at the first candidate that passes, at ``max_attempts``, or before
+        ``budget_usd`` would be exceeded. Nothing is stored or deployed: ``lab.store(gen.best)``.
+
+        >>> gen = lab.generate("mean reversion on calm days", model="offline")   # doctest: +SKIP
+        >>> gen.best.result.metrics["sharpe"]                                   # doctest: +SKIP
+        """
+        from quantlab.agent.loop import run_generation
+
+        gen = await run_generation(self, idea, data, model=model, max_attempts=max_attempts, policy=policy,
+                                   budget_usd=budget_usd, params=params, on_attempt=on_attempt, **costs)
+        usage = gen.usage
+        with self._state_lock:
+            self._state["generations"] = int(self._state.get("generations", 0)) + 1
+            tokens = self._state.setdefault("tokens", {"input": 0, "output": 0})
+            tokens["input"] = int(tokens.get("input", 0)) + usage["input_tokens"]
+            tokens["output"] = int(tokens.get("output", 0)) + usage["output_tokens"]
+            self._state["cost_usd"] = round(float(self._state.get("cost_usd", 0.0)) + usage["cost_usd"], 8)
+        self._save_state()
+        return gen
+
+    generate, agenerate = _twins(_generate)
 
     # ----------------------------------------------------------------------- deploy
     async def _symbols(self) -> list[str]:
@@ -519,7 +615,7 @@ class Lab:
     async def _resolve_stored(self, target: Any) -> StoredStrategy:
         if isinstance(target, StoredStrategy):
             return target
-        if isinstance(target, BacktestResult):
+        if isinstance(target, BacktestResult) or _candidate_of(target) is not None:
             return await self._store(target)
         return await asyncio.to_thread(self.hub.get, target)
 
@@ -643,9 +739,12 @@ class Lab:
             if on_step is not None:
                 on_step(name, status, detail)
 
+        candidate = _candidate_of(result)
+        if candidate is not None and candidate.result is None:
+            raise LabError(f"attempt {candidate.attempt} ({candidate.name!r}) has no backtest result ({candidate.status}).")
         try:
             step("validate", "start")
-            check = policy.check(result)
+            check = policy.check(candidate.result if candidate is not None else result)
             if not check.passed and not force:
                 step("validate", "failed", "; ".join(check.failures))
                 raise PolicyError(check)
@@ -653,7 +752,7 @@ class Lab:
             outcome = StoreDeployOutcome(check=check, steps=steps)
             step("store", "start")
             try:
-                outcome.stored = await self._store(result, source)
+                outcome.stored = await self._store(result, source, force=force)
             except Exception as exc:  # noqa: BLE001 - reported in the outcome
                 step("store", "failed", str(exc))
                 outcome.error = f"store failed: {exc}"
