@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import math
 import time
 from datetime import datetime, timezone
@@ -98,6 +99,14 @@ def _feedback(c: Candidate) -> str:
 def _signals_def(tree: ast.Module) -> ast.FunctionDef | None:
     defs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "signals"]
     return defs[-1] if defs else None
+
+
+def _sandbox_available() -> bool:
+    try:
+        from quantlab.engine import sandbox  # type: ignore[attr-defined]  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class _Checker:
@@ -189,17 +198,17 @@ class _Checker:
             check = quantlab.check_lookahead
         except AttributeError:
             return "causal", "skip", "quantlab.check_lookahead is not available in this quantlab"
+        kwargs = {"sandbox": True} if _sandbox_available() else {}
         try:
-            report = await asyncio.to_thread(check, c.strategy, self.smoke_data(), c.params)
+            report = await asyncio.to_thread(functools.partial(check, c.strategy, self.smoke_data(), c.params, **kwargs))
         except Exception as exc:  # noqa: BLE001 - the strategy's own error during the check
             return "causal", "fail", f"the look-ahead check could not run the strategy: {type(exc).__name__}: {exc}"
         if getattr(report, "causal", True):
             return "causal", "pass", ""
-        return "causal", "fail", (
-            f"look-ahead: the target at bar {getattr(report, 'first_bar', '?')} is {getattr(report, 'full_value', '?')} "
-            f"with the full data but {getattr(report, 'prefix_value', '?')} when the data ends at "
-            f"{getattr(report, 'cut', '?')}; the signal uses future bars (shift(-n), centred windows, "
-            "whole-series statistics). Use only data up to each bar.")
+        message = getattr(report, "message", None) or (
+            f"look-ahead at bar {getattr(report, 'first_bar', '?')}: {getattr(report, 'full_value', '?')} with the "
+            f"full data, {getattr(report, 'prefix_value', '?')} when the data ends at {getattr(report, 'cut', '?')}")
+        return "causal", "fail", f"{message} Use only data up to each bar."
 
     async def _backtest(self, c: Candidate) -> tuple[str, str, str]:
         try:

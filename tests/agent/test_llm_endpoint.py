@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-import quantlab
 from quantlab.agent import ModelConfig, ModelUnavailable
 
 # a moving-average cross that passes the default policy on the sample data
@@ -84,13 +83,13 @@ def test_syntax_error_then_fix(lab, llm):
     assert len(gen.diffs()) == 2 and "+    fast_ma" in gen.diffs()[1]
 
 
-@pytest.mark.skipif(not hasattr(quantlab, "check_lookahead") and "check_lookahead" not in getattr(quantlab, "_LAZY", {}),
-                    reason="quantlab.check_lookahead (validation) has not landed")
 def test_lookahead_then_causal(lab, llm):
     llm.script = [answer(LOOKAHEAD), answer()]
     gen = lab.generate("tomorrow's move", model=cfg(llm), max_attempts=2)
     assert gen.attempts[0].status == "failed: causal"
-    assert "look-ahead" in user_texts(llm.requests[1])[-1]
+    detail = gen.attempts[0].checks[-1].detail
+    assert "looks ahead" in detail and "shift(-k)" in detail
+    assert "failed the 'causal' check" in user_texts(llm.requests[1])[-1]
     assert gen.best is gen.attempts[1]
 
 
