@@ -5,8 +5,13 @@ The equity/drawdown chart downsamples to <= 2,000 points with
 so its cost is flat in the number of bars; drawing every point instead grows
 linearly. Goal: a 1,000,000-bar equity chart in < 1 s.
 
+The monitor: 10 deployments with 100,000 bars each; one refresh redraws the
+deployments table and the chosen deployment's chart (candles merged to <= 200,
+fills, position vs expected, PnL as SVG) after rebuilding its position and PnL
+from the fills. Goal: < 100 ms. The peer is the same chart with every candle.
+
 Run: ``python benchmarks/bench_widgets.py [--quick]`` (``--quick`` skips the
-slow every-point drawing at 1,000,000 bars).
+slow every-point drawing at 1,000,000 bars). ``--monitor`` runs only the monitor part.
 """
 from __future__ import annotations
 
@@ -39,8 +44,65 @@ def best_of(fn, repeat: int = 3) -> float:
     return min(times)
 
 
+def monitor_activities(n_deployments: int = 10, bars: int = 100_000):
+    """``n_deployments`` DeploymentActivity objects of ``bars`` one-minute bars, a fill every ~150 bars."""
+    from quantlab.lab import activity as A
+
+    out = []
+    for k in range(n_deployments):
+        rng = np.random.default_rng(k)
+        idx = pd.date_range("2024-01-01", periods=bars, freq="min")
+        close = 1.1 * np.exp(np.cumsum(rng.normal(0, 2e-4, bars)))
+        open_ = np.r_[close[0], close[:-1]]
+        spread = np.abs(rng.normal(0, 1e-4, bars))
+        candles = pd.DataFrame({"open": open_, "high": np.maximum(open_, close) + spread,
+                                "low": np.minimum(open_, close) - spread, "close": close, "volume": 1}, index=idx)
+        at = np.sort(rng.choice(bars, bars // 150, replace=False))
+        lots = np.where(np.arange(len(at)) % 2 == 0, 0.1, 0.0)
+        fills = pd.DataFrame({"time": idx[at], "side": np.where(lots > 0, "buy", "sell"), "volume": 0.1,
+                              "price": close[at], "lots": lots, "message": ""})
+        position = A.position_series(candles, fills)
+        act = A.DeploymentActivity(
+            deployment_id=str(k + 1), strategy_name=f"sma_{k}", symbol="EURUSD", timeframe="M1", status="running",
+            volume=0.1, currency="USD", market_time=idx[-1], bars=candles, fills=fills, position=position,
+            pnl=A.pnl_series(candles, fills, position, 100_000.0), pnl_total=0.0, trades=len(fills),
+            expected=position.shift(1).fillna(0.0))
+        out.append(act)
+    return out
+
+
+def bench_monitor() -> None:
+    from quantlab.lab import activity as A
+    from quantlab.widgets.monitor import activity_html, deployments_html
+
+    acts = monitor_activities()
+    frame = pd.DataFrame([{"deployment_id": a.deployment_id, "strategy_name": a.strategy_name, "symbol": a.symbol,
+                           "status": a.status, "position": a.lots, "pnl": float(a.pnl.iloc[-1]), "trades": a.trades,
+                           "commit": "0123456789abcdef", "triggered_at": "2026-01-01T00:00:00", "last_error": None}
+                          for a in acts])
+    chosen = acts[0]
+
+    def refresh(max_candles: int = 200) -> str:
+        position = A.position_series(chosen.bars, chosen.fills)
+        chosen.pnl = A.pnl_series(chosen.bars, chosen.fills, position, 100_000.0)
+        return deployments_html(frame, "USD") + activity_html(chosen, max_candles=max_candles)
+
+    refresh()  # warm up
+    fast = best_of(lambda: refresh(), repeat=5)
+    every = best_of(lambda: refresh(max_candles=len(chosen.bars)), repeat=1)
+    all_charts = best_of(lambda: [activity_html(a) for a in acts], repeat=3)
+    size = len(refresh()) / 1e3
+    print(f"monitor refresh, 10 deployments x {len(chosen.bars):,} bars (table + chosen chart, 200 candles): "
+          f"{fast * 1e3:.1f} ms ({size:.0f} kB of HTML); every candle drawn: {every * 1e3:.0f} ms "
+          f"(x{every / fast:.0f}); all 10 charts: {all_charts * 1e3:.0f} ms; under 100 ms: {fast < 0.1}")
+
+
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
+    print(f"load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    bench_monitor()
+    if "--monitor" in argv:
+        return 0
     R.equity_drawdown_png(pd.Series([1.0, 2.0, 1.5]))  # import matplotlib and warm up outside the timings
     rows = []
     for bars in (10_000, 100_000, 1_000_000):

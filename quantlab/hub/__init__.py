@@ -20,6 +20,7 @@ from .assets import (
     SecretsFoundError,
     StoredStrategy,
 )
+from .ledger import ACTIVE_STATUSES as ACTIVE_DEPLOYMENT_STATUSES
 from .ledger import STATUSES as DEPLOYMENT_STATUSES
 from .message import commit_message
 from .secrets import SecretFinding, find_secrets
@@ -35,6 +36,7 @@ __all__ = [
     "SecretsFoundError",
     "SecretFinding",
     "DEPLOYMENT_STATUSES",
+    "ACTIVE_DEPLOYMENT_STATUSES",
     "commit_message",
     "find_secrets",
     "slugify",

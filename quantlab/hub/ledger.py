@@ -45,10 +45,12 @@ import pandas as pd
 
 from .message import one_line, to_jsonable
 
-__all__ = ["LEDGER_FILE", "STATUSES", "FIELDS", "normalize_event", "read_events", "events_frame", "latest_status", "ledger_message"]
+__all__ = ["LEDGER_FILE", "STATUSES", "ACTIVE_STATUSES", "FIELDS", "normalize_event", "read_events", "events_frame", "latest_status", "ledger_message"]
 
 LEDGER_FILE = "deployments.jsonl"
 STATUSES = ("pending", "running", "failed", "stopped")
+#: the statuses of a deployment that is (about to be) trading: it can be stopped
+ACTIVE_STATUSES = ("pending", "running")
 FIELDS = (
     "strategy_name",
     "backtest_results",

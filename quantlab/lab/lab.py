@@ -41,6 +41,7 @@ from quantlab.engine.data import content_hash
 from quantlab.engine.strategy import Strategy
 from quantlab.hub import AssetsHub, StoredStrategy
 
+from .activity import DeploymentActivity
 from .defaults import BACKTEST, BROKER, embedded_servers
 from .policy import DeploymentPolicy, PolicyCheck
 
@@ -857,6 +858,76 @@ class Lab:
         return await self._call(self.broker_server, "advance", {"bars": int(bars)}, timeout=120.0)
 
     advance, aadvance = _twins(_advance)
+
+    async def _activity(self, deployment_id: str, bars: int = 500, *, expected: bool = True) -> DeploymentActivity:
+        """What a deployment did on the paper market: the last ``bars`` candles of its symbol and
+        timeframe, its fills, the lots held and the PnL per bar, the market clock and, with
+        ``expected=True``, the lots the stored strategy's backtest holds on those same candles.
+        Returns a :class:`~quantlab.lab.activity.DeploymentActivity` (what the monitor draws).
+
+        >>> lab.activity(rec.deployment_id, bars=300)   # doctest: +SKIP
+        DeploymentActivity(1 'sma_cross' on EURUSD M1, running; 300 bars, 4 fills, position 0.1 lots, ...)
+        """
+        from . import activity as A
+
+        deployment_id = str(deployment_id)
+        dep = await self._call(self.broker_server, "get_deployment", {"deployment_id": _broker_id(deployment_id)})
+        symbol, timeframe = str(dep["symbol"]), dep["timeframe"]
+        rates, clock, spec, account = await asyncio.gather(
+            self._call(self.broker_server, "copy_rates_from_pos",
+                       {"symbol": symbol, "timeframe": timeframe, "start_pos": 0, "count": int(bars)}),
+            self._call(self.broker_server, "get_clock"),
+            self._call(self.broker_server, "get_symbol_info", {"symbol": symbol}),
+            self._call(self.broker_server, "get_account_info"),
+        )
+        journal: list[dict[str, Any]] = []
+        while True:  # fills only, in pages
+            page = await self._call(self.broker_server, "deployment_journal", {
+                "deployment_id": _broker_id(deployment_id), "kind": "fill", "limit": 1000,
+                "after_id": journal[-1]["id"] if journal else 0})
+            journal.extend(page or [])
+            if not page or len(page) < 1000:
+                break
+        candles = A.bars_frame(rates)
+        fills = A.fills_frame(journal)
+        position = A.position_series(candles, fills)
+        pnl = A.pnl_series(candles, fills, position, float(spec.get("trade_contract_size") or spec.get("contract_size") or 1.0))
+        clock_time = (clock or {}).get("time")
+        activity = A.DeploymentActivity(
+            deployment_id=deployment_id, strategy_name=str(dep.get("name")), symbol=symbol, timeframe=str(timeframe),
+            status=str(dep.get("status")), volume=float(dep.get("volume") or 0.0), currency=str(account.get("currency", "")),
+            market_time=pd.Timestamp(clock_time, unit="s") if clock_time is not None else None, bars=candles, fills=fills,
+            position=position, pnl=pnl, pnl_total=dep.get("pnl"), trades=dep.get("trades"),
+            last_error=dep.get("last_error"), info=dep,
+        )
+        activity.info["volume_step"] = float(spec.get("volume_step") or 0.01)
+        if expected:
+            activity.expected = await self._expected_lots(activity)
+        return activity
+
+    activity, aactivity = _twins(_activity)
+
+    async def _expected_lots(self, activity: DeploymentActivity) -> pd.Series | None:
+        """The lots the stored strategy's backtest holds on ``activity.bars`` (the paper candles), bar by bar;
+        ``None`` when there are too few bars or the deployment's commit is not in this hub.
+
+        >>> act = lab.activity(dep_id, expected=False); lab.expected_lots(act).tail()   # doctest: +SKIP
+        """
+        from .activity import expected_lots
+
+        candles = activity.bars
+        if len(candles) < 2:
+            return None
+        ledger = await asyncio.to_thread(self.hub.deployment_status)
+        rows = ledger[ledger["broker_deployment_id"].astype(str) == activity.deployment_id] if not ledger.empty else ledger
+        if rows.empty or not rows.iloc[-1].get("commit"):
+            return None
+        code = await asyncio.to_thread(self.hub.code, rows.iloc[-1]["commit"])
+        result = await self._backtest(code, candles, dict(activity.info.get("params") or {}))
+        return expected_lots(result.positions, result.equity, candles["close"], activity.volume,
+                             float(activity.info.get("volume_step") or 0.01))
+
+    expected_lots, aexpected_lots = _twins(_expected_lots)
 
     # ----------------------------------------------------------------------- display
     def __repr__(self) -> str:

@@ -41,7 +41,15 @@ __all__ = [
     "trades_html",
     "frame_html",
     "badge",
+    "status_html",
+    "is_missing",
+    "signed_html",
     "escape",
+    "GREEN",
+    "RED",
+    "GREY",
+    "AMBER",
+    "STATUS_COLOURS",
 ]
 
 #: metric -> human label, in display order
@@ -74,7 +82,9 @@ PERCENT = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "ex
 RATIO = {"sharpe", "sortino", "calmar", "profit_factor"}
 COUNT = {"trades", "open_trades", "bars_held", "size"}
 
-GREEN, RED, GREY = "#1a7f37", "#cf222e", "#6e7781"
+GREEN, RED, GREY, AMBER = "#1a7f37", "#cf222e", "#6e7781", "#9a6700"
+#: the colour of each deployment status (:data:`quantlab.hub.DEPLOYMENT_STATUSES`)
+STATUS_COLOURS: dict[str, str] = {"running": GREEN, "pending": AMBER, "stopped": GREY, "failed": RED}
 TABLE_STYLE = "border-collapse:collapse;font-size:12px;font-family:system-ui,-apple-system,Segoe UI,sans-serif"
 TH_STYLE = "text-align:left;white-space:nowrap;padding:3px 10px;border-bottom:2px solid #d0d7de;background:#f6f8fa;color:#24292f"
 TD_STYLE = "padding:2px 10px;border-bottom:1px solid #eaeef2;white-space:nowrap"
@@ -91,7 +101,7 @@ def metric_label(name: str) -> str:
     return METRIC_LABELS.get(name, str(name).replace("_", " ").capitalize())
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
     try:
         return value is None or (isinstance(value, float) and math.isnan(value)) or bool(pd.isna(value))
     except (TypeError, ValueError):
@@ -108,7 +118,7 @@ def fmt_metric(name: str, value: Any) -> str:
         return str(value)
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
-    if _is_missing(value):
+    if is_missing(value):
         return "—"
     if not isinstance(value, (Number, np.number)):
         return str(value)
@@ -128,9 +138,31 @@ def fmt_metric(name: str, value: Any) -> str:
     return f"{v:,.4f}".rstrip("0").rstrip(".") if v != round(v) else f"{v:,.0f}"
 
 
+def status_html(status: Any) -> str:
+    """A deployment status in its colour (bold), e.g. running in green, failed in red.
+
+    >>> status_html("failed")
+    "<b class='quantlab-status' style='color:#cf222e'>failed</b>"
+    """
+    text = "" if is_missing(status) else str(status)
+    return f"<b class='quantlab-status' style='color:{STATUS_COLOURS.get(text.lower(), GREY)}'>{escape(text)}</b>"
+
+
+def signed_html(name: str, value: Any) -> str:
+    """A formatted number coloured by its sign (green up, red down, grey zero/missing).
+
+    >>> signed_html("pnl", -2.5)
+    "<span style='color:#cf222e'>-2.50</span>"
+    """
+    if is_missing(value):
+        return "—"
+    v = float(value or 0)
+    return f"<span style='color:{GREEN if v > 0 else RED if v < 0 else GREY}'>{escape(fmt_metric(name, value))}</span>"
+
+
 def badge(passed: Any, text: str | None = None) -> str:
     """An inline pass/fail badge (``None`` -> empty string)."""
-    if passed is None or _is_missing(passed):
+    if passed is None or is_missing(passed):
         return ""
     ok = bool(passed)
     color = GREEN if ok else RED
@@ -172,7 +204,7 @@ def fmt_threshold(metric: str, value: Any) -> str:
     >>> fmt_threshold("max_drawdown", 0.25), fmt_threshold("sharpe", 0.5), fmt_threshold("trades", 5.0)
     ('25%', '0.5', '5')
     """
-    if _is_missing(value) or not isinstance(value, (Number, np.number)):
+    if is_missing(value) or not isinstance(value, (Number, np.number)):
         return fmt_metric(metric, value)
     v = float(value)
     if metric in PERCENT:
@@ -182,10 +214,10 @@ def fmt_threshold(metric: str, value: Any) -> str:
 
 def _rule_text(row: Mapping[str, Any]) -> str:
     rule, thr, metric = row.get("rule"), row.get("threshold"), str(row.get("metric"))
-    if _is_missing(rule):
+    if is_missing(rule):
         return ""
     rule = str(rule)
-    if _is_missing(thr) or any(ch.isdigit() for ch in rule):
+    if is_missing(thr) or any(ch.isdigit() for ch in rule):
         return rule
     return f"{rule} {fmt_threshold(metric, thr)}"
 
@@ -270,7 +302,7 @@ def metrics_html(metrics: Mapping[str, Any], check: Any = None) -> str:
 def _fmt_cell(col: str, value: Any) -> str:
     if isinstance(value, pd.Timestamp):
         return "—" if pd.isna(value) else value.strftime("%Y-%m-%d %H:%M" if (value.hour or value.minute) else "%Y-%m-%d")
-    if col.endswith("price") and isinstance(value, (Number, np.number)) and not _is_missing(value):
+    if col.endswith("price") and isinstance(value, (Number, np.number)) and not is_missing(value):
         return f"{float(value):,.4f}"
     return fmt_metric(col, value)
 
@@ -350,10 +382,7 @@ def trades_html(trades: pd.DataFrame | None, by: str | None = None, ascending: b
     shown = df.iloc[:max_rows].copy()
     for col in ("pnl", "return"):
         if col in shown.columns:
-            raw_column(shown, col, (
-                raw(f"<span style='color:{GREEN if (v or 0) > 0 else RED if (v or 0) < 0 else GREY}'>{escape(fmt_metric(col, v))}</span>")
-                for v in shown[col]
-            ))
+            raw_column(shown, col, (raw(signed_html(col, v)) for v in shown[col]))
     out = frame_html(shown, max_rows=None, index=True, css_class="quantlab-trades")
     if len(df) > max_rows:
         out += f"<div style='color:{GREY};font-size:11px'>showing {max_rows:,} of {len(df):,} trades</div>"
@@ -533,8 +562,3 @@ def params_text(params: Mapping[str, Any] | None) -> str:
     if not params:
         return ""
     return " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in dict(params).items())
-
-
-def iter_records(df: pd.DataFrame) -> Iterable[dict[str, Any]]:
-    """``df.to_dict('records')`` (small helper kept for symmetry)."""
-    return df.to_dict("records")

@@ -60,6 +60,18 @@ def inline_pngs(html_text: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html_text)]
 
 
+def wait_for(cond, timeout=10.0):
+    """Poll ``cond()`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def lab_class():
     from quantlab.lab.lab import Lab
 

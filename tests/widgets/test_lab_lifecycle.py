@@ -6,8 +6,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from quantlab.widgets import monitor, review
 
-from .conftest import lab_class
-from .test_monitor import wait_for
+from .conftest import lab_class, wait_for
 
 
 def test_status_review_and_monitor_follow_the_active_lab(tmp_path, capsys, passing):
@@ -39,7 +38,7 @@ def test_status_review_and_monitor_follow_the_active_lab(tmp_path, capsys, passi
         lab.close()
     assert wait_for(lambda: not m.running, 10)
     assert m.error.startswith("stopped auto-refresh after 3 failures in a row")
-    assert m._auto.value is False and "paused" in repr(m)
+    assert m.auto_refresh.value is False and "paused" in repr(m)
     m.close()
     assert Lab.active() is None
     shell.run_cell("%quantlab status", store_history=False)
