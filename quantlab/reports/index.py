@@ -1,0 +1,69 @@
+"""The HTML index of a batch of reports: one table row per report, linked to its HTML page."""
+from __future__ import annotations
+
+import html as _html
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["reports_table_html", "write_index"]
+
+
+def reports_table_html(frame: pd.DataFrame, base: str | os.PathLike[str] | None = None) -> str:
+    """The reports as an HTML table: name (linked to its HTML, relative to ``base``), verdict,
+    key metrics, time, and the failed rules or the error line.
+
+    >>> reports_table_html(pd.DataFrame([{"name": "x", "ok": False, "error": "boom", "html": None}]))[:7]
+    '<table>'
+    """
+    esc = _html.escape
+    keys = ["total_return", "sharpe", "max_drawdown", "profit_factor", "trades"]
+    head = "".join(f"<th>{esc(h)}</th>" for h in ["report", "verdict", *keys, "time", "details"])
+    body = []
+    for row in frame.to_dict("records"):
+        target = row.get("html")
+        href = os.path.relpath(target, base) if target and base is not None else target
+        link = f"<a href='{esc(str(href))}'>{esc(row['name'])}</a>" if target else esc(row["name"])
+        if row.get("ok"):
+            colour = "#1a7f37" if row.get("verdict") == "PASS" else "#cf222e"
+            verdict = f"<b style='color:{colour}'>{esc(str(row.get('verdict')))}</b>"
+            details = esc("; ".join(row.get("failures") or []))
+        else:
+            verdict = "<b style='color:#9a6700'>ERROR</b>"
+            details = f"<span style='color:#cf222e'>{esc(str(row.get('error')))}</span>"
+        metrics = row.get("metrics") or {}
+        cells = "".join(f"<td style='text-align:right'>{esc(_fmt(metrics.get(k)))}</td>" for k in keys)
+        seconds = row.get("seconds") or 0.0
+        body.append(f"<tr><td>{link}</td><td>{verdict}</td>{cells}<td>{seconds:.1f}s</td><td>{details}</td></tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def write_index(frame: pd.DataFrame, path: str | os.PathLike[str], *, executor: str = "") -> Path:
+    """Write the HTML index of a batch of reports (see :func:`reports_table_html`) to ``path``.
+
+    >>> write_index(run_many(specs, "out"), "out/index.html")   # doctest: +SKIP
+    """
+    path = Path(path)
+    ok = int(frame["ok"].sum()) if len(frame) else 0
+    passed = int((frame["verdict"] == "PASS").sum()) if len(frame) else 0
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>quantlab reports</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border-bottom:1px solid #ddd;padding:4px 10px}th{text-align:left}</style></head><body>"
+        f"<h1>quantlab reports</h1><p>{len(frame)} reports, {ok} ran, {passed} pass the policy"
+        + (f" · executor <code>{_html.escape(executor)}</code>" if executor else "")
+        + f"</p>{reports_table_html(frame, path.parent)}</body></html>"
+    )
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value)
