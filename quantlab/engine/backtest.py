@@ -4,8 +4,10 @@ Execution convention
 --------------------
 * A strategy returns a *target position* per bar in ``[-1, 1]`` (fraction of
   equity; negative = short). NaN means flat (it is filled with 0).
-* The target from bar ``t``'s signal is filled at bar ``t``'s **close**
-  (vectorbt's default ``price=close``).
+* ``fill="next_open"`` (default): the target from bar ``t``'s signal is filled at bar
+  ``t+1``'s **open** (vectorbt ``price=open`` with signals shifted one bar). ``fill="close"``:
+  at bar ``t``'s own **close** (vectorbt's default ``price=close``), which assumes you can
+  trade at the very price the signal was computed from. Below, "fill price" is that open or close.
 * Orders happen only when the target *changes*; between changes the position
   is held in constant **units** (no per-bar rebalancing) — vectorbt's
   ``from_signals`` behaviour.
@@ -16,7 +18,7 @@ Execution convention
 * Changing the size within the same direction (e.g. 0.5 -> 1.0) trades the
   difference to ``target * equity / (fill_price * (1 + fees))`` units.
 * ``fees`` and ``slippage`` are fractions of traded notional: buys fill at
-  ``close * (1 + slippage)``, sells at ``close * (1 - slippage)``, and each fill
+  ``price * (1 + slippage)``, sells at ``price * (1 - slippage)``, and each fill
   pays ``fees * |units| * fill_price``.
 * Equity is ``cash + units * close`` at every bar; returns are its bar-to-bar
   changes, the first measured against the starting ``cash``. An account whose
@@ -54,7 +56,14 @@ import pandas as pd
 from . import stats as _stats
 from .strategy import Strategy
 
-__all__ = ["backtest", "BacktestResult", "SignalError", "infer_periods_per_year", "simulate"]
+__all__ = ["backtest", "BacktestResult", "SignalError", "infer_periods_per_year", "simulate", "execution",
+           "FILLS", "DEFAULT_FILL"]
+
+#: The fill conventions: ``"next_open"`` (a target decided on bar t trades at bar t+1's open)
+#: and ``"close"`` (at bar t's own close, vectorbt's default).
+FILLS = ("next_open", "close")
+#: The default: a signal computed from bar t's close cannot also trade at that close.
+DEFAULT_FILL = "next_open"
 
 TRADE_COLUMNS = ("entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "return", "bars_held")
 
@@ -92,6 +101,49 @@ def infer_periods_per_year(index: pd.DatetimeIndex) -> float:
         if not (index.day_of_week >= 5).any():
             return 252.0
     return 365.25 * day / step
+
+
+def check_fill(fill: Any) -> str:
+    """Validate a ``fill`` argument and return it.
+
+    >>> check_fill("close")
+    'close'
+    """
+    if fill not in FILLS:
+        raise ValueError(f"fill must be 'next_open' (trade at the next bar's open) or 'close' (at the signal bar's "
+                         f"close), got {fill!r}.")
+    return fill
+
+
+def execution(data: pd.DataFrame, target: np.ndarray, fill: str = DEFAULT_FILL) -> tuple[np.ndarray, np.ndarray]:
+    """The targets as executed and their fill prices, for :func:`simulate`.
+
+    ``fill="close"``: the target of bar t is filled at ``close[t]``. ``fill="next_open"``: it
+    is filled at ``open[t+1]``, i.e. the executed target is shifted one bar (flat on bar 0;
+    the last bar's decision never trades) and the fill price is ``open``.
+
+    >>> df = pd.DataFrame({"open": [1.0, 2.0, 3.0], "close": [1.5, 2.5, 3.5]},
+    ...                   index=pd.date_range("2024-01-01", periods=3, freq="1h"))
+    >>> t, p = execution(df, np.array([1.0, 0.0, 1.0]), "next_open")
+    >>> t.tolist(), p.tolist()
+    ([0.0, 1.0, 0.0], [1.0, 2.0, 3.0])
+    """
+    close = data["close"].to_numpy(dtype=np.float64)
+    if check_fill(fill) == "close":
+        return target, close
+    if "open" not in data.columns:
+        raise ValueError("fill='next_open' needs an 'open' column in the data; add it or pass fill='close'.")
+    price = data["open"].to_numpy(dtype=np.float64)
+    executed = np.empty_like(target)
+    if target.size:
+        executed[0] = 0.0
+        executed[1:] = target[:-1]
+        bad = ~np.isfinite(price) & (executed != np.concatenate(([0.0], executed[:-1])))
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"data 'open' is NaN or infinite at {data.index[pos]}, where an order fills; "
+                             "clean it with quantlab.engine.data.validate or pass fill='close'.")
+    return executed, price
 
 
 def _signals_array(sig: Any, data: pd.DataFrame, name: str) -> np.ndarray:
@@ -153,11 +205,12 @@ def _signals_array(sig: Any, data: pd.DataFrame, name: str) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # the simulation core
 # ---------------------------------------------------------------------------------------------
-def _fast_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: float, fees: float, slip: float):
+def _fast_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: float, fees: float, slip: float,
+               price: np.ndarray):
     """Every order closes a position and/or opens one from all-cash: fully vectorised."""
     n = close.size
     T = target[chg]
-    c = close[chg]
+    c = price[chg]
     m = T.size
     sgn = np.sign(T)
     p_in = c * (1.0 + slip * sgn)                        # entry fill price of the position opened here
@@ -196,7 +249,7 @@ def _fast_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: flo
 
 
 def _resize_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: float, fees: float, slip: float,
-                 max_iter: int = 60):
+                 price: np.ndarray, max_iter: int = 60):
     """Targets that also resize within a direction, vectorised over orders.
 
     The only coupling between consecutive orders is ``x_k`` = units held before
@@ -211,7 +264,7 @@ def _resize_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: f
     T = target[chg]
     P = np.zeros(m)
     P[1:] = T[:-1]
-    c = close[chg]
+    c = price[chg]
     c_next = np.empty(m)
     c_next[:-1] = c[1:]
     c_next[-1] = c[-1]
@@ -340,7 +393,8 @@ def _resize_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: f
     return equity, units, (entry_idx, exit_idx, side, in_units, entry_price, exit_price, pnl)
 
 
-def _slow_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: float, fees: float, slip: float):
+def _slow_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: float, fees: float, slip: float,
+               price: np.ndarray):
     """General case with same-direction resizing: a loop over orders (not bars)."""
     n = close.size
     m = chg.size
@@ -359,7 +413,7 @@ def _slow_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: flo
 
     for k in range(m):
         i = int(chg[k])
-        c = float(close[i])
+        c = float(price[i])
         T = float(target[i])
         if u != 0.0 and (T == 0.0 or (T > 0) != (u > 0)):          # close the position
             before = cs
@@ -409,8 +463,12 @@ def _slow_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: flo
 
 
 def simulate(close: np.ndarray, target: np.ndarray, cash: float = 100_000.0, fees: float = 0.0,
-             slippage: float = 0.0) -> dict[str, np.ndarray]:
+             slippage: float = 0.0, price: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Run the execution model on raw arrays (no validation, no pandas).
+
+    ``target[t]`` is the position held from bar ``t``'s fill on, filled at ``price[t]``
+    (default ``close[t]``); equity is valued at ``close``. For ``fill="next_open"`` the
+    caller passes the targets shifted by one bar and ``price=open`` (see :func:`execution`).
 
     Returns ``equity``, ``units`` (position per bar) and the trade arrays
     ``entry_idx, exit_idx (-1 = open), side, size, entry_price, exit_price, pnl``.
@@ -418,9 +476,12 @@ def simulate(close: np.ndarray, target: np.ndarray, cash: float = 100_000.0, fee
     >>> out = simulate(np.array([1.0, 2.0, 4.0]), np.array([1.0, 1.0, 0.0]), cash=1.0)
     >>> out["equity"].tolist(), out["pnl"].tolist()
     ([1.0, 2.0, 4.0], [3.0])
+    >>> simulate(np.array([1.0, 2.0, 4.0]), np.array([0.0, 1.0, 0.0]), cash=1.0, price=np.array([1.0, 1.0, 2.0]))["pnl"].tolist()
+    [1.0]
     """
     close = np.asarray(close, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
+    price = close if price is None else np.asarray(price, dtype=np.float64)
     n = close.size
     prev = np.empty(n)
     if n:
@@ -431,11 +492,11 @@ def simulate(close: np.ndarray, target: np.ndarray, cash: float = 100_000.0, fee
     resize = (Tc != 0.0) & (Tp != 0.0) & (np.sign(Tc) == np.sign(Tp))
     res = None
     if not resize.any():
-        res = _fast_path(close, target, chg, float(cash), float(fees), float(slippage))
+        res = _fast_path(close, target, chg, float(cash), float(fees), float(slippage), price)
     elif chg.size:
-        res = _resize_path(close, target, chg, float(cash), float(fees), float(slippage))
+        res = _resize_path(close, target, chg, float(cash), float(fees), float(slippage), price)
     if res is None:  # the account went bust (the loop refuses to open with equity <= 0) or no convergence
-        res = _slow_path(close, target, chg, float(cash), float(fees), float(slippage))
+        res = _slow_path(close, target, chg, float(cash), float(fees), float(slippage), price)
     equity, units, (ei, xi, side, size, ep, xp, pnl) = res
     return {"equity": equity, "units": units, "entry_idx": np.asarray(ei, dtype=np.int64),
             "exit_idx": np.asarray(xi, dtype=np.int64), "side": side, "size": size,
@@ -557,8 +618,10 @@ class BacktestResult:
                  params: Mapping[str, Any] | None = None, data_ref: str | None = None,
                  costs: Mapping[str, float] | None = None, periods_per_year: float = 252.0,
                  run_id: str | None = None, created_at: str | None = None, _data_key: Any = None,
-                 code_sha256: str | None = None) -> None:
+                 code_sha256: str | None = None, fill: str = "close", benchmark: pd.Series | None = None) -> None:
         self.metrics = dict(metrics)
+        self.fill = fill
+        self.benchmark = benchmark
         self.equity = equity
         self.returns = returns
         self.positions = positions
@@ -590,7 +653,8 @@ class BacktestResult:
             payload = json.dumps({"code": self.code_sha256, "params": params,
                                   "data": key if key is not None else self.data_ref,
                                   "costs": {k: _jsonable(v) for k, v in self.costs.items()},
-                                  "ppy": _jsonable(self.periods_per_year)}, sort_keys=True, default=_hash_default)
+                                  "ppy": _jsonable(self.periods_per_year), "fill": self.fill},
+                                 sort_keys=True, default=_hash_default)
             self._run_id = hashlib.sha256(payload.encode()).hexdigest()[:16]
             self._data_key = None
         return self._run_id
@@ -624,6 +688,7 @@ class BacktestResult:
             "data_ref": self.data_ref,
             "costs": {k: _jsonable(v) for k, v in self.costs.items()},
             "periods_per_year": _jsonable(self.periods_per_year),
+            "fill": self.fill,
             "created_at": self.created_at,
             "metrics": {k: _jsonable(v) for k, v in self.metrics.items()},
             "index": self.equity.index.asi8.tolist(),
@@ -668,7 +733,7 @@ class BacktestResult:
             params={k: _unjson(v) for k, v in (d.get("params") or {}).items()}, data_ref=d.get("data_ref"),
             costs={k: _unjson(v) for k, v in (d.get("costs") or {}).items()},
             periods_per_year=_unjson(d["periods_per_year"]), run_id=d.get("run_id"),
-            created_at=d.get("created_at"), code_sha256=d.get("code_sha256"),
+            created_at=d.get("created_at"), code_sha256=d.get("code_sha256"), fill=d.get("fill", "close"),
         )
 
     # -- display ---------------------------------------------------------------------------------
@@ -715,11 +780,15 @@ def _trades_frame(entry_time, exit_time, side, size, entry_price, exit_price, pn
 # ---------------------------------------------------------------------------------------------
 def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, Any] | None = None,
              cash: float = 100_000, fees: float = 0.0, slippage: float = 0.0,
-             periods_per_year: float | None = None, data_ref: str | None = None) -> BacktestResult:
+             periods_per_year: float | None = None, data_ref: str | None = None,
+             fill: str = DEFAULT_FILL) -> BacktestResult:
     """Backtest ``strategy`` on OHLCV ``data`` (see the module docstring for the execution convention).
 
     ``strategy`` is a :class:`Strategy` or its source code. ``params`` overrides
     its defaults. ``fees``/``slippage`` are fractions of traded notional.
+    ``fill`` is ``"next_open"`` (default: a target decided on bar t trades at bar t+1's
+    open) or ``"close"`` (at bar t's close, vectorbt's default; optimistic, since the
+    signal is computed from that same close).
     ``periods_per_year`` defaults to :func:`infer_periods_per_year`.
     ``data_ref`` records where the data came from (e.g. ``"sample"``).
 
@@ -752,6 +821,7 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
     if not (0.0 <= fees < 1.0) or not (0.0 <= slippage < 1.0):
         raise ValueError(f"fees and slippage are fractions of traded notional in [0, 1), got fees={fees}, "
                          f"slippage={slippage}.")
+    check_fill(fill)
     resolved = strategy.resolve_params(params)
     # a shallow copy (no data copied under copy-on-write) keeps the caller's frame unchanged
     sig = strategy.function(data.copy(deep=False), **resolved)
@@ -760,7 +830,8 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
     if not np.isfinite(close).all():
         raise ValueError("data 'close' contains NaN or infinite values; clean it with quantlab.engine.data.validate.")
     ppy = float(periods_per_year) if periods_per_year is not None else infer_periods_per_year(data.index)
-    out = simulate(close, target, cash, fees, slippage)
+    executed, price = execution(data, target, fill)
+    out = simulate(close, executed, cash, fees, slippage, price=price)
     equity, units = out["equity"], out["units"]
     rets = _returns(equity, cash)
     idx = data.index if data.index.unit == "ns" else data.index.as_unit("ns")
@@ -786,7 +857,7 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
         returns=pd.Series(rets, index=idx_out, name="returns", copy=False),
         positions=pd.Series(units, index=idx_out, name="position", copy=False),
         trades=trades, strategy=strategy, name=strategy.name, params=resolved, data_ref=data_ref,
-        costs={"cash": cash, "fees": fees, "slippage": slippage}, periods_per_year=ppy, _data_key=data,
+        costs={"cash": cash, "fees": fees, "slippage": slippage}, periods_per_year=ppy, _data_key=data, fill=fill,
     )
 
 

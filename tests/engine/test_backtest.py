@@ -21,13 +21,21 @@ CODE = target_strategy_code()
 
 
 def run(close, t, **kw):
+    """The hand-computed cases below describe the signal bar's close fill (fill="close")."""
+    kw.setdefault("fill", "close")
     return backtest(frame(close), CODE, params={"t": np.asarray(t, dtype=float)}, **kw)
 
 
-def reference(close, tgt, cash, fees, slip):
-    """Per-bar loop written straight from the documented convention (independent of the engine)."""
+def reference(close, tgt, cash, fees, slip, opens=None):
+    """Per-bar loop written straight from the documented convention (independent of the engine).
+
+    With ``opens`` it follows fill="next_open": bar t trades the target decided on bar t-1 at
+    ``opens[t]``, and equity is still valued at the close."""
     u, cs, prev, eq = 0.0, cash, 0.0, []
-    for c, T in zip(close, tgt):
+    if opens is not None:
+        tgt = np.r_[0.0, np.asarray(tgt, dtype=float)[:-1]]
+    for t, (v, T) in enumerate(zip(close, tgt)):
+        c = v if opens is None else opens[t]
         if T != prev:
             if u != 0 and (T == 0 or np.sign(T) != np.sign(u)):
                 p = c * (1 - slip * np.sign(u))
@@ -44,7 +52,7 @@ def reference(close, tgt, cash, fees, slip):
                     cs -= d * p + abs(d) * p * fees
                     u += d
         prev = T
-        eq.append(cs + u * c)
+        eq.append(cs + u * v)
     return np.array(eq)
 
 
@@ -88,6 +96,28 @@ def test_fractional_target_and_hold_units_without_rebalancing():
     np.testing.assert_allclose(r.equity, [1000.0, 1500.0, 750.0])
 
 
+def test_next_open_fill_by_hand():
+    # decided on bar 0, bought at bar 1's open 102; decided flat on bar 2, sold at bar 3's open 99
+    df = frame([100.0, 110.0, 121.0, 100.0])
+    df["open"] = [100.0, 102.0, 115.0, 99.0]
+    r = backtest(df, CODE, params={"t": np.array([1.0, 1.0, 0.0, 0.0])}, cash=1000.0, fees=0.01)
+    units = 1000 / (102 * 1.01)
+    assert r.fill == "next_open"
+    np.testing.assert_allclose(r.positions.to_numpy(), [0, units, units, 0])
+    cash_after = units * 99 * 0.99
+    np.testing.assert_allclose(r.equity.to_numpy(), [1000, units * 110, units * 121, cash_after], rtol=1e-12)
+    assert r.trades.entry_price.iloc[0] == 102 and r.trades.exit_price.iloc[0] == 99
+    assert r.trades.entry_time.iloc[0] == df.index[1] and r.trades.exit_time.iloc[0] == df.index[3]
+    # the last bar's decision never trades
+    last = backtest(df, CODE, params={"t": np.array([0.0, 0.0, 0.0, 1.0])})
+    assert last.metrics["trades"] == last.metrics["open_trades"] == 0
+    with pytest.raises(ValueError, match="fill must be"):
+        backtest(df, CODE, params={"t": np.zeros(4)}, fill="open")
+    with pytest.raises(ValueError, match="'open' column"):
+        backtest(df.drop(columns="open"), CODE, params={"t": np.zeros(4)})
+    assert backtest(df.drop(columns="open"), CODE, params={"t": np.zeros(4)}, fill="close").metrics["trades"] == 0
+
+
 def test_nan_signal_means_flat():
     r = run([100.0, 101.0, 102.0], [np.nan, 1.0, np.nan])
     assert r.positions.iloc[0] == 0 and r.positions.iloc[2] == 0 and r.metrics["trades"] == 1
@@ -106,6 +136,15 @@ def test_engine_matches_per_bar_reference(seed, fees, slip):
     np.testing.assert_allclose(r.equity.to_numpy(), reference(close, tgt, 10_000.0, fees, slip), rtol=1e-10)
     total = r.trades.pnl.sum()
     assert total == pytest.approx(r.equity.iloc[-1] - 10_000.0, rel=1e-9, abs=1e-6)
+    # next-open fills: the same targets one bar later, at opens that differ from the closes
+    df = frame(close)
+    df["open"] = np.r_[close[0], close[:-1]] * (1 + rng.normal(0, 0.003, n))
+    nxt = backtest(df, CODE, params={"t": tgt}, cash=10_000.0, fees=fees, slippage=slip, fill="next_open")
+    np.testing.assert_allclose(nxt.equity.to_numpy(), reference(close, tgt, 10_000.0, fees, slip, opens=df.open.to_numpy()),
+                               rtol=1e-10)
+    assert nxt.trades.pnl.sum() == pytest.approx(nxt.equity.iloc[-1] - 10_000.0, rel=1e-9, abs=1e-6)
+    assert nxt.fill == "next_open" and nxt.run_id != backtest(df, CODE, params={"t": tgt}, cash=10_000.0, fees=fees,
+                                                               slippage=slip, fill="close").run_id
 
 
 def test_fast_and_slow_cores_agree():
@@ -115,8 +154,8 @@ def test_fast_and_slow_cores_agree():
     tgt = pd.Series(rng.choice([-1.0, 0.0, 0.7], n)).where(rng.random(n) < 0.1).ffill().fillna(0).to_numpy()
     prev = np.r_[0.0, tgt[:-1]]
     chg = np.flatnonzero(tgt != prev)
-    fe, fu, ft = _fast_path(close, tgt, chg, 1e5, 0.001, 0.0005)
-    se, su, st = _slow_path(close, tgt, chg, 1e5, 0.001, 0.0005)
+    fe, fu, ft = _fast_path(close, tgt, chg, 1e5, 0.001, 0.0005, close)
+    se, su, st = _slow_path(close, tgt, chg, 1e5, 0.001, 0.0005, close)
     np.testing.assert_allclose(fe, se, rtol=1e-12)
     np.testing.assert_allclose(fu, su, rtol=1e-12)
     for a, b in zip(ft, st):
@@ -258,8 +297,9 @@ def test_vectorised_resizing_equals_the_order_loop(fees, slip):
     tgt[::7] = np.clip(tgt[::7] + 0.05, -1, 1)         # many small same-direction changes
     prev = np.r_[0.0, tgt[:-1]]
     chg = np.flatnonzero(tgt != prev)
-    vec = bt._resize_path(close, tgt, chg, 1e4, fees, slip)
-    loop = bt._slow_path(close, tgt, chg, 1e4, fees, slip)
+    price = close * (1 + rng.normal(0, 0.002, n))      # fills at another price (an open) than the valuation
+    vec = bt._resize_path(close, tgt, chg, 1e4, fees, slip, price)
+    loop = bt._slow_path(close, tgt, chg, 1e4, fees, slip, price)
     assert vec is not None
     np.testing.assert_allclose(vec[0], loop[0], rtol=1e-12)
     np.testing.assert_allclose(vec[1], loop[1], rtol=1e-12, atol=1e-12)

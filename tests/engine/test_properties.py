@@ -25,15 +25,19 @@ def scenario(draw):
     raw = draw(arrays(np.float64, n, elements=st.sampled_from(levels + (np.nan,))))
     fees = draw(st.sampled_from([0.0, 0.001, 0.01]))
     slip = draw(st.sampled_from([0.0, 0.0005]))
-    return close, raw, fees, slip
+    fill = draw(st.sampled_from(["close", "next_open"]))
+    return close, raw, fees, slip, fill
 
 
 @settings(max_examples=150, deadline=None)
 @given(scenario())
 def test_invariants(sc):
-    close, raw, fees, slip = sc
+    close, raw, fees, slip, fill = sc
     cash = 10_000.0
-    r = backtest(frame(close), CODE, params={"t": raw}, cash=cash, fees=fees, slippage=slip)
+    df = frame(close)
+    if fill == "next_open":     # opens between the previous close and this one
+        df["open"] = np.sqrt(np.r_[close[0], close[:-1]] * close)
+    r = backtest(df, CODE, params={"t": raw}, cash=cash, fees=fees, slippage=slip, fill=fill)
     eq = r.equity.to_numpy()
     assert not np.isnan(eq).any() and np.isfinite(r.returns).all()
     dd = r.drawdown.to_numpy()
@@ -56,6 +60,8 @@ def test_invariants(sc):
     # flat bars hold no units; a position only exists where the target was non-zero
     held = r.positions.to_numpy() != 0
     target = np.nan_to_num(raw)
+    if fill == "next_open":     # the position of bar t follows the target decided on bar t-1
+        target = np.r_[0.0, target[:-1]]
     assert not (held & (target == 0)).any()
     if fees == 0 and slip == 0 and not held.any():
         assert (eq == cash).all()

@@ -1,7 +1,9 @@
-"""quantlab agrees with vectorbt's ``Portfolio.from_signals(..., price=close)`` on random data.
+"""quantlab agrees with vectorbt's ``Portfolio.from_signals`` on random data, for both fills.
 
 Targets in {-1, 0, 1} are turned into vectorbt's entry/exit/short-entry/short-exit
 signals; both get the same periods per year (vectorbt: freq=1h, year_freq=365 days).
+``fill="close"`` is vectorbt's ``price=close``; ``fill="next_open"`` is ``price=open`` with
+the signals shifted one bar (opens that differ from the previous close).
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from .conftest import target_strategy_code
 pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword")
 
 PPY = 365 * 24
-CASES = [(seed, longshort, fees, slip) for seed, (longshort, fees, slip) in enumerate(
+CASES = [(seed, longshort, fees, slip, fill) for fill in ("close", "next_open")
+         for seed, (longshort, fees, slip) in enumerate(
     [(False, 0.0, 0.0), (False, 0.001, 0.0), (True, 0.0, 0.0), (True, 0.002, 0.0),
      (False, 0.001, 0.0005), (True, 0.001, 0.0005)])]
 
@@ -30,17 +33,20 @@ def _targets(rng, n, longshort):
 @pytest.fixture(scope="module")
 def pairs(vbt):
     out = []
-    for seed, longshort, fees, slip in CASES:
+    for seed, longshort, fees, slip, fill in CASES:
         rng = np.random.default_rng(100 + seed)
         df = data.synthetic(400, seed=seed, freq="1h")
+        df["open"] = df["open"] * (1 + rng.normal(0, 0.002, len(df)))   # a gap between close and next open
         tgt = _targets(rng, len(df), longshort)
-        prev = np.r_[0.0, tgt[:-1]]
+        executed = tgt if fill == "close" else np.r_[0.0, tgt[:-1]]
+        prev = np.r_[0.0, executed[:-1]]
         pf = vbt.Portfolio.from_signals(
-            df.close, entries=(tgt > 0) & (prev <= 0), exits=(tgt <= 0) & (prev > 0),
-            short_entries=(tgt < 0) & (prev >= 0), short_exits=(tgt >= 0) & (prev < 0),
-            price=df.close, fees=fees, slippage=slip, init_cash=100_000.0, freq="1h")
+            df.close, entries=(executed > 0) & (prev <= 0), exits=(executed <= 0) & (prev > 0),
+            short_entries=(executed < 0) & (prev >= 0), short_exits=(executed >= 0) & (prev < 0),
+            price=df.close if fill == "close" else df.open, fees=fees, slippage=slip, init_cash=100_000.0,
+            freq="1h")
         r = backtest(df, target_strategy_code(), params={"t": tgt}, cash=100_000.0, fees=fees, slippage=slip,
-                     periods_per_year=PPY)
+                     periods_per_year=PPY, fill=fill)
         out.append((pf, r))
     return out
 
