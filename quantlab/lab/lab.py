@@ -433,6 +433,7 @@ class Lab:
         fees: float = 0.0,
         slippage: float = 0.0,
         periods_per_year: float | None = None,
+        fill: str = "next_open",
         timeout: float = 120.0,
     ) -> BacktestResult:
         """Backtest ``strategy`` on ``data`` through the backtest server; return the full :class:`BacktestResult`.
@@ -447,7 +448,7 @@ class Lab:
         strat = self._strategy(strategy)
         ref, _ = await self._data_ref(data)
         args: dict[str, Any] = {"code": strat.code, "name": strat.name, "params": dict(params or {}), "data": ref,
-                                "cash": cash, "fees": fees, "slippage": slippage, "timeout": timeout}
+                                "cash": cash, "fees": fees, "slippage": slippage, "fill": fill, "timeout": timeout}
         if periods_per_year is not None:
             args["periods_per_year"] = periods_per_year
         summary = await self._call(self.backtest_server, "run_backtest", args, timeout=timeout + 15)
@@ -481,6 +482,7 @@ class Lab:
         fees: float = 0.0,
         slippage: float = 0.0,
         periods_per_year: float | None = None,
+        fill: str = "next_open",
         timeout: float = 600.0,
     ) -> "SweepResult":
         """Run a parameter sweep on the backtest server (its ``run_sweep`` tool) and return a :class:`SweepResult`.
@@ -499,7 +501,7 @@ class Lab:
         strat = self._strategy(strategy)
         ref, _ = await self._data_ref(data)
         args: dict[str, Any] = {"code": strat.code, "name": strat.name, "grid": grid if isinstance(grid, Mapping) else list(grid),
-                                "data": ref, "cash": cash, "fees": fees, "slippage": slippage,
+                                "data": ref, "cash": cash, "fees": fees, "slippage": slippage, "fill": fill,
                                 "executor": executor, "timeout": timeout}
         if isinstance(args["grid"], Mapping):
             args["grid"] = {k: list(v) if not isinstance(v, (str, bytes)) and hasattr(v, "__iter__") else [v]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stats as _stats
-from ..backtest import _returns, _signals_array, simulate
+from ..backtest import _returns, _signals_array, execution, simulate
 from ..strategy import Strategy
 
 __all__ = ["BATCH_HOOK", "Context"]
@@ -63,7 +63,7 @@ class _LightTrades:
 class Context:
     """Everything a worker needs, built once: data arrays, strategy, costs."""
 
-    __slots__ = ("data", "strategy", "close", "i8", "cash", "fees", "slippage", "ppy", "hook")
+    __slots__ = ("data", "strategy", "close", "i8", "cash", "fees", "slippage", "ppy", "fill", "hook")
 
     def __init__(self, strategy: Strategy, data: pd.DataFrame, costs: Mapping[str, float]) -> None:
         self.data = data
@@ -75,12 +75,14 @@ class Context:
         self.fees = float(costs["fees"])
         self.slippage = float(costs["slippage"])
         self.ppy = float(costs["periods_per_year"])
+        self.fill = costs.get("fill", "close")
         hook = strategy.function.__globals__.get(BATCH_HOOK)
         self.hook = hook if callable(hook) else None
 
     def metrics(self, target: np.ndarray) -> dict[str, Any]:
         """Metrics of one validated target column — the same arithmetic as ``backtest()``."""
-        out = simulate(self.close, target, self.cash, self.fees, self.slippage)
+        executed, price = execution(self.data, target, self.fill)
+        out = simulate(self.close, executed, self.cash, self.fees, self.slippage, price=price)
         equity, units = out["equity"], out["units"]
         rets = _returns(equity, self.cash)
         xi = out["exit_idx"]

@@ -300,7 +300,9 @@ class SweepResult:
             except (TypeError, ValueError):
                 cols[c] = pd.Series(vals, dtype=object)
         frame = pd.DataFrame(cols, columns=d["columns"])
-        return cls(strategy, frame, {k: _unjson(v) for k, v in d["costs"].items()}, data=data,
+        costs = {k: _unjson(v) for k, v in d["costs"].items()}
+        costs.setdefault("fill", "close")     # sweeps stored before fills were a choice filled at the close
+        return cls(strategy, frame, costs, data=data,
                    data_ref=d.get("data_ref"), executor=d.get("executor", "?"),
                    elapsed=_unjson(d.get("elapsed", "nan")), param_names=d.get("param_names"))
 
@@ -326,7 +328,7 @@ class SweepResult:
             best = self.best("sharpe").to_frame().T.to_html(float_format=lambda v: f"{v:.4g}", na_rep="—", border=0)
         except (ValueError, KeyError):
             best = "<i>no successful run</i>"
-        costs = ", ".join(f"{k}={v:g}" for k, v in self.costs.items())
+        costs = ", ".join(f"{k}={v}" if isinstance(v, str) else f"{k}={v:g}" for k, v in self.costs.items())
         return (f"<div><b>Sweep</b> <code>{html.escape(self.strategy.name)}</code> <small>{len(self.frame):,} runs"
                 f" · {n_err} errors · {html.escape(costs)} · {html.escape(self.executor)} · {self.elapsed:.3g} s"
                 f"</small><br><b>best sharpe</b>{best}<b>first rows</b>{head}</div>")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..backtest import infer_periods_per_year
+from ..backtest import DEFAULT_FILL, check_fill, infer_periods_per_year
 from ..strategy import Strategy, StrategyError
 from .allocator import HeapAllocation, one_blas_thread
 from .core import Context
@@ -46,7 +46,7 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
     progress : show a tqdm progress bar; or a callable, called as ``progress(done, total)`` after every chunk.
     chunk : combinations per task (default: a few tasks per worker, at most 64 combinations each).
     data_ref : where the data came from (recorded, and used by :meth:`SweepResult.result` after ``from_dict``).
-    **costs : ``cash``, ``fees``, ``slippage``, ``periods_per_year`` as for :func:`backtest`.
+    **costs : ``cash``, ``fees``, ``slippage``, ``periods_per_year`` and ``fill`` as for :func:`backtest`.
 
     Every row's metrics equal ``backtest(data, strategy, params, **costs).metrics``.
 
@@ -70,10 +70,13 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
         raise TypeError("data must have a DatetimeIndex; use quantlab.engine.data.validate(df) to normalise it.")
     if len(data) == 0:
         raise ValueError("data has no bars.")
-    unknown_costs = set(costs) - {"cash", "fees", "slippage", "periods_per_year"}
+    unknown_costs = set(costs) - {"cash", "fees", "slippage", "periods_per_year", "fill"}
     if unknown_costs:
         raise TypeError(f"sweep() got unexpected keyword(s) {sorted(unknown_costs)}; costs are cash, fees, "
-                        "slippage and periods_per_year.")
+                        "slippage, periods_per_year and fill.")
+    fill = check_fill(costs.get("fill", DEFAULT_FILL))
+    if fill == "next_open" and "open" not in data.columns:
+        raise ValueError("fill='next_open' needs an 'open' column in the data; add it or pass fill='close'.")
     cash = float(costs.get("cash", 100_000))
     fees = float(costs.get("fees", 0.0))
     slippage = float(costs.get("slippage", 0.0))
@@ -86,7 +89,7 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
         raise ValueError("data 'close' contains NaN or infinite values; clean it with quantlab.engine.data.validate.")
     ppy = costs.get("periods_per_year")
     ppy = float(ppy) if ppy is not None else infer_periods_per_year(data.index)
-    full_costs = {"cash": cash, "fees": fees, "slippage": slippage, "periods_per_year": ppy}
+    full_costs = {"cash": cash, "fees": fees, "slippage": slippage, "periods_per_year": ppy, "fill": fill}
 
     combos = expand_grid(grid)
     names: list[str] = []

@@ -2,7 +2,7 @@
 
 Tools
 -----
-``run_backtest(code, name, params={}, data="sample", cash=100000, fees=0, slippage=0, periods_per_year=None, timeout=60)``
+``run_backtest(code, name, params={}, data="sample", cash=100000, fees=0, slippage=0, periods_per_year=None, fill="next_open", timeout=60)``
     run ``signals(data, **params)`` in a worker process; returns the run id, metrics,
     trade count, bar count and the equity curve downsampled to at most 2,000 points.
 ``get_run(run_id, part="all", offset=0, limit=None)``
@@ -295,12 +295,14 @@ def build_server(
         cash: Annotated[float, Field(gt=0, description="Starting cash.")] = 100_000,
         fees: Annotated[float, Field(ge=0, lt=1, description="Fees as a fraction of traded notional (0.001 = 10 bp).")] = 0,
         slippage: Annotated[float, Field(ge=0, lt=1, description="Slippage as a fraction of the fill price.")] = 0,
-        periods_per_year: Annotated[float | None, Field(gt=0, description="Bars per year for annualised metrics; default: inferred from the index spacing.")] = None,
+        periods_per_year: Annotated[float | None, Field(gt=0, description="Bars per year for annualised metrics; default: inferred from the bars observed per calendar year.")] = None,
+        fill: Annotated[Literal["next_open", "close"], Field(description="When a target decided on bar t trades: 'next_open' (bar t+1's open, default) or 'close' (bar t's own close).")] = "next_open",
         timeout: Annotated[float, Field(gt=0, le=3600, description="Wall-clock limit in seconds; the run is stopped after it.")] = 60,
     ) -> RunSummary:
         """Backtest strategy code on a data reference and store the run.
 
-        The target position of bar t is filled at bar t's close; fees and slippage are
+        The target position decided on bar t is filled at bar t+1's open (fill="next_open",
+        default) or at bar t's close (fill="close"); fees and slippage are
         fractions of traded notional. Returns the run id (for get_run), all metrics,
         the number of trades (closed and open), the number of bars and the equity curve
         downsampled to at most 2,000 points as columns {"time": [int ns], "equity": [...]}.
@@ -317,6 +319,7 @@ def build_server(
             "fees": fees,
             "slippage": slippage,
             "periods_per_year": periods_per_year,
+            "fill": fill,
         }
         t0 = time.perf_counter()
         try:

@@ -330,6 +330,7 @@ class RunStore:
             "fees": task.get("fees"),
             "slippage": task.get("slippage"),
             "periods_per_year": skeleton.get("periods_per_year", task.get("periods_per_year")),
+            "fill": skeleton.get("fill", task.get("fill")),
             "bars": summary.get("bars"),
             "trades": summary.get("trades"),
             "elapsed": summary.get("elapsed"),

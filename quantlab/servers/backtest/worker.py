@@ -180,6 +180,7 @@ def _run(task: dict[str, Any], cache: _DataCache) -> tuple[dict[str, Any], Any]:
             fees=task.get("fees", 0.0),
             slippage=task.get("slippage", 0.0),
             periods_per_year=task.get("periods_per_year"),
+            fill=task.get("fill", "next_open"),
             data_ref=ref,
         )
     except MemoryError:
