@@ -1,5 +1,10 @@
 """What every quantlab widget shares: a text repr, a static ``text/html``
-fallback next to the live widget view, and rendering after ``close()``."""
+fallback next to the live widget view, and a static snapshot after ``close()``.
+
+A widget shown in a notebook output is displayed with a display id; closing it
+replaces that output (live front end and saved notebook alike) with its static
+HTML, so a closed monitor or panel leaves what it showed instead of a blank
+space or "Error displaying widget: model not found" after reopening."""
 from __future__ import annotations
 
 from typing import Any
@@ -32,8 +37,23 @@ class StaticFallback:
     def _repr_html_(self) -> str:
         return self.to_html()
 
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
+        if handle is not None:
+            self.__dict__.setdefault("_display_handles", []).append(handle)
+
     def close(self) -> None:
-        """Close the widget (its front-end views disappear); it still renders as static HTML."""
+        """Close the widget; every output that showed it keeps a static HTML snapshot of it."""
         super().close()  # type: ignore[misc]
         # ipywidgets sets the instance attribute _repr_mimebundle_ = None on close; keep ours
         self.__dict__.pop("_repr_mimebundle_", None)
+        handles = self.__dict__.pop("_display_handles", [])
+        if handles:
+            snapshot = {"text/html": self.to_html(), "text/plain": repr(self)}
+            for handle in handles:
+                try:
+                    handle.update(snapshot, raw=True)
+                except Exception:  # noqa: BLE001 - no kernel/front end any more: nothing to update
+                    pass
