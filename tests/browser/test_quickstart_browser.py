@@ -4,8 +4,10 @@ JupyterLab runs on 127.0.0.1 (free port, token, no browser) over a temporary cop
 notebooks/; Chromium from the Debian package, driven by Playwright, opens
 01_quickstart with ``auto_deploy = False``, runs all cells from the Run menu, waits for
 the "Store & Deploy" button, clicks it, and the test checks the hub (new commit), the
-ledger (running deployment) and the monitor widget (the broker's live status), then
-presses the panel's Stop button (ledger: stopped).
+ledger (running deployment) and the monitor widget (the broker's live status); it runs
+the "Watch it trade" cell again, as the notebook says, and checks the monitor's chart
+(candles, the fills marked, the market clock), then presses the panel's Stop button
+(ledger: stopped).
 
 A screenshot of the review widget goes to ``docs/review.png`` when that file is missing
 or ``QUANTLAB_UPDATE_SCREENSHOT=1`` (the README shows it); always to the test's tmp dir.
@@ -137,8 +139,8 @@ def test_quickstart_in_jupyterlab_store_and_deploy_click(jupyterlab, tmp_path):
             expect(button).to_be_visible(timeout=120_000)
             expect(button).to_be_enabled(timeout=30_000)
 
-            # Run All reaches its last cell, which keeps the lab open because nothing was deployed yet
-            expect(page.get_by_text("The lab stays open so you can click the button").first).to_be_visible(timeout=120_000)
+            # Run All reaches its last cell, which keeps the lab open (teardown runs only headless)
+            expect(page.get_by_text("The lab stays open and the strategy keeps trading").first).to_be_visible(timeout=120_000)
             before = AssetsHub(hub, create=False)
             try:
                 assert before.strategies().empty                     # nothing stored before the click
@@ -186,6 +188,20 @@ def test_quickstart_in_jupyterlab_store_and_deploy_click(jupyterlab, tmp_path):
             monitor = page.locator(".quantlab-deployments").first
             expect(monitor).to_contain_text("running", timeout=30_000)
             expect(monitor).to_contain_text("sma_cross")
+
+            # re-running "Watch it trade" steps the market: the chart shows the candles with the fills marked
+            watch = page.locator(".jp-CodeCell", has_text="monitor = quantlab.monitor(lab)").first
+            watch.locator(".jp-InputArea-editor").click()
+            page.keyboard.press("Shift+Enter")
+            chart = watch.locator("svg.quantlab-live-chart")
+            expect(chart).to_be_visible(timeout=90_000)
+            expect(chart.locator("path.fill-buy")).to_have_count(1, timeout=30_000)
+            assert int(chart.get_attribute("data-fills")) > 0
+            assert chart.get_attribute("data-deployment") == dep_id
+            expect(chart.locator("text.market-clock")).to_contain_text("market time 20")
+            assert chart.locator("path.candle-up").count() == 1 and chart.locator("path.paper-position").count() == 1
+            chart.scroll_into_view_if_needed()
+            chart.screenshot(path=str(tmp_path / "monitor.png"))
 
             # the panel's Stop button stops it on the broker and in the ledger
             page.locator("button.jupyter-button", has_text="Stop").first.click()
