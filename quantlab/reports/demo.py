@@ -64,7 +64,7 @@ def run_demo(out: str | os.PathLike[str] = "./quantlab-demo", *, progress: bool 
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     hub = out / "assets-hub"
-    nb = execute(notebook_path(QUICKSTART), out / QUICKSTART, {"hub": str(hub), "auto_deploy": True},
+    nb = execute(notebook_path(QUICKSTART), out / QUICKSTART, {"hub": str(hub), "auto_deploy": True, "teardown": True},
                  cwd=out, progress=progress, timeout=timeout)
     store = AssetsHub(hub, create=False)
     try:

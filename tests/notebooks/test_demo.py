@@ -30,6 +30,7 @@ def test_quantlab_demo_runs_the_quickstart_into_a_folder(tmp_path):
     assert any(str(hub) in c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
     page = html.read_text()
     assert page.count("data:image/png;base64,") >= 2        # the review's charts, as static PNGs
+    assert "quantlab-live-chart" in page and "fill-buy" in page  # the monitor's snapshot: the strategy trading
 
     # the hub has the new commit (metrics in the message) and the deployment's life in the ledger
     store = AssetsHub(hub, create=False)
