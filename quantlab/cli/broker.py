@@ -78,7 +78,7 @@ def status(home: str | Path | None = None) -> dict[str, Any]:
     return {"running": running, "home": str(home), **st}
 
 
-def summary(state: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+def summary(state: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
     """Ask the running daemon for its account and deployments (best effort; ``{"error": ...}`` if it cannot).
 
     >>> summary({"url": "http://127.0.0.1:9/mcp", "token_file": "/nonexistent"})["error"][:12]

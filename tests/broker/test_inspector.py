@@ -35,16 +35,17 @@ def inspector(db, *args: str, ok: bool = True) -> dict:
 def test_inspector_lists_and_calls_tools(tmp_path):
     db = tmp_path / "insp.db"
     tools = {t["name"]: t for t in inspector(db, "--method", "tools/list")["tools"]}
-    assert {"get_account_info", "order_send", "copy_rates_from_pos", "advance", "deploy_strategy"} <= set(tools)
+    assert {"initialize", "get_account_info", "order_send", "copy_rates_from_pos", "advance", "get_clock"} <= set(tools)
+    assert tools["order_send"]["inputSchema"]["additionalProperties"] is False
     assert "symbol" in tools["get_symbol_info_tick"]["inputSchema"]["properties"]
 
     tick = inspector(db, "--method", "tools/call", "--tool-name", "get_symbol_info_tick", "--tool-arg", "symbol=EURUSD")
     assert not tick.get("isError") and tick["structuredContent"]["ask"] > tick["structuredContent"]["bid"]
 
     sent = inspector(db, "--method", "tools/call", "--tool-name", "order_send",
-                     "--tool-arg", 'request={"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 0}')
+                     "--tool-arg", 'request={"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 0, "price": 1.1}')
     assert sent["structuredContent"]["retcode"] == 10009
 
     bad = inspector(db, "--method", "tools/call", "--tool-name", "order_send",
-                    "--tool-arg", 'request={"action": 1, "symbol": "NOPE", "volume": 0.1, "type": 0}', ok=False)
+                    "--tool-arg", 'request={"action": 1, "symbol": "NOPE", "volume": 0.1, "type": 0, "price": 1.1}', ok=False)
     assert bad["isError"] and "10013" in bad["content"][0]["text"]

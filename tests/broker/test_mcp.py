@@ -13,12 +13,20 @@ from quantlab.servers.broker.book import Broker
 from .conftest import BOOM, ROOT, SMA, ToolFailed, call, run, stdio_params
 
 MT5_TOOLS = {
-    "get_account_info", "get_terminal_info", "get_version", "get_symbols", "get_symbols_by_group", "get_symbol_info",
-    "get_symbol_info_tick", "copy_rates_from_pos", "copy_rates_from_date", "copy_rates_range", "order_send",
-    "order_check", "positions_get", "positions_get_by_ticket", "orders_get", "history_orders_get", "history_deals_get",
+    "initialize", "login", "shutdown", "get_account_info", "get_terminal_info", "get_version", "get_last_error",
+    "get_symbols", "get_symbols_by_group", "get_symbol_info", "get_symbol_info_tick", "symbol_select",
+    "copy_rates_from_pos", "copy_rates_from_date", "copy_rates_range", "copy_ticks_from_pos", "copy_ticks_from_date",
+    "copy_ticks_range", "order_send", "order_check", "positions_get", "positions_get_by_ticket", "orders_get",
+    "orders_get_by_ticket", "history_orders_get", "history_deals_get",
 }
-OUR_TOOLS = {"advance", "deploy_strategy", "list_deployments", "get_deployment", "stop_deployment", "deployment_journal",
-             "set_alert", "list_alerts"}
+OUR_TOOLS = {"advance", "get_clock", "deploy_strategy", "list_deployments", "get_deployment", "stop_deployment",
+             "deployment_journal", "set_alert", "list_alerts"}
+
+
+def _epoch(iso: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
 
 
 def test_stdio_mt5_dialect_and_errors(tmp_path):
@@ -27,57 +35,80 @@ def test_stdio_mt5_dialect_and_errors(tmp_path):
     async def main():
         async with Client(stdio_params(tmp_path / "s.db", "--symbols", "EURUSD,XAUUSD")) as c:
             tools = {t.name: t for t in (await c.list_tools()).tools}
-            assert MT5_TOOLS | OUR_TOOLS <= set(tools)
-            assert tools["order_send"].description.startswith("Send a trade request")
-            assert "request" in tools["order_send"].input_schema["properties"]
+            assert MT5_TOOLS | OUR_TOOLS == set(tools)
+            assert tools["order_send"].description.startswith("Send an order")
+            assert tools["order_send"].input_schema["required"] == ["request"]
             uris = {str(r.uri) for r in (await c.list_resources()).resources}
-            assert {"mt5://timeframes", "mt5://order_types", "mt5://filling_types", "mt5://trade_actions"} <= uris
+            assert {"mt5://timeframes", "mt5://order_types", "mt5://order_filling_types", "mt5://trade_actions"} <= uris
             acts = json.loads((await c.read_resource("mt5://trade_actions")).contents[0].text)["values"]
             assert acts["TRADE_ACTION_DEAL"] == 1 and acts["TRADE_ACTION_SLTP"] == 6
+            assert await call(c, "initialize", {"path": "C:/paper/terminal64.exe"}) is True
+            login = (await call(c, "get_account_info"))["login"]
+            assert await call(c, "login", {"login": login, "password": "x", "server": "quantlab-paper"}) is True
+            assert await call(c, "login", {"login": login + 1, "password": "x", "server": "quantlab-paper"}) is False
+            assert (await call(c, "get_last_error"))["code"] == -6
             assert await call(c, "get_symbols") == ["EURUSD", "XAUUSD"]
             assert await call(c, "get_symbols_by_group", {"group": "XAU*"}) == ["XAUUSD"]
+            assert await call(c, "get_symbols_by_group", {"group": "NOPE*"}) == []
+            assert await call(c, "symbol_select", {"symbol": "XAUUSD"}) is True
+            assert await call(c, "symbol_select", {"symbol": "NOPE"}) is False
             info = await call(c, "get_symbol_info", {"symbol": "XAUUSD"})
-            assert (info["digits"], info["trade_contract_size"], info["volume_step"]) == (2, 100.0, 0.01)
+            assert (info["digits"], info["contract_size"], info["volume_step"]) == (2, 100.0, 0.01)
+            assert "trade_contract_size" not in info and "currency_base" not in info  # only the real model's fields
             tick = await call(c, "get_symbol_info_tick", {"symbol": "EURUSD"})
-            r = await call(c, "order_send", {"request": {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 0}})
+            r = await call(c, "order_send", {"request": {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 0,
+                                                         "price": tick["ask"], "deviation": 10}})
             assert r["retcode"] == 10009 and r["price"] == tick["ask"]
-            chk = await call(c, "order_check", {"request": {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 1}})
+            chk = await call(c, "order_check", {"request": {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 1,
+                                                            "price": tick["bid"]}})
             assert chk["retcode"] == 0
-            flat = await call(c, "order_check", {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 1})
-            assert flat["retcode"] == 0 and flat["margin"] == chk["margin"]  # mcp_mt5 also takes flat fields
             pos = await call(c, "positions_get")
-            assert len(pos) == 1 and pos[0]["ticket"] == r["order"]
+            assert len(pos) == 1 and pos[0]["ticket"] == r["order"] and "margin" not in pos[0]
+            assert await call(c, "positions_get", {"symbol": "XAUUSD"}) == []
             assert (await call(c, "positions_get_by_ticket", {"ticket": r["order"]}))["volume"] == 0.1
+            assert await call(c, "positions_get_by_ticket", {"ticket": 999}) is None
+            assert await call(c, "orders_get_by_ticket", {"ticket": 999}) is None
             assert len(await call(c, "history_deals_get", {"symbol": "EURUSD"})) == 1
-            # rates: records and columns, never past now, H1 via minutes and MT5 constant
+            assert await call(c, "history_deals_get", {"ticket": 1}) == []
+            # rates: ISO-8601 Z times, bar 0 is the forming bar (flat at the current price on M1), never the future
             bars = await call(c, "copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 1, "start_pos": 0, "count": 5})
-            assert [set(b) for b in bars][0] == {"time", "open", "high", "low", "close", "tick_volume", "spread", "real_volume"}
-            assert bars[-1]["time"] == tick["time"]
-            h1 = await call(c, "copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 16385, "start_pos": 1, "count": 3,
-                                                       "format": "columns"})
-            assert h1["count"] == 3 and h1["timeframe"] == "H1"
-            h1_all = await call(c, "copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 60, "start_pos": 0, "count": 4})
-            assert h1["columns"]["time"] == [b["time"] for b in h1_all[:3]]
-            assert all(b["time"] + 3600 <= tick["time"] + 60 for b in h1_all)  # completed bars only
-            rng = await call(c, "copy_rates_range", {"symbol": "EURUSD", "timeframe": "M1", "date_from": tick["time"] - 600,
-                                                     "date_to": tick["time"] + 86_400})
-            assert len(rng) == 11 and rng[-1]["time"] == tick["time"]
+            assert set(bars[0]) == {"time", "open", "high", "low", "close", "tick_volume", "spread", "real_volume"}
+            assert all(b["time"].endswith("Z") for b in bars)
+            forming = bars[-1]
+            assert _epoch(forming["time"]) == tick["time"] + 60 and forming["close"] == tick["bid"]
+            assert _epoch(bars[-2]["time"]) == tick["time"]  # the last completed bar
+            done = await call(c, "copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 1, "start_pos": 1, "count": 4})
+            assert done == bars[:-1]
+            h1 = await call(c, "copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 60, "start_pos": 0, "count": 4})
+            assert [_epoch(b["time"]) % 3600 for b in h1] == [0, 0, 0, 0] and h1[-1]["close"] == tick["bid"]
+            assert _epoch(h1[-1]["time"]) <= tick["time"] < _epoch(h1[-1]["time"]) + 3600  # the hour now forming
+            frm_iso = lambda t: __import__("datetime").datetime.fromtimestamp(t, __import__("datetime").timezone.utc).isoformat()
+            rng = await call(c, "copy_rates_range", {"symbol": "EURUSD", "timeframe": 1, "date_from": frm_iso(tick["time"] - 600),
+                                                     "date_to": frm_iso(tick["time"] + 86_400)})
+            assert len(rng) == 12 and rng[-1] == forming
             frm = await call(c, "copy_rates_from_date", {"symbol": "EURUSD", "timeframe": 1,
                                                          "date_from": "2024-01-01T00:09:30", "count": 3})
-            assert [b["time"] for b in frm] == [1704067200 + 60 * k for k in (7, 8, 9)]
-            # bad input -> tool errors with an MT5 retcode; server keeps serving
+            assert [_epoch(b["time"]) for b in frm] == [1704067200 + 60 * k for k in (7, 8, 9)]
+            ticks = await call(c, "copy_ticks_from_pos", {"symbol": "EURUSD", "start_time": "2024-01-01T00:00:00Z", "count": 3})
+            assert [t["time"] for t in ticks] == ["2024-01-01T00:00:00Z", "2024-01-01T00:01:00Z", "2024-01-01T00:02:00Z"]
+            assert ticks[0]["time_msc"] == "2024-01-01T00:00:00.000Z" and ticks[0]["ask"] > ticks[0]["bid"]
+            # bad input -> tool errors (parameter errors name the field; trade rejections carry 'retcode': N)
+            deal = {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 0, "price": tick["ask"]}
             bad = [
-                ("order_send", {"request": {"action": 1, "symbol": "NOPE", "volume": 0.1, "type": 0}}, "10013"),
-                ("order_send", {"request": {"action": 1, "symbol": "EURUSD", "volume": -0.1, "type": 0}}, "10014"),
-                ("order_send", {"request": {"action": 1, "symbol": "EURUSD", "volume": 0.123, "type": 0}}, "10014"),
+                ("order_send", {"request": {**deal, "symbol": "NOPE"}}, "'retcode': 10013"),
+                ("order_send", {"request": {**deal, "volume": -0.1}}, "volume must be > 0"),
+                ("order_send", {"request": {**deal, "volume": 0.123}}, "'retcode': 10014"),
+                ("order_send", {"request": {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 0}}, "require: price"),
                 ("order_send", {"request": {"action": 5, "symbol": "EURUSD", "volume": 0.1, "type": 2, "price": 9.0}}, "10015"),
                 ("order_send", {"request": {"action": 6, "position": 123, "sl": 1.0}}, "10036"),
-                ("order_send", {"request": "buy please"}, ""),
-                ("order_send", {}, "no trade request"),
-                ("order_send", {"request": {"action": 1}, "symbol": "EURUSD"}, "not both"),
-                ("positions_get_by_ticket", {"ticket": 999}, "10036"),
+                ("order_send", {"request": {**deal, "magic": 2**70}}, "request.magic"),
+                ("order_send", {"request": {**deal, "position": -(2**64)}}, "request.position"),
+                ("order_send", {"request": {**deal, "comment": "a\x00b"}}, "NUL"),
+                ("order_send", {"request": "buy please"}, "request"),
+                ("order_send", {}, "request"),
+                ("order_send", {"request": deal, "symbol": "EURUSD"}, "unexpected argument(s) ['symbol']"),
                 ("copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 1, "start_pos": 0, "count": 10**7}, "cap"),
-                ("copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 7, "start_pos": 0, "count": 5}, "timeframe"),
+                ("copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 16385, "start_pos": 0, "count": 5}, "Unsupported timeframe"),
                 ("get_symbol_info", {"symbol": "NOPE"}, "unknown symbol"),
                 ("deploy_strategy", {"name": "x", "code": "def signals(:", "symbol": "EURUSD", "volume": 0.1}, "syntax error"),
                 ("get_deployment", {"deployment_id": 77}, "no deployment 77"),
@@ -90,6 +121,12 @@ def test_stdio_mt5_dialect_and_errors(tmp_path):
             assert len(await call(c, "positions_get")) == 1
             assert len(await call(c, "history_orders_get")) == 1
             assert (await call(c, "get_account_info"))["margin"] > 0
+            # shutdown closes the terminal for this session until initialize
+            assert await call(c, "shutdown") is True
+            with pytest.raises(ToolFailed, match="No IPC connection"):
+                await call(c, "positions_get")
+            assert await call(c, "initialize", {"path": "x"}) is True
+            assert len(await call(c, "positions_get")) == 1
 
     run(main())
 

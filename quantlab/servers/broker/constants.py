@@ -139,7 +139,18 @@ TRADE_RETCODE_HEDGE_PROHIBITED = 10046
 RES_S_OK = 1
 RES_E_FAIL = -1
 RES_E_INVALID_PARAMS = -2
+RES_E_NO_MEMORY = -3
 RES_E_NOT_FOUND = -4
+RES_E_INVALID_VERSION = -5
+RES_E_AUTH_FAILED = -6
+RES_E_UNSUPPORTED = -7
+RES_E_AUTO_TRADING_DISABLED = -8
+RES_E_INTERNAL_FAIL = -10000
+RES_E_INTERNAL_FAIL_SEND = -10001
+RES_E_INTERNAL_FAIL_RECEIVE = -10002
+RES_E_INTERNAL_FAIL_INIT = -10003
+RES_E_INTERNAL_FAIL_CONNECT = -10004
+RES_E_INTERNAL_FAIL_TIMEOUT = -10005
 
 # -- timeframes (TIMEFRAME_*): name -> MT5 constant ----------------------------------
 TIMEFRAMES: dict[str, int] = {
@@ -169,6 +180,24 @@ def retcode_name(code: int) -> str:
     'TRADE_RETCODE_NO_MONEY'
     """
     return RETCODES.get(int(code), f"RETCODE_{code}")
+
+
+def timeframe_from_minutes(minutes: int) -> str:
+    """The timeframe name for an integer number of minutes, the only form the public MT5 MCP
+    server accepts (1-6, 10, 12, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440, 10080, 43200).
+
+    >>> timeframe_from_minutes(60)
+    'H1'
+    >>> timeframe_from_minutes(16385)
+    Traceback (most recent call last):
+    ...
+    ValueError: Unsupported timeframe: 16385. Supported timeframes (in minutes): 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440, 10080, 43200
+    """
+    for name, m in TIMEFRAME_MINUTES.items():
+        if m == minutes and not isinstance(minutes, bool):
+            return name
+    supported = ", ".join(str(m) for m in sorted(TIMEFRAME_MINUTES.values()))
+    raise ValueError(f"Unsupported timeframe: {minutes}. Supported timeframes (in minutes): {supported}")
 
 
 def parse_timeframe(tf: int | str) -> str:

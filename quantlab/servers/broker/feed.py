@@ -370,6 +370,55 @@ class Feed:
         }
         return {k: v[-count:] for k, v in out.items()}
 
+    def forming(self, symbol: str, timeframe: str = "M1") -> dict[str, np.ndarray]:
+        """Bar 0 of ``timeframe``, the bar still forming: the period holding the market time (the
+        end of the latest base bar), built from the base bars already in it, or flat at the
+        latest close when it has none yet (always so for the base timeframe).
+
+        :meth:`frame` gives the completed bars before it, so MT5's ``copy_rates_from_pos(0, n)``
+        is ``frame(n - 1)`` followed by this bar.
+
+        >>> f = Feed.synthetic(["EURUSD"], history=90)
+        >>> b = f.forming("EURUSD", "M1"); int(b["time"][0]) == f.now + 60, float(b["close"][0]) == f.quote("EURUSD")["bid"]
+        (True, True)
+        >>> h = f.forming("EURUSD", "H1"); int(h["time"][0]) % 3600, int(h["tick_volume"][0]) > 0
+        (0, True)
+        """
+        symbol = self.spec(symbol).name
+        secs = C.TIMEFRAME_MINUTES[timeframe] * 60
+        stop = self.visible(symbol)
+        s = self.base(symbol, stop)
+        if stop <= 0:
+            return {f: getattr(s, f)[0:0] for f in RATE_FIELDS}
+        market = int(s.time[stop - 1]) + self.step
+        start = market // secs * secs
+        lo = int(np.searchsorted(s.time[:stop], start, side="left"))
+        last = float(s.close[stop - 1])
+        if lo < stop:
+            vals = (start, float(s.open[lo]), float(s.high[lo:stop].max()), float(s.low[lo:stop].min()), last,
+                    int(s.tick_volume[lo:stop].sum()), int(s.spread[lo]), int(s.real_volume[lo:stop].sum()))
+        else:
+            vals = (start, last, last, last, last, 0, int(s.spread[stop - 1]), 0)
+        return {f: np.asarray([v], dtype=getattr(s, f).dtype) for f, v in zip(RATE_FIELDS, vals)}
+
+    def ticks(self, symbol: str, lo_time: int, hi_time: int | None = None, count: int | None = None,
+              spread_points: int | None = None) -> dict[str, np.ndarray]:
+        """Visible ticks of ``symbol`` (one per base bar, at its time: bid = close, ask = bid + spread)
+        with ``lo_time <= time [<= hi_time]``, the first ``count`` of them, oldest first."""
+        spec = self.spec(symbol)
+        stop = self.visible(spec.name)
+        s = self.base(spec.name, stop)
+        t = s.time[:stop]
+        a = int(np.searchsorted(t, lo_time, side="left"))
+        b = stop if hi_time is None else int(np.searchsorted(t, hi_time, side="right"))
+        if count is not None:
+            b = min(b, a + count)
+        b = max(a, b)
+        sp = spec.spread if spread_points is None else spread_points
+        bid = s.close[a:b]
+        return {"time": t[a:b], "bid": bid, "ask": np.round(bid + sp * spec.point, spec.digits), "last": bid,
+                "volume": s.tick_volume[a:b]}
+
     def rates(self, symbol: str, timeframe: str = "M1", count: int = 100, end: int | None = None) -> dict[str, list]:
         """Like :meth:`frame` but JSON-ready lists (time as int epoch seconds).
 
