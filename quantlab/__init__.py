@@ -28,6 +28,8 @@ _LAZY = {
     "DeploymentPolicy": "quantlab.lab.policy",
     "PolicyError": "quantlab.lab.lab",
     "PolicyCheck": "quantlab.lab.policy",
+    "Generation": "quantlab.agent",
+    "ModelConfig": "quantlab.agent",
     # client
     "MCPHub": "quantlab.client",
     "AsyncMCPHub": "quantlab.client",

@@ -201,6 +201,9 @@ def load_ipython_extension(ipython: Any) -> None:
     >>> load_ipython_extension(InteractiveShell.instance())  # doctest: +SKIP
     """
     ipython.register_magics(QuantlabMagics)
+    from .generate import GenerateMagics  # %%generate (the code agent), kept in its own module
+
+    ipython.register_magics(GenerateMagics)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

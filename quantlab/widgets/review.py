@@ -482,8 +482,9 @@ def review(result_or_results: Any, policy: Any = None, *, max_points: int = 2000
     Parameters
     ----------
     result_or_results
-        A ``BacktestResult``; a list, tuple or dict of them; or a sweep result
-        with ``.results`` (e.g. :func:`quantlab.engine.sweep.sweep`'s).
+        A ``BacktestResult``; a list, tuple or dict of them; a sweep result
+        with ``.results`` (e.g. :func:`quantlab.engine.sweep.sweep`'s); or a
+        ``Generation`` from ``lab.generate`` (its attempts compared, the best shown).
     policy
         The ``DeploymentPolicy`` whose rules give each metric its pass/fail
         badge. ``None`` uses the active Lab's policy (what ``deploy_panel`` will
@@ -505,4 +506,17 @@ def review(result_or_results: Any, policy: Any = None, *, max_points: int = 2000
     >>> rv = review(backtest(sample(), strategy))  # doctest: +SKIP
     >>> rv.metrics_table()[["label", "value", "passed"]].head(3)  # doctest: +SKIP
     """
+    if _is_generation(result_or_results):  # quantlab.review(gen): compare the attempts, show the best
+        gen = result_or_results
+        tried = [c for c in gen.attempts if c.result is not None]
+        if not tried:
+            raise ValueError(f"review() got a generation with no attempt that reached the backtest "
+                             f"({len(gen.attempts)} attempt(s), stop: {gen.stop_reason}); see gen.attempts.")
+        rv = Review([c.result for c in tried], policy=gen.policy if policy is None else policy, max_points=max_points)
+        best = gen.best
+        return rv.select(tried.index(best)) if best in tried else rv
     return Review(result_or_results, policy=policy, max_points=max_points)
+
+
+def _is_generation(obj: Any) -> bool:
+    return hasattr(obj, "attempts") and hasattr(obj, "best") and hasattr(obj, "transcript")
