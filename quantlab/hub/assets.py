@@ -38,6 +38,7 @@ Example
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import html
 import json
@@ -50,7 +51,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import git
 import pandas as pd
@@ -60,7 +61,7 @@ from quantlab.engine.strategy import Strategy, StrategyError
 
 from . import ledger as _ledger
 from .message import commit_message, format_drawdown, format_number, from_jsonable_number, one_line, to_jsonable
-from .secrets import SecretFinding, find_secrets
+from .secrets import SecretFinding, find_secrets, find_secrets_in
 from .slug import BOTS_DIR, reserve_path, slugify, strategy_path
 
 __all__ = [
@@ -320,6 +321,8 @@ class AssetsHub:
         self.lock_timeout = float(lock_timeout)
         self.remote_name = remote_name
         self._lock = threading.RLock()
+        self._flock_depth = 0
+        self._ledger_path: Path | None = None
         self._cache: tuple[str, list[dict[str, Any]]] | None = None
         self._clock: Callable[[], datetime] = _now  # UTC, whole seconds; names the files and stamps "Generated"
         created = False
@@ -398,6 +401,41 @@ class AssetsHub:
         d = Path(self.repo.git_dir) / "quantlab"
         d.mkdir(parents=True, exist_ok=True)
         return d
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the hub's write lock: this object's threads and every other process writing to the hub.
+
+        ``<git dir>/quantlab/hub.lock`` is ``flock``-ed around a whole write (reserve the file
+        names, write, ``git add``, ``git commit``), so two kernels storing or recording at once
+        queue instead of one committing the other's ledger line (which left the second with a
+        spurious "nothing to commit"). Re-entrant within a thread.
+        """
+        with self._lock:
+            if self._flock_depth:
+                self._flock_depth += 1
+                try:
+                    yield
+                finally:
+                    self._flock_depth -= 1
+                return
+            fd = os.open(self.quantlab_dir / "hub.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                try:
+                    import fcntl
+                except ImportError:  # pragma: no cover - Windows
+                    fcntl = None  # type: ignore[assignment]
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                self._flock_depth = 1
+                try:
+                    yield
+                finally:
+                    self._flock_depth = 0
+                    if fcntl is not None:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
 
     def _head(self) -> str | None:
         try:
@@ -508,12 +546,26 @@ class AssetsHub:
         return strategy, metadata, message
 
     @staticmethod
-    def _refuse_secrets(strategy: Strategy) -> None:
-        findings = find_secrets(strategy.code)
+    def _secrets(strategy: Strategy, metadata: Mapping[str, Any], message: str) -> list[SecretFinding]:
+        """Everything a store commits, scanned: the code, the name (it becomes the file name), the
+        params, the source, the rest of the metadata and the commit message."""
+        found = list(find_secrets(strategy.code))
+        found += find_secrets_in(strategy.name, "name")
+        for key, value in metadata.items():
+            if key not in ("name", "code_sha256", "file"):
+                found += find_secrets_in(value, key)
+        if not found:  # the message repeats the name and metrics; scan it for what nothing above carried
+            found += find_secrets_in(message, "commit message")
+        return found
+
+    @classmethod
+    def _refuse_secrets(cls, strategy: Strategy, metadata: Mapping[str, Any], message: str) -> None:
+        findings = list({str(f): f for f in cls._secrets(strategy, metadata, message)}.values())
         if findings:
+            label = "(name withheld)" if any(f.where == "name" for f in findings) else repr(strategy.name)
             lines = "\n  ".join(str(f) for f in findings)
             raise SecretsFoundError(
-                f"strategy {strategy.name!r} looks like it carries a secret; it was not stored:\n  {lines}\n"
+                f"strategy {label} looks like it carries a secret; it was not stored:\n  {lines}\n"
                 "Read secrets at run time (os.environ[...]) instead of writing them in the code, "
                 "or pass allow_secrets=True if these are not secrets.",
                 findings,
@@ -540,7 +592,7 @@ class AssetsHub:
         rel = path.relative_to(self.path).as_posix()
         metadata["file"] = rel
         return {"name": strategy.name, "path": rel, "message": message, "metadata": metadata,
-                "secrets": [str(f) for f in find_secrets(strategy.code)]}
+                "secrets": [str(f) for f in self._secrets(strategy, metadata, message)]}
 
     def store(self, strategy: Any, result: Any = None, source: Any = None, allow_secrets: bool = False, *,
               trailers: Mapping[str, Any] | None = None, attachments: Mapping[str, bytes] | None = None,
@@ -574,8 +626,8 @@ class AssetsHub:
         if extra_metadata:
             metadata.update(to_jsonable(dict(extra_metadata)))
         if not allow_secrets:
-            self._refuse_secrets(strategy)
-        with self._lock:
+            self._refuse_secrets(strategy, metadata, message)
+        with self._exclusive():
             self._check_branch()
             py = reserve_path(self.path, strategy.name, when)
             js = py.with_suffix(".json")
@@ -834,8 +886,46 @@ class AssetsHub:
     # -- deployments ledger -------------------------------------------------------------
     @property
     def ledger_path(self) -> Path:
-        """``<hub>/deployments.jsonl``."""
-        return self.path / _ledger.LEDGER_FILE
+        """``<hub>/deployments.jsonl``, or ``<hub>/.quantlab/deployments.jsonl`` when the repository
+        git-ignores a ``deployments.jsonl`` of its own (the hub never force-commits an ignored file:
+        it says so once, with a :class:`UserWarning`, and keeps its ledger beside)."""
+        if self._ledger_path is None:
+            self._ledger_path = self._find_ledger()
+        return self._ledger_path
+
+    def _find_ledger(self) -> Path:
+        main = self.path / _ledger.LEDGER_FILE
+        aside = self.path / ".quantlab" / _ledger.LEDGER_FILE
+        for candidate in (main, aside):
+            rel = candidate.relative_to(self.path).as_posix()
+            if self.repo.git.ls_files("--", rel).strip():  # tracked: it is the ledger, whatever .gitignore says now
+                return candidate
+        why = self._ignored_by(main)
+        if why is None:
+            return main
+        if self._ignored_by(aside) is not None:
+            raise HubError(
+                f"{main} is git-ignored ({why}) and so is {aside}; the hub will not force-commit ignored files. "
+                f"Un-ignore one of them (e.g. add '!/.quantlab/' to {self.path / '.gitignore'})."
+            )
+        import warnings
+
+        warnings.warn(
+            f"quantlab: {main.name} is git-ignored in {self.path} ({why}), so the hub does not commit it; "
+            f"the deployments ledger is kept in {aside.relative_to(self.path).as_posix()} instead.",
+            UserWarning, stacklevel=4,
+        )
+        return aside
+
+    def _ignored_by(self, path: Path) -> str | None:
+        """``"<source>:<line>: <pattern>"`` when git ignores ``path``, else ``None``."""
+        rel = path.relative_to(self.path).as_posix()
+        try:
+            out = self.repo.git.check_ignore("-v", "--no-index", "--", rel)
+        except GitCommandError:  # exit status 1: not ignored
+            return None
+        source, _, pattern = out.partition("\t")[0].rpartition(":")
+        return f"{source}: {pattern}" if out else None
 
     def record_deployment(self, event: Mapping[str, Any]) -> str:
         """Append one deployment event to ``deployments.jsonl`` and commit it; return the commit sha.
@@ -850,9 +940,10 @@ class AssetsHub:
         """
         e = _ledger.normalize_event(event)
         line = json.dumps(e, ensure_ascii=False, separators=(", ", ": ")) + "\n"
-        with self._lock:
+        with self._exclusive():
             self._check_branch()
             path = self.ledger_path
+            path.parent.mkdir(exist_ok=True)
             needs_newline = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
             with open(path, "a", encoding="utf-8", newline="\n") as fh:
                 fh.write(("\n" if needs_newline else "") + line)
@@ -862,7 +953,8 @@ class AssetsHub:
                 raise type(exc)(f"{exc}\nThe event was written to {path} and will be committed with the next event.") from exc
 
     def _events(self, commit: str | None) -> list[dict[str, Any]]:
-        events = _ledger.read_events(self.ledger_path)
+        with self._exclusive():  # never read a line another process is half-way through appending
+            events = _ledger.read_events(self.ledger_path)
         if commit is not None:
             events = [e for e in events if str(e.get("commit") or "").startswith(str(commit))]
         return events

@@ -30,8 +30,9 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
+from typing import Any, Mapping
 
-__all__ = ["SecretFinding", "find_secrets"]
+__all__ = ["SecretFinding", "find_secrets", "find_secrets_in"]
 
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("API key (sk-...)", re.compile(r"\bsk-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_\-]{20,}")),
@@ -52,13 +53,17 @@ _PLACEHOLDER = re.compile(r"^(\W*|x+|\*+|\.+|changeme|change[_ -]?me|todo|none|n
 
 @dataclass(frozen=True)
 class SecretFinding:
-    """One suspected secret: the 1-based ``line``, what it looks like (``kind``) and a redacted ``preview``."""
+    """One suspected secret: the 1-based ``line``, what it looks like (``kind``) and a redacted ``preview``;
+    ``where`` is ``"code"`` or the committed field it was found in (``"name"``, ``"params['key']"``, ...)."""
 
     line: int
     kind: str
     preview: str
+    where: str = "code"
 
     def __str__(self) -> str:
+        if self.where != "code":
+            return f"{self.where}: {self.kind} ({self.preview})"
         return f"line {self.line}: {self.kind} ({self.preview})"
 
 
@@ -81,11 +86,51 @@ def _target_names(node: ast.AST) -> list[str]:
     return []
 
 
-def _is_secret_literal(value: ast.AST | None) -> bool:
-    if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
+def _const_str(node: ast.AST | None) -> str | None:
+    """The text of a string literal, of adjacent literals (``"sk-" "abc"``, joined by the parser)
+    or of literals added together (``"sk-" + "abc"``); ``None`` for anything computed."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _const_str(node.left), _const_str(node.right)
+        if left is not None and right is not None:
+            return left + right
+    if isinstance(node, ast.JoinedStr) and all(isinstance(v, ast.Constant) for v in node.values):
+        return "".join(str(v.value) for v in node.values)  # type: ignore[attr-defined]
+    return None
+
+
+def _is_secret_text(text: str | None) -> bool:
+    if text is None:
         return False
-    text = value.value.strip()
+    text = text.strip()
     return len(text) >= 4 and not _PLACEHOLDER.match(text)
+
+
+def _is_secret_literal(value: ast.AST | None) -> bool:
+    return _is_secret_text(_const_str(value))
+
+
+def _pattern_findings(text: str, line: int, where: str = "code") -> list[SecretFinding]:
+    return [SecretFinding(line, kind, _redact(m.group(0)), where)
+            for kind, pattern in _PATTERNS for m in pattern.finditer(text)]
+
+
+def _literal_findings(tree: ast.AST) -> list[SecretFinding]:
+    """Key formats inside string literals as Python reads them: a key split across adjacent
+    literals or ``+``-joined literals (which no single source line shows whole)."""
+    found: list[SecretFinding] = []
+    inner: set[int] = set()
+    for node in ast.walk(tree):
+        if id(node) in inner:
+            continue
+        text = _const_str(node)
+        if text is None:
+            continue
+        if isinstance(node, ast.BinOp):
+            inner.update(id(n) for n in ast.walk(node) if n is not node)
+        found.extend(_pattern_findings(text, getattr(node, "lineno", 0)))
+    return found
 
 
 def _named_findings(code: str) -> list[SecretFinding]:
@@ -95,8 +140,8 @@ def _named_findings(code: str) -> list[SecretFinding]:
         return []  # the strategy check reports syntax errors
     found: list[SecretFinding] = []
 
-    def add(name: str, value: ast.Constant, lineno: int) -> None:
-        found.append(SecretFinding(lineno, f"string literal assigned to {name!r}", _redact(value.value)))
+    def add(name: str, value: ast.AST, lineno: int) -> None:
+        found.append(SecretFinding(lineno, f"string literal assigned to {name!r}", _redact(_const_str(value) or "")))
 
     for node in ast.walk(tree):
         pairs: list[tuple[list[str], ast.AST | None, int]] = []
@@ -134,9 +179,49 @@ def find_secrets(code: str) -> list[SecretFinding]:
     """
     found: list[SecretFinding] = []
     for lineno, line in enumerate(code.splitlines(), start=1):
-        for kind, pattern in _PATTERNS:
-            for m in pattern.finditer(line):
-                found.append(SecretFinding(lineno, kind, _redact(m.group(0))))
+        found.extend(_pattern_findings(line, lineno))
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        tree = None
+    if tree is not None:
+        seen = {(f.line, f.kind) for f in found}
+        for f in _literal_findings(tree):
+            if (f.line, f.kind) not in seen:
+                found.append(f)
+                seen.add((f.line, f.kind))
     seen_lines = {f.line for f in found}
     found.extend(f for f in _named_findings(code) if f.line not in seen_lines)
     return sorted(found, key=lambda f: (f.line, f.kind))
+
+
+def find_secrets_in(value: Any, where: str) -> list[SecretFinding]:
+    """Suspected secrets in committed data that is not code: a name, params, metadata, a message.
+
+    Every string is checked for the key formats, and a non-placeholder string under a
+    secret-sounding key (``{"api_key": "..."}``) is reported; ``where`` names the field.
+
+    >>> [str(f) for f in find_secrets_in({"fast": 10, "api_key": "abc123456"}, "params")]
+    ["params['api_key']: string under a secret-sounding key (abc1…****)"]
+    """
+    found: list[SecretFinding] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, str):
+            found.extend(_pattern_findings(node, 0, path))
+        elif isinstance(node, Mapping):
+            for k, v in node.items():
+                sub = f"{path}[{k!r}]"
+                if isinstance(k, str):
+                    found.extend(_pattern_findings(k, 0, sub))
+                if isinstance(k, str) and _SECRET_NAME.search(k) and isinstance(v, str) and _is_secret_text(v):
+                    if not _pattern_findings(v, 0):
+                        found.append(SecretFinding(0, "string under a secret-sounding key", _redact(v), sub))
+                        continue
+                walk(v, sub)
+        elif isinstance(node, (list, tuple, set, frozenset)):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+
+    walk(value, where)
+    return found

@@ -24,9 +24,7 @@ import base64
 import functools
 import html
 import io
-import json
 import os
-import threading
 import weakref
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -44,6 +42,7 @@ from quantlab.hub import AssetsHub, StoredStrategy
 from .activity import DeploymentActivity
 from .defaults import BACKTEST, BROKER, embedded_servers
 from .policy import DeploymentPolicy, PolicyCheck
+from .state import HomeLock, HubInUseError, LabState, state_from_ledger
 
 if TYPE_CHECKING:
     from quantlab.engine.sweep import SweepResult
@@ -231,6 +230,7 @@ class Lab:
     """
 
     _started: ClassVar["list[weakref.ref[Lab]]"] = []
+    _home_lock: HomeLock | None = None
 
     def __init__(
         self,
@@ -252,8 +252,9 @@ class Lab:
         self.broker_server = broker_server
         self.progress = progress
         self._uploads: dict[str, str] = {}
-        self._state_lock = threading.Lock()
-        self._state = self._load_state()
+        self._state_file = LabState(self.state_path, rebuild=self._rebuild_state,
+                                    defaults={"generations": 0, "tokens": {"input": 0, "output": 0}, "cost_usd": 0.0})
+        self._state_file.read()  # a bad state.json is set aside (with a warning) now, not at the first call
         self._closed = False
         Lab._started = [r for r in Lab._started if r() is not None] + [weakref.ref(self)]
 
@@ -284,16 +285,24 @@ class Lab:
         """
         store = hub if isinstance(hub, AssetsHub) else AssetsHub(hub)
         home = store.quantlab_dir
+        claim = None
         if config is None:
+            try:  # the embedded broker serves this hub's database from one process: say at once who has it
+                claim = HomeLock.acquire(home, store.path)
+            except HubInUseError as exc:
+                raise LabError(str(exc)) from None
             config = embedded_servers(home, clock=clock)
         mcp = MCPHub.from_config(config, **client_options)
         try:
             report = mcp.connect_all()
+            lab = cls(mcp, store, policy=policy, home=home, backtest_server=backtest_server,
+                      broker_server=broker_server, progress=progress)
         except BaseException:
             mcp.close()
+            if claim is not None:
+                claim.release()
             raise
-        lab = cls(mcp, store, policy=policy, home=home, backtest_server=backtest_server,
-                  broker_server=broker_server, progress=progress)
+        lab._home_lock = claim
         for name in report.failed:
             import warnings
 
@@ -324,12 +333,17 @@ class Lab:
             return
         self._closed = True
         try:
-            self._save_state()
+            self.mcp.close()
         finally:
             try:
-                self.mcp.close()
-            finally:
                 self.hub.close()
+            finally:
+                self._release_home()
+
+    def _release_home(self) -> None:
+        lock, self._home_lock = self._home_lock, None
+        if lock is not None:
+            lock.release()
 
     def __enter__(self) -> "Lab":
         return self
@@ -343,34 +357,14 @@ class Lab:
         """Where the agent state is kept (outside the hub's working tree)."""
         return self.home / "state.json"
 
-    def _load_state(self) -> dict[str, Any]:
-        try:
-            state = json.loads(self.state_path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
-            state = {}
-        now = _now()
-        state.setdefault("created_at", now)
-        state.setdefault("last_activity", now)
-        state.setdefault("invocation_count", 0)
-        state.setdefault("deployments_triggered", [])
-        state.setdefault("generations", 0)
-        state.setdefault("tokens", {"input": 0, "output": 0})
-        state.setdefault("cost_usd", 0.0)
-        return state
-
-    def _save_state(self) -> None:
-        with self._state_lock:
-            tmp = self.state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._state, indent=2, default=str), encoding="utf-8")
-            os.replace(tmp, self.state_path)
+    def _rebuild_state(self) -> dict[str, Any]:
+        """What the hub's ledger still knows when ``state.json`` had to be rebuilt."""
+        return state_from_ledger(self.hub.deployments(), self.broker_server)
 
     def _touch(self, deployment: DeploymentRecord | None = None) -> None:
-        with self._state_lock:
-            self._state["last_activity"] = _now()
-            self._state["invocation_count"] += 1
-            if deployment is not None:
-                self._state["deployments_triggered"].append(deployment.to_dict())
-        self._save_state()
+        """Count one invocation in ``state.json`` (merged under a lock with other processes' updates)."""
+        self._state_file.touch(None if deployment is None else deployment.to_dict(),
+                               connections=self.mcp.state().get("servers", {}))
 
     async def _tracked(self, coro: Coroutine[Any, Any, Any]) -> Any:
         try:
@@ -387,9 +381,8 @@ class Lab:
         >>> lab.state()["invocation_count"]        # doctest: +SKIP
         3
         """
-        with self._state_lock:
-            state = json.loads(json.dumps(self._state, default=str))
-        state["mcp_connections"] = self.mcp.state().get("servers", {})
+        state = self._state_file.read()
+        state["mcp_connections"] = {**state.get("mcp_connections", {}), **self.mcp.state().get("servers", {})}
         return state
 
     # ----------------------------------------------------------------------- helpers
@@ -594,13 +587,15 @@ class Lab:
         gen = await run_generation(self, idea, data, model=model, max_attempts=max_attempts, policy=policy,
                                    budget_usd=budget_usd, params=params, on_attempt=on_attempt, **costs)
         usage = gen.usage
-        with self._state_lock:
-            self._state["generations"] = int(self._state.get("generations", 0)) + 1
-            tokens = self._state.setdefault("tokens", {"input": 0, "output": 0})
+
+        def count(state: dict[str, Any]) -> None:  # merged under the state lock, like every other update
+            state["generations"] = int(state.get("generations", 0)) + 1
+            tokens = state.setdefault("tokens", {"input": 0, "output": 0})
             tokens["input"] = int(tokens.get("input", 0)) + usage["input_tokens"]
             tokens["output"] = int(tokens.get("output", 0)) + usage["output_tokens"]
-            self._state["cost_usd"] = round(float(self._state.get("cost_usd", 0.0)) + usage["cost_usd"], 8)
-        self._save_state()
+            state["cost_usd"] = round(float(state.get("cost_usd", 0.0)) + usage["cost_usd"], 8)
+
+        self._state_file.update(count)
         return gen
 
     generate, agenerate = _twins(_generate)

@@ -42,16 +42,17 @@ def test_unknown_per_bar_list_falls_back_to_generic_storage(tmp_path):
     assert store.read_result(r.run_id) == ext.to_dict()
 
 
-def test_rewriting_a_stored_run_only_updates_its_metadata(tmp_path):
+def test_a_stored_run_never_changes(tmp_path):
+    # issue 12: a run is written once, as a whole; saving the same run id again changes nothing
     r = backtest(qdata.synthetic(1_000, seed=4), FLIP)
     store = RunStore(tmp_path)
     _save(store, r, name="first")
-    series = tmp_path / r.run_id / "series.parquet"
-    mtime = series.stat().st_mtime_ns
+    folder = tmp_path / r.run_id
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()}
     _save(store, r, name="renamed")
-    assert series.stat().st_mtime_ns == mtime
-    assert store.read_meta(r.run_id)["name"] == "renamed"
-    assert store.list_runs()[0]["name"] == "renamed"
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()} == before
+    assert store.read_meta(r.run_id)["name"] == "first"
+    assert [p.name for p in tmp_path.iterdir()] == [r.run_id]  # no temporary folder left behind
 
 
 def test_ids_and_missing_runs(tmp_path):

@@ -10,8 +10,8 @@ Layout of a runs directory::
       uploads/<sha256>.parquet    a DataFrame sent with ``upload_data``
       uploads/<sha256>.json       its rows, columns, start, end
 
-``meta.json`` is written last (atomically), so a run is either complete on
-disk or absent. Tables are stored with their exact JSON values (Parquet
+A run folder is written under a temporary name and renamed into place, so a run
+is either complete on disk or absent, and never changes once stored. Tables are stored with their exact JSON values (Parquet
 int64/float64/string, nulls for ``None``), so ``read_result()`` returns
 exactly what ``to_dict()`` produced and ``BacktestResult.from_dict`` rebuilds
 the same result.
@@ -298,48 +298,71 @@ class RunStore:
     def write_run(
         self, result: Any, task: dict[str, Any], summary: dict[str, Any], pause: Callable[[], None] | None = None
     ) -> Path:
-        """Save a ``BacktestResult`` with what produced it; returns the run folder.
+        """Save a ``BacktestResult`` with what produced it, once; returns the run folder.
 
         The per-bar series (``index, equity, returns, positions``) go to
         ``series.parquet`` straight from their numpy arrays, the trades to
         ``trades.parquet``, everything else of ``to_dict()`` to ``meta.json``.
-        A run id is deterministic (code, params, data, costs), so when the run is
-        already stored only ``meta.json`` (name, time) is rewritten. ``pause()``
-        is called between steps (a worker passes one that waits while it runs
-        the next backtest, so saving never competes with a caller).
+        The whole folder is written under a temporary name and renamed into place
+        in one step, so a run is complete on disk or absent, and a stored run never
+        changes: a run id is deterministic (code, params, data, costs), and saving
+        the same id again (this process or another) leaves the stored run as it is.
+        ``pause()`` is called between steps (a worker passes one that waits while it
+        runs the next backtest, so saving never competes with a caller).
         """
+        import shutil
+
         if pause is not None:
             pause()
         run_id = check_run_id(str(result.run_id))
         folder = self.run_dir(run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        skeleton, tables, series = _skeleton(result)
-        have = (folder / "meta.json").is_file() and all((folder / f"{n}.parquet").is_file() for n in tables)
-        if series is not None and not (have and (folder / "series.parquet").is_file()):
-            _write_parquet(series, folder / "series.parquet", pause)
-        if not have:
+        if self.exists(run_id):
+            return folder
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{run_id}.", suffix=".tmp"))
+        try:
+            skeleton, tables, series = _skeleton(result)
+            if series is not None:
+                _write_parquet(series, tmp / "series.parquet", pause)
             for name, table in tables.items():
-                _write_parquet(_table_to_arrow(table), folder / f"{name}.parquet", pause)
-        meta = {
-            "run_id": run_id,
-            "name": summary.get("name"),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
-            "data": task.get("data") or "sample",
-            "params": skeleton.get("params", task.get("params") or {}),
-            "cash": task.get("cash"),
-            "fees": task.get("fees"),
-            "slippage": task.get("slippage"),
-            "periods_per_year": skeleton.get("periods_per_year", task.get("periods_per_year")),
-            "fill": skeleton.get("fill", task.get("fill")),
-            "bars": summary.get("bars"),
-            "trades": summary.get("trades"),
-            "elapsed": summary.get("elapsed"),
-            "metrics": skeleton.get("metrics", summary.get("metrics")),
-            "code": task.get("code"),
-            "result": skeleton,
-        }
-        _atomic_write_bytes(folder / "meta.json", dumps(meta).encode("utf-8"))
-        return folder
+                _write_parquet(_table_to_arrow(table), tmp / f"{name}.parquet", pause)
+            meta = {
+                "run_id": run_id,
+                "name": summary.get("name"),
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
+                "data": task.get("data") or "sample",
+                "params": skeleton.get("params", task.get("params") or {}),
+                "cash": task.get("cash"),
+                "fees": task.get("fees"),
+                "slippage": task.get("slippage"),
+                "periods_per_year": skeleton.get("periods_per_year", task.get("periods_per_year")),
+                "fill": skeleton.get("fill", task.get("fill")),
+                "bars": summary.get("bars"),
+                "trades": summary.get("trades"),
+                "elapsed": summary.get("elapsed"),
+                "metrics": skeleton.get("metrics", summary.get("metrics")),
+                "code": task.get("code"),
+                "result": skeleton,
+            }
+            _atomic_write_bytes(tmp / "meta.json", dumps(meta).encode("utf-8"))
+            os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+            for attempt in range(2):
+                try:
+                    os.rename(tmp, folder)  # atomic; fails if the folder exists
+                    return folder
+                except OSError:
+                    if self.exists(run_id):  # someone stored it first: theirs stays
+                        return folder
+                    if attempt:
+                        raise
+                    # a folder without meta.json: an incomplete save of an older version; replace it
+                    stale = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{run_id}.", suffix=".stale"))
+                    os.rename(folder, stale / "old")
+                    shutil.rmtree(stale, ignore_errors=True)
+            return folder
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def read_meta(self, run_id: str) -> dict[str, Any]:
         """The run's ``meta.json`` (raises :class:`RunNotFound`)."""
@@ -441,7 +464,7 @@ class RunStore:
             return
         for p in self.root.iterdir():
             m = p / "meta.json"
-            if p.is_dir() and m.is_file():
+            if p.is_dir() and not p.name.startswith(".") and m.is_file():  # .<id>.*.tmp: being written
                 try:
                     yield json.loads(m.read_text(encoding="utf-8"))
                 except (OSError, ValueError):
