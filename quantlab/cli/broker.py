@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from quantlab.client._transports import pid_alive
+from quantlab.servers.auth import private_file
 
 __all__ = ["register", "start", "stop", "status", "default_state_dir"]
 
@@ -65,6 +66,31 @@ def _read_state(home: Path) -> dict[str, Any] | None:
         return None
 
 
+def _is_daemon(state: dict[str, Any]) -> bool:
+    """Whether ``state["pid"]`` is still the broker daemon ``start`` launched: alive, with the broker's
+    command line and (when recorded) the same start time. A stale ``broker.json`` whose pid now
+    belongs to some other program is not the daemon, and is never signalled."""
+    pid = state.get("pid")
+    if not pid or not pid_alive(int(pid)):
+        return False
+    try:
+        import psutil
+
+        proc = psutil.Process(int(pid))
+        cmdline = proc.cmdline()
+        created = proc.create_time()
+    except ImportError:  # pragma: no cover - psutil ships with jupyter; without it trust the pid
+        return True
+    except Exception:  # noqa: BLE001 - psutil.Error: gone, or not ours to inspect
+        return False
+    if "quantlab.servers.broker" not in cmdline:
+        return False
+    if state.get("db") and state["db"] not in cmdline:
+        return False
+    recorded = state.get("create_time")
+    return recorded is None or abs(float(recorded) - created) < 1.0
+
+
 def status(home: str | Path | None = None) -> dict[str, Any]:
     """State of the daemon in ``home``: ``{"running": bool, "pid", "port", "url", "db", "token_file", ...}``.
 
@@ -74,7 +100,7 @@ def status(home: str | Path | None = None) -> dict[str, Any]:
     home = Path(home).expanduser() if home else default_state_dir()
     st = _read_state(home) or {}
     pid = st.get("pid")
-    running = bool(pid) and pid_alive(int(pid)) and bool(st.get("port")) and _port_open(int(st["port"]))
+    running = bool(pid) and _is_daemon(st) and bool(st.get("port")) and _port_open(int(st["port"]))
     return {"running": running, "home": str(home), **st}
 
 
@@ -123,7 +149,7 @@ def start(home: str | Path | None = None, *, db: str | None = None, port: int | 
     if _port_open(port):
         raise RuntimeError(f"port {port} on 127.0.0.1 is already in use; pass another --port.")
     token_file = home / "broker.token"
-    log = open(home / "broker.log", "ab")
+    log = open(private_file(home / "broker.log"), "ab")
     cmd = [sys.executable, "-m", "quantlab.servers.broker", "--db", db, "--http", str(port), "--token-file", str(token_file),
            "--clock", clock, *(extra or [])]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
@@ -139,10 +165,17 @@ def start(home: str | Path | None = None, *, db: str | None = None, port: int | 
     else:
         proc.kill()
         raise RuntimeError(f"the broker did not open port {port} within {timeout:.0f} s; see {home / 'broker.log'}.")
+    try:
+        import psutil
+
+        create_time: float | None = psutil.Process(proc.pid).create_time()
+    except Exception:  # noqa: BLE001 - without psutil the command line check alone guards stop()
+        create_time = None
     state = {"pid": proc.pid, "port": port, "url": f"http://127.0.0.1:{port}/mcp", "db": db,
-             "token_file": str(token_file), "clock": clock, "started": time.time(), "command": cmd}
-    (home / "broker.pid").write_text(f"{proc.pid}\n")
-    (home / "broker.json").write_text(json.dumps(state, indent=1))
+             "token_file": str(token_file), "clock": clock, "started": time.time(), "create_time": create_time,
+             "command": cmd}
+    private_file(home / "broker.pid").write_text(f"{proc.pid}\n")
+    private_file(home / "broker.json").write_text(json.dumps(state, indent=1))
     return {"running": True, "home": str(home), "already_running": False, **state}
 
 
@@ -151,7 +184,7 @@ def stop(home: str | Path | None = None, timeout: float = 10.0) -> dict[str, Any
     home = Path(home).expanduser() if home else default_state_dir()
     st = _read_state(home) or {}
     pid = st.get("pid")
-    was = bool(pid) and pid_alive(int(pid))
+    was = bool(pid) and _is_daemon(st)  # a stale pid now used by another program is left alone
     if was:
         try:
             os.kill(int(pid), signal.SIGTERM)
@@ -164,7 +197,7 @@ def stop(home: str | Path | None = None, timeout: float = 10.0) -> dict[str, Any
             os.kill(int(pid), signal.SIGKILL)
     for name in ("broker.pid", "broker.json"):
         (home / name).unlink(missing_ok=True)
-    return {"stopped": was, "pid": pid, "home": str(home)}
+    return {"stopped": was, "pid": pid, "home": str(home), "stale": bool(pid) and not was}
 
 
 # -- argparse face --------------------------------------------------------------------------
@@ -188,7 +221,13 @@ def _cmd_stop(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(st, indent=1))
     else:
-        print(f"broker stopped (pid {st['pid']})" if st["stopped"] else "broker was not running")
+        if st["stopped"]:
+            print(f"broker stopped (pid {st['pid']})")
+        elif st["stale"]:
+            print(f"broker was not running (its state file named pid {st['pid']}, which is not the broker now: "
+                  "left alone; the stale state file was removed)")
+        else:
+            print("broker was not running")
     return 0
 
 

@@ -7,7 +7,7 @@ tools and :func:`main` for the command line.
 Example
 -------
 $ python -m quantlab.servers.backtest --runs ~/.quantlab/runs               # stdio
-$ python -m quantlab.servers.backtest --runs runs --http 8765 --token s3cret  # shared, HTTP
+$ python -m quantlab.servers.backtest --runs runs --http 8765 --token-file t  # shared, HTTP (bearer token)
 """
 from __future__ import annotations
 

@@ -3,18 +3,17 @@
 Example
 -------
 $ python -m quantlab.servers.backtest --runs runs                      # stdio (default)
-$ python -m quantlab.servers.backtest --runs runs --data-root ~/data --http 8765 --token s3cret
+$ python -m quantlab.servers.backtest --runs runs --data-root ~/data --http 8765   # token in runs/backtest.token
 """
 from __future__ import annotations
 
 import argparse
-import hmac
 import logging
 import os
 import sys
 from typing import Any
 
-__all__ = ["main", "build_parser", "BearerTokenMiddleware"]
+__all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default=str(home / "runs"), help="runs directory (runs, uploads); default: %(default)s")
     p.add_argument("--data-root", default=None, help="directory whose files can be used as data 'file:<relative path>'")
     p.add_argument("--http", type=int, metavar="PORT", default=None, help="serve streamable HTTP on 127.0.0.1:PORT (path /mcp) instead of stdio")
-    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default %(default)s; keep it local unless you set --token)")
-    p.add_argument("--token", default=os.environ.get("QUANTLAB_BACKTEST_TOKEN"), help="HTTP: require 'Authorization: Bearer TOKEN' (default: $QUANTLAB_BACKTEST_TOKEN)")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default %(default)s)")
+    p.add_argument("--token", default=None, help="HTTP bearer token (visible in `ps`: prefer --token-file or $QUANTLAB_BACKTEST_TOKEN)")
+    p.add_argument("--token-file", default=None, help="HTTP: file with the bearer token; generated (mode 0600) if missing. "
+                   "Default: $QUANTLAB_BACKTEST_TOKEN if set, else <runs>/backtest.token")
     p.add_argument("--workers", type=int, default=2, help="worker processes running strategies (default %(default)s)")
     p.add_argument("--memory-mb", type=int, default=2048, help="address-space limit per worker in MB, 0 = none (default %(default)s)")
     p.add_argument("--warm-after", type=float, default=0.5,
@@ -40,37 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class BearerTokenMiddleware:
-    """ASGI middleware: HTTP requests must carry ``Authorization: Bearer <token>``.
-
-    >>> app = BearerTokenMiddleware(inner_app, "s3cret")  # doctest: +SKIP
-    """
-
-    def __init__(self, app: Any, token: str):
-        self.app = app
-        self._expected = f"Bearer {token}".encode()
-
-    def __repr__(self) -> str:
-        return "BearerTokenMiddleware(token=***)"
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            got = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(got, self._expected):
-                body = b'{"error":"unauthorized: send Authorization: Bearer <token> (the server was started with --token)"}'
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
-
-
 async def _serve(args: argparse.Namespace) -> None:
     from quantlab.servers.backtest.server import build_server
 
     mcp, backend = build_server(
         args.runs, data_root=args.data_root, workers=args.workers, memory_mb=args.memory_mb or None,
-        log_level=args.log_level,
+        log_level=args.log_level, auth_token=getattr(args, "resolved_token", None),
     )
     await backend.pool.start(delay=args.warm_after)
     try:
@@ -80,10 +56,10 @@ async def _serve(args: argparse.Namespace) -> None:
             import uvicorn
 
             app = mcp.streamable_http_app(host=args.host, max_request_body_size=512 * 1024 * 1024)
-            if args.token:
-                app = BearerTokenMiddleware(app, args.token)
             config = uvicorn.Config(app, host=args.host, port=args.http, log_level=args.log_level.lower())
-            print(f"quantlab backtest server: http://{args.host}:{args.http}/mcp (runs: {backend.runs_dir})", file=sys.stderr, flush=True)
+            where = "given with --token" if args.token_source is None else f"from {args.token_source}"
+            print(f"quantlab backtest server: http://{args.host}:{args.http}/mcp (runs: {backend.runs_dir}; "
+                  f"bearer token {where})", file=sys.stderr, flush=True)
             await uvicorn.Server(config).serve()
     finally:
         await backend.pool.close()
@@ -92,9 +68,19 @@ async def _serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the backtest server until stdin closes (stdio) or it is interrupted (HTTP)."""
     args = build_parser().parse_args(argv)
-    if args.http is not None and args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
-        print("refusing to serve on a non-local address without --token", file=sys.stderr)
-        return 2
+    if args.http is not None:
+        # it runs code: over HTTP it never serves without a bearer token (generated into a 0600 file if none is given)
+        from pathlib import Path
+
+        from quantlab.servers.auth import resolve_token
+
+        try:
+            args.resolved_token, args.token_source = resolve_token(
+                args.token, args.token_file, env="QUANTLAB_BACKTEST_TOKEN",
+                default_file=Path(args.runs).expanduser() / "backtest.token")
+        except (OSError, ValueError) as exc:
+            print(f"quantlab backtest server: no bearer token: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import anyio
 

@@ -274,8 +274,11 @@ def build_server(
     workers: int = 2,
     memory_mb: int | None = 2048,
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING",
+    auth_token: str | None = None,
 ) -> tuple[MCPServer, Backend]:
     """Build the backtest MCP server and its :class:`Backend` (start ``backend.pool`` before serving).
+
+    ``auth_token``: over HTTP, require ``Authorization: Bearer <auth_token>`` on every request.
 
     >>> server, backend = build_server("/tmp/qlruns", workers=1)
     >>> server.name
@@ -284,7 +287,11 @@ def build_server(
     backend = Backend(runs_dir, data_root=data_root, workers=workers, memory_mb=memory_mb)
     from quantlab import __version__
 
-    mcp = MCPServer("quantlab-backtest", version=__version__, instructions=INSTRUCTIONS, log_level=log_level)
+    from quantlab.servers.auth import bearer_auth
+
+    # over HTTP every request needs the bearer token (the SDK's own check; see quantlab.servers.auth)
+    mcp = MCPServer("quantlab-backtest", version=__version__, instructions=INSTRUCTIONS, log_level=log_level,
+                    **(bearer_auth(auth_token) if auth_token else {}))
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, open_world_hint=False))
     async def run_backtest(

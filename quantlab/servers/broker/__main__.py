@@ -3,8 +3,9 @@
 Options: ``--clock stepped|realtime|accelerated:N``, ``--symbols EURUSD,XAUUSD``,
 ``--feed synthetic|DIR``, ``--seed N``, ``--mode netting|hedging``, ``--balance``,
 ``--leverage``, ``--spread``, ``--slippage``, ``--commission``,
-``--http PORT [--token T | --token-file F]`` (HTTP on 127.0.0.1 with a bearer token;
-without a token one is generated into the token file, default ``<db>.token``).
+``--http PORT [--token T | --token-file F]`` (HTTP on 127.0.0.1 with a bearer token: given,
+read from the token file or ``$QUANTLAB_BROKER_TOKEN``, else generated into the token file,
+default ``<db>.token``, mode 0600). Every file the broker creates is mode 0600.
 
 Example
 -------
@@ -14,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 from pathlib import Path
+
+from quantlab.servers.auth import resolve_token
 
 from .book import Broker, BrokerConfig
 from .server import Clock, build_server, parse_clock, run_http, run_stdio
@@ -42,21 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=None, help="bearer token for --http.")
     p.add_argument("--token-file", default=None, help="file with the bearer token (generated if missing; default <db>.token).")
     return p
-
-
-def resolve_token(token: str | None, token_file: str | None, db: str) -> tuple[str, Path | None]:
-    """The bearer token: given, read from the token file, or generated into it (mode 0600)."""
-    if token:
-        return token, None
-    path = Path(token_file or f"{db}.token").expanduser()
-    if path.is_file() and path.read_text().strip():
-        return path.read_text().strip(), path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tok = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(tok + "\n")
-    return tok, path
 
 
 def lock_database(db: str):
@@ -89,6 +76,7 @@ def lock_database(db: str):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.umask(0o077)  # the database, its WAL and shm, the lock and token files: readable by this user only
     try:
         _lock = lock_database(args.db)  # noqa: F841 - held until exit
         parse_clock(args.clock)
@@ -103,15 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for note in broker.notes:
         print(f"quantlab broker: note: {note}", file=sys.stderr)
+    token = path = None
+    if args.http is not None:
+        token, path = resolve_token(args.token, args.token_file, env="QUANTLAB_BROKER_TOKEN", default_file=f"{args.db}.token")
     clock = Clock(broker, args.clock)
-    server = build_server(broker, clock)
+    server = build_server(broker, clock, auth_token=token)
     clock.start()
     try:
         if args.http is not None:
-            token, path = resolve_token(args.token, args.token_file, args.db)
-            print(f"quantlab broker: http://127.0.0.1:{args.http}/mcp (token {'in ' + str(path) if path else 'given'})",
+            print(f"quantlab broker: http://127.0.0.1:{args.http}/mcp (token {'from ' + str(path) if path else 'given'})",
                   file=sys.stderr, flush=True)
-            run_http(server, args.http, token)
+            run_http(server, args.http)
         else:
             run_stdio(server)
     except KeyboardInterrupt:

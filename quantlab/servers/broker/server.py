@@ -22,7 +22,6 @@ Example
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import sys
 from typing import Any, AsyncIterator
@@ -39,7 +38,7 @@ from .clock import Clock, parse_clock
 from .tools import DEPLOY_TOOLS, MT5_TOOLS, PAPER_TOOLS
 from .tools.common import Session
 
-__all__ = ["build_server", "MT5Server", "Clock", "parse_clock", "TokenAuth", "run_http", "run_stdio"]
+__all__ = ["build_server", "MT5Server", "Clock", "parse_clock", "run_http", "run_stdio"]
 
 INSTRUCTIONS = """Paper-trading broker speaking the MetaTrader 5 MCP server's dialect (mt5mcp tool names, arguments
 and results; official MT5 constants: ORDER_TYPE_BUY=0, SELL=1, BUY_LIMIT=2, SELL_LIMIT=3, BUY_STOP=4, SELL_STOP=5;
@@ -78,8 +77,12 @@ class MT5Server(MCPServer):
         return await super().call_tool(name, arguments, context)
 
 
-def build_server(broker: Broker, clock: Clock | None = None, *, deployments: bool = True) -> MT5Server:
+def build_server(broker: Broker, clock: Clock | None = None, *, deployments: bool = True,
+                 auth_token: str | None = None) -> MT5Server:
     """The :class:`MT5Server` exposing ``broker`` (stdio or HTTP is the caller's choice).
+
+    ``auth_token``: over HTTP, every request needs ``Authorization: Bearer <auth_token>`` (the SDK's
+    own check, see :mod:`quantlab.servers.auth`).
 
     Its lifespan hands every session a :class:`~quantlab.servers.broker.tools.common.Session` over the
     shared broker and clock; tools read it through their context. ``deployments=False`` leaves out the
@@ -91,8 +94,11 @@ def build_server(broker: Broker, clock: Clock | None = None, *, deployments: boo
     async def lifespan(_: MCPServer) -> AsyncIterator[Session]:
         yield Session(broker, clock)
 
+    from quantlab.servers.auth import bearer_auth
+
     mcp = MT5Server("quantlab-broker", title="quantlab paper broker (MT5 dialect)", instructions=INSTRUCTIONS,
-                    version=__version__, log_level="WARNING", lifespan=lifespan)
+                    version=__version__, log_level="WARNING", lifespan=lifespan,
+                    **(bearer_auth(auth_token) if auth_token else {}))
     for fn in [*MT5_TOOLS, *PAPER_TOOLS, *(DEPLOY_TOOLS if deployments else [])]:
         mcp.add_tool(fn)
     _resources(mcp)
@@ -139,36 +145,15 @@ def _resources(mcp: MCPServer) -> None:
         return table("return codes", {v: k for k, v in C.RETCODES.items()})
 
 
-class TokenAuth:
-    """ASGI middleware: every HTTP request needs ``Authorization: Bearer <token>``.
+def run_http(server: MCPServer, port: int, host: str = "127.0.0.1") -> None:
+    """Serve ``server`` over streamable HTTP at ``http://host:port/mcp``.
 
-    >>> TokenAuth(app=None, token="s3cret").token
-    's3cret'
+    Build the server with ``build_server(..., auth_token=...)``: the bearer-token check is the
+    SDK's own (see :mod:`quantlab.servers.auth`).
     """
-
-    def __init__(self, app: Any, token: str):
-        self.app = app
-        self.token = token
-        self._expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            auth = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(auth, self._expected):
-                body = json.dumps({"error": "unauthorized", "detail": "send 'Authorization: Bearer <token>' (see the broker's token file)"}).encode()
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
-
-
-def run_http(server: MCPServer, port: int, token: str, host: str = "127.0.0.1") -> None:
-    """Serve ``server`` over streamable HTTP at ``http://host:port/mcp`` behind :class:`TokenAuth`."""
     import uvicorn
 
-    app = TokenAuth(server.streamable_http_app(host=host), token)
-    config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", lifespan="on")
+    config = uvicorn.Config(server.streamable_http_app(host=host), host=host, port=int(port), log_level="warning", lifespan="on")
     uvicorn.Server(config).run()
 
 
