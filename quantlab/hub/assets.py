@@ -886,7 +886,7 @@ class AssetsHub:
     # -- deployments ledger -------------------------------------------------------------
     @property
     def ledger_path(self) -> Path:
-        """``<hub>/deployments.jsonl``, or ``<hub>/.quantlab/deployments.jsonl`` when the repository
+        """``<hub>/deployments.jsonl``, or ``<hub>/.quantlab/deployments-ledger.jsonl`` when the repository
         git-ignores a ``deployments.jsonl`` of its own (the hub never force-commits an ignored file:
         it says so once, with a :class:`UserWarning`, and keeps its ledger beside)."""
         if self._ledger_path is None:
@@ -895,7 +895,7 @@ class AssetsHub:
 
     def _find_ledger(self) -> Path:
         main = self.path / _ledger.LEDGER_FILE
-        aside = self.path / ".quantlab" / _ledger.LEDGER_FILE
+        aside = self.path / ".quantlab" / "deployments-ledger.jsonl"  # a name the ignored file's pattern does not match
         for candidate in (main, aside):
             rel = candidate.relative_to(self.path).as_posix()
             if self.repo.git.ls_files("--", rel).strip():  # tracked: it is the ledger, whatever .gitignore says now

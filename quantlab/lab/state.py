@@ -149,6 +149,7 @@ class LabState:
         if not path.exists() and not path.is_symlink():
             state = _fresh()
             state.update(self._recovered())
+            self._write(state)  # now it exists: later loads never rebuild (and so never count) twice
             return state
         problem: str | None = None
         decoded: Any = None
