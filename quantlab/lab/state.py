@@ -147,7 +147,7 @@ class LabState:
     def _load(self) -> dict[str, Any]:
         path = self.path
         if not path.exists() and not path.is_symlink():
-            state = _fresh()
+            state = self._fresh()
             state.update(self._recovered())
             self._write(state)  # now it exists: later loads never rebuild (and so never count) twice
             return state
