@@ -39,7 +39,7 @@ Example
 ... ''', name="sma")
 >>> r = backtest(data.synthetic(bars=2000, seed=1), s)
 >>> sorted(r.metrics)[:3]
-['cagr', 'calmar', 'expectancy']
+['benchmark_return', 'cagr', 'calmar']
 """
 from __future__ import annotations
 
@@ -76,31 +76,41 @@ class SignalError(ValueError):
 # helpers
 # ---------------------------------------------------------------------------------------------
 def infer_periods_per_year(index: pd.DatetimeIndex) -> float:
-    """Bars per year from the index: ``365.25 days / median spacing``; 252 for daily weekday-only data.
+    """Bars per year as observed in the index.
+
+    * Evenly spaced bars (every gap equal, or a fixed ``freq``): ``365.25 days / spacing``
+      (8,766 for hourly, 525,960 for minute bars, 365.25 for daily bars every day).
+    * Otherwise (weekends, holidays, sessions, gaps): the bars actually observed per
+      calendar year, ``(n - 1) / years spanned`` with ``years = (t_last - t_first) / 365.25 days``;
+      weekday-only hourly data gives about 6,260, daily exchange data about 252.
+    * Fewer than two bars: 252.
 
     >>> infer_periods_per_year(pd.date_range("2024-01-01", periods=10, freq="1h"))
     8766.0
-    >>> infer_periods_per_year(pd.bdate_range("2024-01-01", periods=30))
-    252.0
+    >>> hours = pd.date_range("2024-01-01", "2024-12-31 23:00", freq="1h")
+    >>> round(infer_periods_per_year(hours[hours.day_of_week < 5]))
+    6275
     """
-    if len(index) < 2:
+    n = len(index)
+    if n < 2:
         return 252.0
+    i8 = index.as_unit("ns").asi8
+    year = 365.25 * 86_400e9
     freq = getattr(index, "freq", None)
-    step: float | None = None
-    if freq is not None:
+    if freq is not None and getattr(freq, "rule_code", None) not in ("B", "C"):
         try:
             step = float(pd.Timedelta(freq).value)
         except (ValueError, TypeError):
-            step = None
-    if step is None:
-        step = float(np.median(np.diff(index.as_unit("ns").asi8)))
-    if step <= 0:
+            step = 0.0
+        if step > 0:
+            return year / step
+    gaps = np.diff(i8)
+    span = float(i8[-1] - i8[0])
+    if span <= 0:
         return 252.0
-    day = 86_400e9
-    if abs(step - day) < 1e-9 * day or (freq is not None and getattr(freq, "rule_code", None) in ("B", "C")):
-        if not (index.day_of_week >= 5).any():
-            return 252.0
-    return 365.25 * day / step
+    if gaps.min() == gaps.max():
+        return year / float(gaps[0])
+    return (n - 1) * year / span
 
 
 def check_fill(fill: Any) -> str:
@@ -599,7 +609,9 @@ class BacktestResult:
     exit_price, pnl, return, bars_held``; open trades have ``exit_time`` NaT and
     are valued at the last close), ``strategy``, ``name``, ``params``,
     ``data_ref``, ``costs`` (``cash, fees, slippage``), ``periods_per_year``,
-    ``run_id``, ``created_at``; property ``drawdown``.
+    ``run_id``, ``created_at``, ``fill``, ``benchmark`` (buy-and-hold equity from the same
+    cash, ``cash × close_t / close_0``; ``None`` on a result rebuilt by ``from_dict``);
+    property ``drawdown``.
 
     ``to_dict()`` / ``from_dict()`` round-trip exactly through JSON.
 
@@ -745,7 +757,7 @@ class BacktestResult:
                 f"max_drawdown={m.get('max_drawdown', float('nan')):.4g}, trades={m.get('trades')})")
 
     def _repr_html_(self) -> str:
-        pct = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure"}
+        pct = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure", "benchmark_return"}
         rows = []
         for k, v in self.metrics.items():
             if isinstance(v, float) and k in pct and math.isfinite(v):
@@ -847,7 +859,7 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
         pd.DatetimeIndex(i8[ei].view("datetime64[ns]")), pd.DatetimeIndex(exit_ns.view("datetime64[ns]")),
         np.where(out["side"] > 0, "long", "short"), out["size"], out["entry_price"], out["exit_price"],
         out["pnl"], tret, bars_held)
-    metrics = _stats.compute_metrics(equity, rets, units, trades, ppy, cash=cash)
+    metrics = _stats.compute_metrics(equity, rets, units, trades, ppy, cash=cash, close=close)
     idx_out = idx
     if idx_out.name != "time":
         idx_out = idx_out.rename("time")
@@ -858,6 +870,7 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
         positions=pd.Series(units, index=idx_out, name="position", copy=False),
         trades=trades, strategy=strategy, name=strategy.name, params=resolved, data_ref=data_ref,
         costs={"cash": cash, "fees": fees, "slippage": slippage}, periods_per_year=ppy, _data_key=data, fill=fill,
+        benchmark=pd.Series(close * (cash / close[0]), index=idx_out, name="benchmark"),
     )
 
 

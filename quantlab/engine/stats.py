@@ -41,6 +41,7 @@ __all__ = [
     "profit_factor",
     "expectancy",
     "exposure",
+    "benchmark_return",
     "compute_metrics",
 ]
 
@@ -48,6 +49,7 @@ __all__ = [
 METRICS = (
     "total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
     "max_drawdown_duration", "win_rate", "profit_factor", "expectancy", "trades", "open_trades", "exposure",
+    "benchmark_return",
 )
 
 
@@ -259,6 +261,17 @@ def exposure(positions: Any) -> float:
     return float(np.count_nonzero(x) / x.size) if x.size else 0.0
 
 
+def benchmark_return(close: Any) -> float:
+    """Buy-and-hold return of the instrument ``close_{n-1} / close_0 - 1`` (vectorbt's
+    ``Benchmark Return``, backtesting.py's ``Buy & Hold Return``); NaN without bars.
+
+    >>> benchmark_return([100.0, 90.0, 120.0])
+    0.19999999999999996
+    """
+    c = _arr(close)
+    return float(c[-1] / c[0] - 1.0) if c.size and c[0] != 0 else float("nan")
+
+
 def compute_metrics(
     equity: Any,
     returns: Any,
@@ -266,8 +279,11 @@ def compute_metrics(
     trades: pd.DataFrame,
     periods_per_year: float,
     cash: float | None = None,
+    close: Any = None,
 ) -> dict[str, float | int]:
     """All metrics in :data:`METRICS` as plain Python floats/ints.
+
+    ``close`` (the instrument's closes) gives ``benchmark_return``; without it, NaN.
 
     ``trades`` needs a ``pnl`` column and ``exit_time`` (NaT for open trades);
     win rate, profit factor and expectancy use closed trades only (vectorbt's
@@ -323,5 +339,6 @@ def compute_metrics(
         "trades": int(pnl.size),
         "open_trades": n_open,
         "exposure": exposure(positions),
+        "benchmark_return": benchmark_return(close) if close is not None else float("nan"),
     }
     return out

@@ -217,13 +217,17 @@ def test_bad_arguments():
 
 # -- periods per year -----------------------------------------------------------------------------
 def test_infer_periods_per_year():
+    # evenly spaced: 365.25 days / spacing
     assert infer_periods_per_year(pd.date_range("2024", periods=50, freq="1min")) == 365.25 * 24 * 60
-    assert infer_periods_per_year(pd.bdate_range("2024-01-01", periods=60)) == 252
     assert infer_periods_per_year(pd.date_range("2024-01-01", periods=60, freq="D")) == 365.25
+    assert infer_periods_per_year(pd.DatetimeIndex(pd.date_range("2024", periods=50, freq="1h").to_numpy())) == 8766
+    # otherwise: bars observed per calendar year (issue 15: weekday-only data is not 8,766 bars a year)
+    bdays = pd.bdate_range("2021-01-01", "2024-12-31")
+    assert infer_periods_per_year(bdays) == pytest.approx(len(bdays) / 4, rel=2e-3)   # ~261
     irregular = pd.DatetimeIndex(pd.date_range("2024", periods=50, freq="1h").delete([3, 7, 9]))
-    assert infer_periods_per_year(irregular) == 365.25 * 24
+    assert infer_periods_per_year(irregular) == pytest.approx(46 / 49 * 8766)
     r = backtest(data.sample(), CODE, params={"t": np.zeros(4000)})
-    assert r.periods_per_year == 365.25 * 24
+    assert 6200 < r.periods_per_year < 6300         # weekday-only hourly bars: ~24 x 5 x 52.18
 
 
 # -- the result object ----------------------------------------------------------------------------

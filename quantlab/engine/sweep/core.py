@@ -91,11 +91,11 @@ class Context:
         if _LightTrades.usable:
             try:
                 return _stats.compute_metrics(equity, rets, units, _LightTrades(out["pnl"], exit_ns), self.ppy,
-                                              cash=self.cash)
+                                              cash=self.cash, close=self.close)
             except (AttributeError, TypeError, KeyError, IndexError):  # compute_metrics wants more of a frame
                 _LightTrades.usable = False
         trades = pd.DataFrame({"pnl": out["pnl"], "exit_time": exit_ns.view("datetime64[ns]")})
-        return _stats.compute_metrics(equity, rets, units, trades, self.ppy, cash=self.cash)
+        return _stats.compute_metrics(equity, rets, units, trades, self.ppy, cash=self.cash, close=self.close)
 
     def _columns(self, combos: list[dict[str, Any]]) -> list[Any] | None:
         """Raw signal columns from the batched hook, or None if there is none or it failed."""
