@@ -42,6 +42,9 @@ __all__ = [
     "expectancy",
     "exposure",
     "benchmark_return",
+    "probabilistic_sharpe",
+    "deflated_sharpe",
+    "expected_max_sharpe",
     "compute_metrics",
 ]
 
@@ -49,7 +52,7 @@ __all__ = [
 METRICS = (
     "total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
     "max_drawdown_duration", "win_rate", "profit_factor", "expectancy", "trades", "open_trades", "exposure",
-    "benchmark_return",
+    "benchmark_return", "psr",
 )
 
 
@@ -272,6 +275,142 @@ def benchmark_return(close: Any) -> float:
     return float(c[-1] / c[0] - 1.0) if c.size and c[0] != 0 else float("nan")
 
 
+# -- multiple testing: probabilistic and deflated Sharpe (Bailey & López de Prado) ------------------
+_EULER_GAMMA = 0.5772156649015329
+
+
+def _norm_cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def _norm_ppf(p: float) -> float:
+    """Inverse standard normal CDF (Acklam's rational approximation refined by one Halley step; ~1e-15)."""
+    if not 0.0 < p < 1.0:
+        return -math.inf if p <= 0 else math.inf
+    a = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02,
+         -3.066479806614716e+01, 2.506628277459239e+00)
+    b = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01,
+         -1.328068155288572e+01)
+    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00,
+         4.374664141464968e+00, 2.938163982698783e+00)
+    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00)
+    lo = 0.02425
+    if p < lo:
+        q = math.sqrt(-2 * math.log(p))
+        x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / \
+            ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
+    elif p <= 1 - lo:
+        q = p - 0.5
+        r = q * q
+        x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q / \
+            (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+    else:
+        q = math.sqrt(-2 * math.log(1 - p))
+        x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / \
+            ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
+    e = _norm_cdf(x) - p                                   # one Halley step
+    u = e * math.sqrt(2 * math.pi) * math.exp(x * x / 2)
+    return x - u / (1 + x * u / 2)
+
+
+def _sharpe_moments(r: np.ndarray) -> tuple[int, float, float, float]:
+    """``n``, per-bar Sharpe ``mean / std(ddof=1)``, skewness and (non-excess) kurtosis (population moments)."""
+    n = r.size
+    if n < 3:
+        return n, float("nan"), float("nan"), float("nan")
+    mean = float(r.mean())
+    d = r - mean
+    d2 = d * d
+    m2 = float(d2.mean())
+    if m2 == 0.0:
+        return n, float("nan"), float("nan"), float("nan")
+    m3 = float((d2 * d).mean())
+    m4 = float((d2 * d2).mean())
+    sr = mean / math.sqrt(m2 * n / (n - 1))
+    return n, sr, m3 / m2 ** 1.5, m4 / (m2 * m2)
+
+
+def _psr(n: int, sr: float, skew: float, kurt: float, sr_star: float) -> float:
+    if not (math.isfinite(sr) and math.isfinite(sr_star)):
+        return float("nan")
+    var = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr * sr
+    if not var > 0:
+        return float("nan")
+    return _norm_cdf((sr - sr_star) * math.sqrt(n - 1) / math.sqrt(var))
+
+
+def probabilistic_sharpe(returns: Any, sr_benchmark: float = 0.0, periods_per_year: float | None = None) -> float:
+    """Probabilistic Sharpe ratio: the probability that the true Sharpe exceeds ``sr_benchmark``.
+
+    Bailey & López de Prado (2012), with ``SR`` the per-bar Sharpe ``mean(r) / std(r, ddof=1)``,
+    ``γ3`` the skewness and ``γ4`` the kurtosis (3 for normal returns) of the ``n`` bar returns::
+
+        PSR(SR*) = Φ( (SR − SR*) √(n − 1) / √(1 − γ3 SR + (γ4 − 1)/4 SR²) )
+
+    ``sr_benchmark`` is per bar, or annualised when ``periods_per_year`` is given (divided by
+    ``√P``). NaN for fewer than 3 bars or constant returns.
+
+    >>> r = np.random.default_rng(0).normal(0.001, 0.01, 1000)
+    >>> round(probabilistic_sharpe(r), 4)
+    0.9532
+    """
+    n, sr, g3, g4 = _sharpe_moments(_arr(returns))
+    star = float(sr_benchmark) / math.sqrt(periods_per_year) if periods_per_year else float(sr_benchmark)
+    return _psr(n, sr, g3, g4, star)
+
+
+def expected_max_sharpe(trials: int, variance: float) -> float:
+    """Expected maximum of ``trials`` per-bar Sharpe estimates of zero-skill strategies
+    (Bailey & López de Prado 2014, "False Strategy" theorem)::
+
+        SR0 = √V · ((1 − γ) Φ⁻¹(1 − 1/N) + γ Φ⁻¹(1 − 1/(N e)))
+
+    ``γ`` the Euler–Mascheroni constant, ``V`` the variance of the Sharpe estimates across
+    trials; 0 for a single trial.
+
+    >>> round(expected_max_sharpe(100, 1.0), 4)
+    2.5306
+    """
+    n = int(trials)
+    if n < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}.")
+    if n == 1:
+        return 0.0
+    return math.sqrt(variance) * ((1 - _EULER_GAMMA) * _norm_ppf(1 - 1 / n)
+                                  + _EULER_GAMMA * _norm_ppf(1 - 1 / (n * math.e)))
+
+
+def deflated_sharpe(returns: Any, trials: int, sharpe_variance: float | None = None,
+                    trial_sharpes: Any = None) -> float:
+    """Deflated Sharpe ratio: the PSR against the Sharpe the best of ``trials`` zero-skill
+    strategies would show by luck (Bailey & López de Prado 2014)::
+
+        DSR = PSR(SR0),   SR0 = expected_max_sharpe(N, V)
+
+    ``V`` is the variance of the per-bar Sharpe estimates across the trials: from
+    ``trial_sharpes`` (per-bar Sharpes of all variants tried) when given, else
+    ``sharpe_variance``, else ``1 / (n − 1)`` — the variance of one Sharpe estimate on ``n``
+    normal bars when the true Sharpe is 0 (the null the deflation tests against).
+    With ``trials=1`` the DSR equals the PSR against 0.
+
+    >>> r = np.random.default_rng(0).normal(0.001, 0.01, 1000)
+    >>> round(deflated_sharpe(r, trials=1), 4), round(deflated_sharpe(r, trials=100), 4)
+    (0.9532, 0.1984)
+    """
+    n, sr, g3, g4 = _sharpe_moments(_arr(returns))
+    if n < 3 or not math.isfinite(sr):
+        return float("nan")
+    if trial_sharpes is not None:
+        ts = _arr(trial_sharpes)
+        ts = ts[np.isfinite(ts)]
+        var = float(np.var(ts, ddof=1)) if ts.size > 1 else 1.0 / (n - 1)
+    elif sharpe_variance is not None:
+        var = float(sharpe_variance)
+    else:
+        var = 1.0 / (n - 1)
+    return _psr(n, sr, g3, g4, expected_max_sharpe(trials, var))
+
+
 def compute_metrics(
     equity: Any,
     returns: Any,
@@ -340,5 +479,6 @@ def compute_metrics(
         "open_trades": n_open,
         "exposure": exposure(positions),
         "benchmark_return": benchmark_return(close) if close is not None else float("nan"),
+        "psr": _psr(*_sharpe_moments(r), 0.0) if r.size >= 3 else float("nan"),
     }
     return out
