@@ -23,6 +23,8 @@ _LAZY = {
     "SweepResult": "quantlab.engine.sweep",
     "check_lookahead": "quantlab.engine.lookahead",
     "LookaheadReport": "quantlab.engine.lookahead",
+    "walk_forward": "quantlab.engine.walkforward",
+    "WalkForwardResult": "quantlab.engine.walkforward",
     # workflow
     "Lab": "quantlab.lab.lab",
     "DeploymentPolicy": "quantlab.lab.policy",

@@ -63,7 +63,7 @@ class _LightTrades:
 class Context:
     """Everything a worker needs, built once: data arrays, strategy, costs."""
 
-    __slots__ = ("data", "strategy", "close", "i8", "cash", "fees", "slippage", "ppy", "fill", "hook")
+    __slots__ = ("data", "strategy", "close", "i8", "cash", "fees", "slippage", "ppy", "fill", "hook", "windows")
 
     def __init__(self, strategy: Strategy, data: pd.DataFrame, costs: Mapping[str, float]) -> None:
         self.data = data
@@ -76,26 +76,44 @@ class Context:
         self.slippage = float(costs["slippage"])
         self.ppy = float(costs["periods_per_year"])
         self.fill = costs.get("fill", "close")
+        # walk-forward: metrics per bar window [a, b) of one full-data signal run, keys "k:metric"
+        self.windows = tuple(tuple(w) for w in costs.get("windows") or ())
         hook = strategy.function.__globals__.get(BATCH_HOOK)
         self.hook = hook if callable(hook) else None
 
     def metrics(self, target: np.ndarray) -> dict[str, Any]:
-        """Metrics of one validated target column — the same arithmetic as ``backtest()``."""
-        executed, price = execution(self.data, target, self.fill)
-        out = simulate(self.close, executed, self.cash, self.fees, self.slippage, price=price)
+        """Metrics of one validated target column — the same arithmetic as ``backtest()``.
+
+        With ``windows`` (walk-forward), the metrics of each window ``k`` as keys ``"k:name"``:
+        a backtest of ``data.iloc[a:b]`` with the targets ``target[a:b]``."""
+        if self.windows:
+            out: dict[str, Any] = {}
+            for k, (a, b) in enumerate(self.windows):
+                for name, v in self._metrics(target[a:b], a, b).items():
+                    out[f"{k}:{name}"] = v
+            return out
+        return self._metrics(target, 0, self.close.size)
+
+    def _metrics(self, target: np.ndarray, a: int, b: int) -> dict[str, Any]:
+        whole = a == 0 and b == self.close.size
+        data = self.data if whole else self.data.iloc[a:b]
+        close = self.close if whole else self.close[a:b]
+        i8 = self.i8 if whole else self.i8[a:b]
+        executed, price = execution(data, target, self.fill)
+        out = simulate(close, executed, self.cash, self.fees, self.slippage, price=price)
         equity, units = out["equity"], out["units"]
         rets = _returns(equity, self.cash)
         xi = out["exit_idx"]
         closed = xi >= 0
-        exit_ns = np.where(closed, self.i8[np.where(closed, xi, 0)], _NAT)
+        exit_ns = np.where(closed, i8[np.where(closed, xi, 0)], _NAT)
         if _LightTrades.usable:
             try:
                 return _stats.compute_metrics(equity, rets, units, _LightTrades(out["pnl"], exit_ns), self.ppy,
-                                              cash=self.cash, close=self.close)
+                                              cash=self.cash, close=close)
             except (AttributeError, TypeError, KeyError, IndexError):  # compute_metrics wants more of a frame
                 _LightTrades.usable = False
         trades = pd.DataFrame({"pnl": out["pnl"], "exit_time": exit_ns.view("datetime64[ns]")})
-        return _stats.compute_metrics(equity, rets, units, trades, self.ppy, cash=self.cash, close=self.close)
+        return _stats.compute_metrics(equity, rets, units, trades, self.ppy, cash=self.cash, close=close)
 
     def _columns(self, combos: list[dict[str, Any]]) -> list[Any] | None:
         """Raw signal columns from the batched hook, or None if there is none or it failed."""

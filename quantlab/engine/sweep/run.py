@@ -70,9 +70,32 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
         raise TypeError("data must have a DatetimeIndex; use quantlab.engine.data.validate(df) to normalise it.")
     if len(data) == 0:
         raise ValueError("data has no bars.")
+    full_costs = resolve_costs(data, costs, "sweep")
+
+    combos = expand_grid(grid)
+    names: list[str] = []
+    for c in combos:
+        names.extend(k for k in c if k not in names)
+    try:
+        strategy.resolve_params({k: None for k in names})
+    except StrategyError as exc:
+        raise SweepError(f"the grid names a parameter the strategy does not take: {exc}") from None
+    resolved = [strategy.resolve_params(c) for c in combos]
+
+    t0 = time.perf_counter()
+    rows, label = execute(strategy, data, full_costs, resolved, executor, chunk=chunk, progress=progress,
+                          desc=f"sweep {strategy.name}")
+    elapsed = time.perf_counter() - t0
+    frame = result_frame(names, resolved, rows)
+    return SweepResult(strategy, frame, full_costs, data=data, data_ref=data_ref, executor=label,
+                       elapsed=elapsed, params=resolved, param_names=names)
+
+
+def resolve_costs(data: pd.DataFrame, costs: Mapping[str, Any], caller: str = "sweep") -> dict[str, Any]:
+    """Checked ``cash, fees, slippage, periods_per_year, fill`` with defaults (as for ``backtest()``)."""
     unknown_costs = set(costs) - {"cash", "fees", "slippage", "periods_per_year", "fill"}
     if unknown_costs:
-        raise TypeError(f"sweep() got unexpected keyword(s) {sorted(unknown_costs)}; costs are cash, fees, "
+        raise TypeError(f"{caller}() got unexpected keyword(s) {sorted(unknown_costs)}; costs are cash, fees, "
                         "slippage, periods_per_year and fill.")
     fill = check_fill(costs.get("fill", DEFAULT_FILL))
     if fill == "next_open" and "open" not in data.columns:
@@ -89,18 +112,17 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
         raise ValueError("data 'close' contains NaN or infinite values; clean it with quantlab.engine.data.validate.")
     ppy = costs.get("periods_per_year")
     ppy = float(ppy) if ppy is not None else infer_periods_per_year(data.index)
-    full_costs = {"cash": cash, "fees": fees, "slippage": slippage, "periods_per_year": ppy, "fill": fill}
+    return {"cash": cash, "fees": fees, "slippage": slippage, "periods_per_year": ppy, "fill": fill}
 
-    combos = expand_grid(grid)
-    names: list[str] = []
-    for c in combos:
-        names.extend(k for k in c if k not in names)
-    try:
-        strategy.resolve_params({k: None for k in names})
-    except StrategyError as exc:
-        raise SweepError(f"the grid names a parameter the strategy does not take: {exc}") from None
-    resolved = [strategy.resolve_params(c) for c in combos]
 
+
+def execute(strategy: Strategy, data: pd.DataFrame, full_costs: dict, resolved: list[dict], executor: Any,
+            *, chunk: int | None = None, progress: Any = True, desc: str = "sweep") -> tuple[list, str]:
+    """Run resolved parameter dicts on an executor (see :func:`sweep`); rows in order and the executor's label.
+
+    Shared by :func:`sweep` and :func:`quantlab.engine.walkforward.walk_forward` (which passes
+    ``full_costs["windows"]`` to get metrics per bar window).
+    """
     kind = "inprocess" if executor in (None, "inprocess") else executor
     own_client = None
     if isinstance(kind, str) and kind.startswith(("dask://", "tcp://", "tls://")):
@@ -110,8 +132,7 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
             raise SweepError("a Dask executor needs dask.distributed: pip install 'quantlab[dask]'.") from None
         address = "tcp://" + kind[len("dask://"):] if kind.startswith("dask://") else kind
         kind = own_client = Client(address, timeout=30)
-    t0 = time.perf_counter()
-    with progress_bar(len(combos), progress, f"sweep {strategy.name}") as bar, _closing(own_client):
+    with progress_bar(len(resolved), progress, desc) as bar, _closing(own_client):
         if kind == "inprocess":
             with one_blas_thread(), HeapAllocation():
                 rows = run_inprocess(Context(strategy, data, full_costs), resolved, chunk or 32, bar)
@@ -125,10 +146,7 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
             raise SweepError(f"unknown executor {executor!r}; use None/'inprocess', 'processes', a number of "
                              "processes, a concurrent.futures.ProcessPoolExecutor, a dask.distributed.Client "
                              "or 'dask://HOST:PORT'.")
-    elapsed = time.perf_counter() - t0
-    frame = result_frame(names, resolved, rows)
-    return SweepResult(strategy, frame, full_costs, data=data, data_ref=data_ref, executor=label,
-                       elapsed=elapsed, params=resolved, param_names=names)
+    return rows, label
 
 
 class _closing:
