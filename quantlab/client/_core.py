@@ -163,6 +163,10 @@ class ConnectReport(dict):
         return html_tables([("connect", self._rows())])
 
 
+class _Fault(Exception):
+    """The server sent something that is not a JSON-RPC message while a call was in flight."""
+
+
 class _Connection:
     """One live session, owned by its own task (which enters and exits the SDK's contexts)."""
 
@@ -175,6 +179,35 @@ class _Connection:
         self._stop = asyncio.Event()
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._task: asyncio.Task[None] | None = None
+        self._waiters: set[asyncio.Future[str]] = set()  # one per call in flight: set when the server breaks the protocol
+        self.fault: str | None = None
+
+    async def _on_message(self, message: Any) -> None:
+        """The SDK hands transport faults here (a line that is not JSON-RPC, ...): fail the calls in flight now."""
+        if isinstance(message, Exception):
+            self.fault = _describe(message)[:300]
+            for waiter in list(self._waiters):
+                if not waiter.done():
+                    waiter.set_result(self.fault)
+
+    async def guarded(self, coro: Any) -> Any:
+        """Await ``coro`` (a request), unless the server breaks the protocol first: then raise :class:`_Fault`."""
+        loop = asyncio.get_running_loop()
+        fault: asyncio.Future[str] = loop.create_future()
+        self._waiters.add(fault)
+        task = loop.create_task(coro)
+        try:
+            await asyncio.wait({task, fault}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            self._waiters.discard(fault)
+        if task.done():
+            fault.cancel()
+            return task.result()
+        task.cancel()
+        raise _Fault(fault.result())
 
     async def open(self, timeout: float) -> None:
         self._task = asyncio.create_task(self._main(), name=f"quantlab-mcp:{self.name}")
@@ -193,7 +226,8 @@ class _Connection:
         from mcp_types import Implementation
 
         try:
-            client = Client(self.transport.streams(), client_info=Implementation(name="quantlab", version="0.1.0"))
+            client = Client(self.transport.streams(), client_info=Implementation(name="quantlab", version="0.1.0"),
+                            message_handler=self._on_message)
             async with client:
                 tools: list[Any] = []
                 cursor = None
@@ -571,7 +605,7 @@ class AsyncMCPHub:
         srv.calls += 1
         t0 = time.perf_counter()
         try:
-            result = await conn.client.call_tool(tool, args, read_timeout_seconds=timeout)
+            result = await conn.guarded(conn.client.call_tool(tool, args, read_timeout_seconds=timeout))
         except Exception as exc:  # noqa: BLE001 - mapped to the documented hierarchy below
             raise await self._call_failed(srv, conn, tool, timeout, exc) from exc
         finally:
@@ -590,7 +624,14 @@ class AsyncMCPHub:
         name = srv.config.name
         leaf = _leaf(exc)
         err: ClientError
-        if isinstance(leaf, MCPError) and leaf.code == REQUEST_TIMEOUT:
+        if isinstance(leaf, _Fault):
+            err = ProtocolError(
+                f"server {name!r} ({srv.config.transport}: {srv.config.target}) broke the MCP protocol during "
+                f"{tool!r}: {leaf}. The call was abandoned at once; the server answers with something that is not "
+                f"a JSON-RPC message (a stray print() to stdout, or a bug in the server).",
+                server=name, tool=tool,
+            )
+        elif isinstance(leaf, MCPError) and leaf.code == REQUEST_TIMEOUT:
             err = TimeoutError(
                 f"tool {tool!r} on server {name!r} did not answer within {timeout:g} s; the call was cancelled "
                 f"and the connection stays usable. Pass a larger timeout= if the tool is just slow.",
