@@ -18,6 +18,8 @@ _LAZY = {
     "backtest": "quantlab.engine.backtest",
     "BacktestResult": "quantlab.engine.backtest",
     "SignalError": "quantlab.engine.backtest",
+    "SandboxError": "quantlab.engine.sandbox",
+    "SandboxLimits": "quantlab.engine.sandbox",
     "DataError": "quantlab.engine.data",
     "sweep": "quantlab.engine.sweep",
     "SweepResult": "quantlab.engine.sweep",

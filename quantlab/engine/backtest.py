@@ -793,7 +793,7 @@ def _trades_frame(entry_time, exit_time, side, size, entry_price, exit_price, pn
 def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, Any] | None = None,
              cash: float = 100_000, fees: float = 0.0, slippage: float = 0.0,
              periods_per_year: float | None = None, data_ref: str | None = None,
-             fill: str = DEFAULT_FILL) -> BacktestResult:
+             fill: str = DEFAULT_FILL, sandbox: Any = False) -> BacktestResult:
     """Backtest ``strategy`` on OHLCV ``data`` (see the module docstring for the execution convention).
 
     ``strategy`` is a :class:`Strategy` or its source code. ``params`` overrides
@@ -803,6 +803,9 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
     signal is computed from that same close).
     ``periods_per_year`` defaults to :func:`infer_periods_per_year`.
     ``data_ref`` records where the data came from (e.g. ``"sample"``).
+    ``sandbox=True`` (or a :class:`~quantlab.engine.sandbox.SandboxLimits` / dict of limits)
+    evaluates ``signals`` in the strategy sandbox instead of this process (see
+    ``docs/sandbox.md``); the default runs your own code here, in your own kernel.
 
     Raises :class:`SignalError` if the signals have the wrong shape, index or range.
 
@@ -814,6 +817,12 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
     >>> r.metrics["trades"] > 0
     True
     """
+    if sandbox is not False and sandbox is not None:
+        from . import sandbox as _sandbox
+
+        if not isinstance(strategy, _sandbox.SandboxedStrategy):
+            limits = None if sandbox is True else sandbox
+            strategy = _sandbox.load(strategy, limits=limits)
     if isinstance(strategy, str):
         strategy = Strategy.from_code(strategy)
     if not isinstance(strategy, Strategy):

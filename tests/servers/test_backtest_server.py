@@ -263,10 +263,12 @@ def test_raising_strategy_names_the_exception_and_line(server):
     _still_serves(server)
 
 
-def test_worker_that_exits_is_replaced(server):
-    code = "import os\ndef signals(data):\n    os._exit(7)\n"
-    msg = server.error("run_backtest", code=code, name="quitter")
-    assert "[crashed]" in msg and "code 7" in msg
+def test_strategy_that_exits_is_reported(server):
+    # os._exit is refused by the sandbox before it runs; SystemExit is the strategy's own exception
+    msg = server.error("run_backtest", code="import os\ndef signals(data):\n    os._exit(7)\n", name="quitter")
+    assert "[sandbox]" in msg and "line 1" in msg and "import os" in msg
+    msg = server.error("run_backtest", code="def signals(data):\n    raise SystemExit(7)\n", name="quitter")
+    assert "[raised]" in msg and "SystemExit" in msg and "line 2" in msg
     _still_serves(server)
 
 

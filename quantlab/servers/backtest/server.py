@@ -327,10 +327,11 @@ def build_server(
             "slippage": slippage,
             "periods_per_year": periods_per_year,
             "fill": fill,
+            "timeout": timeout,  # the sandbox stops the strategy; the pool's limit is the backstop
         }
         t0 = time.perf_counter()
         try:
-            summary = await backend.pool.run(task, timeout=timeout)
+            summary = await backend.pool.run(task, timeout=timeout + 10)
         except WorkerFailure as exc:
             raise ToolError(f"[{exc.kind}] {exc}") from None
         summary["metrics"] = json_safe(summary["metrics"])

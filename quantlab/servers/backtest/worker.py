@@ -1,14 +1,19 @@
 """Worker processes that run strategy code for the backtest server.
 
-Strategy code is untrusted in the sense that it may loop forever, eat memory,
-raise or return nonsense. It therefore never runs in the server process: a
-small pool of long-lived worker processes (``forkserver`` start method, the
-engine pre-imported, so a run pays no process spawn) executes it. Each worker
+Strategy code is untrusted: it may loop forever, eat memory, raise, return
+nonsense or try to reach the host. It never runs in the server process, nor in
+the workers themselves: a small pool of long-lived worker processes
+(``forkserver`` start method, the engine pre-imported) loads the data and runs
+the engine, and each run's ``signals()`` is evaluated by
+:func:`quantlab.engine.sandbox.run_signals` in a sandboxed child forked from the
+worker's zygote (static check, scrubbed environment, rlimits, seccomp/Landlock,
+audit hook; see ``docs/sandbox.md``). Each worker
 
 * sets ``RLIMIT_AS`` to ``memory_mb`` so a memory eater gets ``MemoryError``
   (or dies) instead of taking the machine down;
-* loads data references itself and keeps the last few in an LRU cache, so a
-  1M-bar frame is not pickled for every call;
+* loads data references itself and keeps the last few in an LRU cache (with a
+  shared-memory copy the sandboxed children map), so a 1M-bar frame is not
+  pickled for every call;
 * writes each finished run to the runs directory (Parquet + JSON) *after* it
   has sent its short reply, so persistence does not sit on the caller's path.
 
@@ -85,18 +90,21 @@ class _DataCache:
         return (ref,)
 
     def get(self, ref: str):
-        """``(frame, content_hash)`` of a data reference, loaded once and kept (LRU)."""
+        """``(frame, content_hash, shared)`` of a data reference, loaded once and kept (LRU);
+        ``shared`` is the frame in shared memory for the sandboxed children (made on first use)."""
         key = self._key(ref)
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
         from quantlab.engine.data import content_hash
+        from quantlab.engine.sandbox import SharedData
 
         data = self._load(ref)
-        item = (data, content_hash(data))
+        item = (data, content_hash(data), SharedData(data))
         self._items[key] = item
         while len(self._items) > self.size:
-            self._items.popitem(last=False)
+            _, (_, _, shared) = self._items.popitem(last=False)
+            shared.close()
         return item
 
     def _load(self, ref: str):
@@ -160,16 +168,31 @@ def _index_ns(index) -> "Any":
     return np.asarray(index, dtype="int64")
 
 
-def _run(task: dict[str, Any], cache: _DataCache) -> tuple[dict[str, Any], Any]:
+_SANDBOX_KINDS = {"static": "sandbox", "forbidden": "sandbox", "cpu": "cpu", "memory": "memory",
+                  "output": "output", "timeout": "timeout", "crashed": "crashed", "internal": "internal"}
+
+
+def _run(task: dict[str, Any], cache: _DataCache, memory_mb: int | None = None) -> tuple[dict[str, Any], Any]:
+    from quantlab.engine import sandbox
     from quantlab.engine.backtest import SignalError, backtest
-    from quantlab.engine.strategy import Strategy, StrategyError
+    from quantlab.engine.strategy import StrategyError
 
     t0 = time.perf_counter()
     ref = task.get("data") or "sample"
-    data, data_hash = cache.get(ref)
     name = task.get("name") or "strategy"
+    timeout = float(task.get("timeout") or 300)
+    limits = sandbox.SandboxLimits(cpu_seconds=timeout, wall_seconds=timeout,
+                                   **({"memory_mb": memory_mb} if memory_mb else {}))
     try:
-        strategy = Strategy.from_code(task["code"], name=name)
+        # the static check first: refused code costs no data load and no process
+        strategy = sandbox.load(task["code"], name=name, limits=limits)
+    except sandbox.SandboxError as exc:
+        raise WorkerFailure(_SANDBOX_KINDS.get(exc.kind, "sandbox"), str(exc)) from None
+    except StrategyError as exc:
+        raise WorkerFailure("strategy", str(exc)) from None
+    data, data_hash, shared = cache.get(ref)
+    object.__setattr__(strategy.function, "shared", shared)
+    try:
         result = backtest(
             # a shallow copy (copy-on-write): a strategy that writes to its frame
             # cannot poison the cached data for later runs
@@ -185,7 +208,11 @@ def _run(task: dict[str, Any], cache: _DataCache) -> tuple[dict[str, Any], Any]:
         )
     except MemoryError:
         raise
+    except sandbox.SandboxError as exc:
+        raise WorkerFailure(_SANDBOX_KINDS.get(exc.kind, "sandbox"), str(exc)) from None
     except SignalError as exc:
+        if getattr(exc, "exc_type", None):  # the strategy's own exception, with its line
+            raise WorkerFailure("raised", str(exc)) from None
         raise WorkerFailure("signals", f"strategy {name!r} returned unusable signals: {exc}") from None
     except StrategyError as exc:
         raise WorkerFailure("strategy", str(exc) + _strategy_traceback(exc)) from None
@@ -248,6 +275,12 @@ def worker_main(conn, runs_dir: str, data_root: str | None, memory_mb: int | Non
     except ImportError:  # engine missing: every run reports it
         pass
     _set_memory_limit(memory_mb)
+    from quantlab.engine import sandbox as _sandbox
+
+    try:  # start the zygote now, so the first run does not wait for its imports
+        _sandbox._runner.zygote(tuple(sorted(_sandbox.allowed_modules() - _sandbox.DEFAULT_ALLOW)))
+    except Exception as exc:  # noqa: BLE001 - every run will report it
+        log.error("cannot start the strategy sandbox: %s", exc)
     runs = Path(runs_dir)
     cache = _DataCache(runs, Path(data_root) if data_root else None, cache_size)
     store = _store.RunStore(runs)
@@ -291,7 +324,7 @@ def worker_main(conn, runs_dir: str, data_root: str | None, memory_mb: int | Non
         task = msg[1]
         idle.clear()
         try:
-            summary, result = _run(task, cache)
+            summary, result = _run(task, cache, memory_mb)
         except WorkerFailure as exc:
             idle.set()
             send(("error", exc.kind, str(exc)))
