@@ -175,7 +175,9 @@ class QuantlabMagics(Magics):
         from quantlab.engine.data import synthetic
 
         try:
-            backtest(synthetic(SMOKE_BARS, seed=0), strat)
+            # the check run goes through the strategy sandbox (docs/sandbox.md), like every run
+            # quantlab makes on your behalf: a cell that reaches for files or the network says so here
+            backtest(synthetic(SMOKE_BARS, seed=0), strat, sandbox=True)
         except Exception as exc:  # noqa: BLE001 - any user error, reported in one line
             raise UsageError(
                 f"strategy {strat.name!r} loads but fails on {SMOKE_BARS} synthetic bars: "

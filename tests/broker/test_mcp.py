@@ -148,8 +148,8 @@ def test_stdio_deployment_lifecycle(tmp_path):
             assert again["existing"] and again["deployment_id"] == d["deployment_id"]
             noisy = await call(c, "deploy_strategy", {
                 "name": "noisy", "symbol": "EURUSD", "volume": 0.01,
-                "code": "import sys\ndef signals(data):\n    print('hello from a strategy')\n"
-                        "    sys.stdout.write('more noise\\n')\n    return data.close * 0"})
+                "code": "def signals(data):\n    print('hello from a strategy')\n"
+                        "    print('more noise', flush=True)\n    return data.close * 0"})
             adv = await call(c, "advance", {"bars": 120})
             assert adv["advanced"] == 120  # a strategy's prints cannot corrupt the stdio protocol
             assert (await call(c, "get_deployment", {"deployment_id": noisy["deployment_id"]}))["status"] == "running"

@@ -83,11 +83,9 @@ def _code_and_name(strategy: Any, name: str | None) -> tuple[str, str]:
 
     if isinstance(strategy, Strategy):
         return strategy.code, name or strategy.name
-    if isinstance(strategy, str):
-        name = (name or "strategy").replace("\x00", "").strip() or "strategy"
-        _check_source(strategy, name)
-        return strategy, name
-    raise TypeError(f"strategy must be a quantlab Strategy or its source code, got {type(strategy).__name__}.")
+    name = (name or "strategy").replace("\x00", "").strip() or "strategy"
+    _check_source(strategy, name)  # StrategyError for anything that is not usable source code
+    return strategy, name
 
 
 def _decode(header: dict, body: bytes, data: Any, name: str, limits: SandboxLimits) -> Any:
@@ -102,10 +100,16 @@ def _decode(header: dict, body: bytes, data: Any, name: str, limits: SandboxLimi
     if t == "signals":
         shape = tuple(int(x) for x in header.get("shape") or (len(body) // 8,))
         values = np.frombuffer(body, dtype=np.float64)
+        idx = header.get("index")
+        if isinstance(idx, dict) and len(shape) == 1 and values.size == 2 * shape[0]:
+            i8 = values[shape[0]:].view(np.int64)
+            dt = pd.DatetimeIndex(i8.view("datetime64[ns]"), name=data.index.name)
+            if idx.get("dt"):
+                dt = dt.tz_localize("UTC").tz_convert(idx["dt"])
+            return pd.Series(values[:shape[0]], index=dt, copy=False)
         if values.size != int(np.prod(shape)):
             return SandboxError(f"strategy {name!r}: a malformed result frame.", kind="internal")
         values = values.reshape(shape)
-        idx = header.get("index")
         if idx is None:
             return values
         if idx == "data" and values.ndim == 1 and values.shape[0] == len(data):
@@ -230,12 +234,16 @@ def run_signals(strategy: Any, data: Any, params: Mapping[str, Any] | None = Non
     >>> float(s.sum())
     50.0
     """
+    got: list[Any] = []
+    # read to the end (not just the first frame): the child's log and exit status come after its result
     for _, value in iter_signals(strategy, data, [dict(params or {})], limits=limits, allow=allow, name=name,
                                  batch=False, on_log=on_log):
-        if isinstance(value, BaseException):
-            raise value
-        return value
-    raise SandboxError("the sandboxed run ended without a result.", kind="internal")
+        got.append(value)
+    if not got:
+        raise SandboxError("the sandboxed run ended without a result.", kind="internal")
+    if isinstance(got[0], BaseException):
+        raise got[0]
+    return got[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,6 +273,27 @@ class _InspectCache:
 _INSPECT = _InspectCache()
 
 
+def _ptr(a: Any) -> int:
+    import numpy as np
+
+    arr = np.asarray(a)
+    return arr.__array_interface__["data"][0] if arr.size else -1
+
+
+def _same_buffers(a: Any, b: Any) -> bool:
+    """``a`` is ``b`` or a shallow copy of it (same index and column buffers): then the shared copy is current."""
+    if a is b:
+        return True
+    try:
+        if len(a) != len(b) or list(a.columns) != list(b.columns):
+            return False
+        if _ptr(a.index.asi8) != _ptr(b.index.asi8):
+            return False
+        return all(_ptr(a[c].to_numpy()) == _ptr(b[c].to_numpy()) for c in a.columns)
+    except Exception:  # noqa: BLE001 - not a frame we can compare: send it
+        return False
+
+
 class _SandboxedFunction:
     """Stands in for ``signals``: calling it evaluates the real one in the sandbox."""
 
@@ -281,14 +310,8 @@ class _SandboxedFunction:
 
     def _data(self, data: Any) -> Any:
         sd = self.shared
-        if sd is not None and len(data) == sd.bars and data.index is sd.data.index:
-            try:
-                if all(data[c].to_numpy() is sd.data[c].to_numpy() or
-                       (data[c].to_numpy().__array_interface__["data"] == sd.data[c].to_numpy().__array_interface__["data"])
-                       for c in data.columns) and list(data.columns) == list(sd.data.columns):
-                    return sd
-            except Exception:  # noqa: BLE001 - not the shared frame: send this one
-                pass
+        if sd is not None and _same_buffers(data, sd.data):
+            return sd
         return data
 
     def __call__(self, data: Any, **params: Any) -> Any:

@@ -197,10 +197,22 @@ def _safe_builtins(st: _State, allow: frozenset[str]) -> dict:
             raise _Refused(msg)
         return real_import(name, globals, locals, fromlist, level)
 
+    def refused(what: str):
+        def stub(*args, **kwargs):
+            line = _strategy_line(st)
+            arg = f" {args[0]!r}" if args and isinstance(args[0], (str, bytes, int)) else ""
+            msg = (f"strategy {st.name!r}{f', line {line}' if line else ''}: refused to {what}{arg}; "
+                   "strategy code may not use files, the terminal or the interpreter's internals.")
+            if st.violation is None:
+                st.violation = (msg, line)
+            raise _Refused(msg)
+        return stub
+
     b = dict(builtins.__dict__)
     b["__import__"] = checked_import
-    for k in ("open", "breakpoint", "input", "help", "exit", "quit", "memoryview"):
-        b.pop(k, None)
+    for k, what in (("open", "open the file"), ("breakpoint", "start a debugger"), ("input", "read input"),
+                    ("help", "start the help"), ("exit", "exit"), ("quit", "exit")):
+        b[k] = refused(what)
     return b
 
 
@@ -236,6 +248,9 @@ def _encode(sig: Any, data: Any, np: Any, pd: Any) -> tuple[dict, Any]:
             head["index"] = "data"
         elif isinstance(index, pd.RangeIndex):
             head["index"] = [index.start, index.stop, index.step]
+        elif isinstance(index, pd.DatetimeIndex):  # a subset or shifted index: sent so the caller can align
+            head["index"] = {"dt": str(index.tz) if index.tz is not None else None}
+            head["_i8"] = np.ascontiguousarray(index.as_unit("ns").asi8, dtype=np.int64)
         else:
             head["index"] = "other"
         values = sig.to_numpy()
@@ -254,6 +269,12 @@ def _encode(sig: Any, data: Any, np: Any, pd: Any) -> tuple[dict, Any]:
         return {"t": "invalid", "message": f"signals are not numeric (dtype {values.dtype}); "
                                           "return numbers in [-1, 1]."}, b""
     head["shape"] = list(values.shape)
+    i8 = head.pop("_i8", None)
+    if i8 is not None:
+        if values.ndim != 1 or len(i8) != values.shape[0]:
+            head["index"] = "other"
+        else:
+            return head, np.concatenate([values, i8.view(np.float64)])
     return head, values
 
 

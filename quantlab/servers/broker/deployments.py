@@ -49,6 +49,18 @@ def _strategies():
 
     return strategy
 
+
+#: limits of one sandboxed ``signals()`` evaluation of a deployment
+SANDBOX_LIMITS = {"cpu_seconds": 60, "wall_seconds": 120, "memory_mb": 4096, "output_bytes": 200_000}
+
+
+def _load_sandboxed(code: str, name: str) -> "Strategy":
+    """The deployment's strategy with its code confined to the strategy sandbox (docs/sandbox.md):
+    checked statically, loaded and evaluated only in sandboxed child processes, never in the broker."""
+    from quantlab.engine import sandbox
+
+    return sandbox.load(code, name=name, limits=SANDBOX_LIMITS)
+
 from . import constants as C
 from .book import EPS, TradeError
 
@@ -124,7 +136,7 @@ class Deployments:
         cached = self._strategies.get(dep["id"])
         if cached and cached[0] == dep["sha256"]:
             return cached[1]
-        s = _strategies().Strategy.from_code(dep["code"], dep["name"])
+        s = _load_sandboxed(dep["code"], dep["name"])
         self._strategies[dep["id"]] = (dep["sha256"], s)
         return s
 
@@ -180,10 +192,12 @@ class Deployments:
         if isinstance(code, str) and len(code) > MAX_CODE:
             raise TradeError(C.TRADE_RETCODE_INVALID, f"the code is {len(code):,} characters, above the cap of {MAX_CODE:,}; "
                              "deploy the strategy function, not its data.")
+        from quantlab.engine.sandbox import SandboxError
+
         try:
-            strat = _strategies().Strategy.from_code(code, name.strip())
+            strat = _load_sandboxed(code, name.strip())
             resolved = strat.resolve_params(params or {})
-        except _strategies().StrategyError as exc:
+        except (_strategies().StrategyError, SandboxError) as exc:
             raise TradeError(C.TRADE_RETCODE_INVALID, f"the strategy code is not usable: {exc}") from None
         if params is not None and not isinstance(params, dict):
             raise TradeError(C.TRADE_RETCODE_INVALID, "params must be an object of parameter values.")
