@@ -40,14 +40,15 @@ from quantlab.engine.strategy import Strategy
 from quantlab.hub import AssetsHub, StoredStrategy
 
 from .activity import DeploymentActivity
-from .defaults import BACKTEST, BROKER, embedded_servers
+from .defaults import BACKTEST, BROKER, RUNNER, embedded_servers, runner_entry
+from .results import AdvanceResult, ParityReport
 from .policy import DeploymentPolicy, PolicyCheck
 from .state import HomeLock, HubInUseError, LabState, state_from_ledger
 
 if TYPE_CHECKING:
     from quantlab.engine.sweep import SweepResult
 
-__all__ = ["Lab", "LabError", "PolicyError", "DeploymentRecord", "StoreDeployOutcome"]
+__all__ = ["Lab", "LabError", "PolicyError", "DeploymentRecord", "StoreDeployOutcome", "AdvanceResult", "ParityReport"]
 
 StepCallback = Callable[[str, str, str], None]
 _PAGE_BARS = 100_000  # rows per get_run page for big runs
@@ -241,6 +242,7 @@ class Lab:
         home: str | os.PathLike[str] | None = None,
         backtest_server: str = BACKTEST,
         broker_server: str = BROKER,
+        runner_server: str | None = None,
         progress: bool = True,
     ) -> None:
         self.mcp = mcp
@@ -250,6 +252,9 @@ class Lab:
         self.home.mkdir(parents=True, exist_ok=True)
         self.backtest_server = backtest_server
         self.broker_server = broker_server
+        #: the runner that deploys, lists, stops and advances (by default the same server as the
+        #: broker entry: a runner fronting the broker and serving its tools)
+        self.runner_server = runner_server or broker_server
         self.progress = progress
         self._uploads: dict[str, str] = {}
         self._state_file = LabState(self.state_path, rebuild=self._rebuild_state,
@@ -291,12 +296,14 @@ class Lab:
                 claim = HomeLock.acquire(home, store.path)
             except HubInUseError as exc:
                 raise LabError(str(exc)) from None
-            config = embedded_servers(home, clock=clock)
+            config = embedded_servers(home, clock=clock, hub=store.path)
+        config, runner_server = cls._with_runner(config, home, store.path, broker_server)
         mcp = MCPHub.from_config(config, **client_options)
         try:
             report = mcp.connect_all()
             lab = cls(mcp, store, policy=policy, home=home, backtest_server=backtest_server,
-                      broker_server=broker_server, progress=progress)
+                      broker_server=broker_server if broker_server in mcp.server_names else runner_server,
+                      runner_server=runner_server, progress=progress)
         except BaseException:
             mcp.close()
             if claim is not None:
@@ -308,6 +315,34 @@ class Lab:
 
             warnings.warn(f"quantlab: server {name!r} is not available yet: {report[name].error}", stacklevel=2)
         return lab
+
+    @staticmethod
+    def _with_runner(config: Any, home: Path, hub: Path, broker_server: str) -> tuple[dict[str, Any], str]:
+        """The config the lab connects with, and the name of its runner.
+
+        A config naming a ``runner`` is used as is. One that names only a broker gets an
+        embedded runner in its place (same name): the runner connects to that broker entry
+        (``on_connect`` included) and serves its tools, so the lab never opens a second
+        connection to it.
+        """
+        from quantlab.client import load_config
+        from quantlab.client._config import _read_file
+
+        load_config(config)  # validates; the raw entries below keep ${VAR} references unexpanded
+        data: Any = config if isinstance(config, Mapping) else _read_file(Path(config).expanduser())
+        if "tool" in data and "mcpServers" not in data:
+            data = data["tool"].get("quantlab", {})
+        servers = {str(k): dict(v) for k, v in (data.get("mcpServers", data)).items()
+                   if not (isinstance(v, Mapping) and v.get("disabled"))}
+        if RUNNER in servers:
+            return {"mcpServers": servers}, RUNNER
+        entry = servers.get(broker_server)
+        if entry is None:
+            return {"mcpServers": servers}, broker_server
+        args = [str(a) for a in entry.get("args") or []]
+        if not any(a in ("quantlab.runner", "quantlab.servers.runner") for a in args):
+            servers[broker_server] = runner_entry(entry, home, hub=hub)
+        return {"mcpServers": servers}, broker_server
 
     @classmethod
     async def astart(cls, *args: Any, **kwargs: Any) -> "Lab":
@@ -659,7 +694,7 @@ class Lab:
                 raise LabError(f"the broker {self.broker_server!r} lists no symbols; pass symbol=… explicitly.")
             symbol = symbols[0]
         base = dict(strategy_name=stored.name, commit=stored.commit, symbol=symbol, timeframe=int(timeframe),
-                    volume=float(volume), broker=self.broker_server, forced=bool(force and not check.passed))
+                    volume=float(volume), broker=self.runner_server, forced=bool(force and not check.passed))
         running = await asyncio.to_thread(self._running_for, stored.commit, symbol)
         if running is not None:
             live = await self._live_status(str(running.get("broker_deployment_id")))
@@ -668,15 +703,14 @@ class Lab:
                                         existing=True, **base)
         record = DeploymentRecord(deployment_id=None, status="pending", **base)
         ledger = dict(strategy_name=stored.name, backtest_results=stored.metrics, status="pending", commit=stored.commit,
-                      broker=self.broker_server, forced=record.forced, policy=check.to_dict(), symbol=symbol,
+                      broker=self.runner_server, forced=record.forced, policy=check.to_dict(), symbol=symbol,
                       timeframe=record.timeframe, volume=record.volume, triggered_at=record.triggered_at)
         await asyncio.to_thread(self.hub.record_deployment, ledger)
-        code = await asyncio.to_thread(self.hub.code, stored)
         try:
-            answer = await self._call(self.broker_server, "deploy_strategy", {
-                "name": stored.name, "code": code, "params": stored.params, "symbol": symbol,
-                "timeframe": int(timeframe), "volume": float(volume),
-                "config": {"comment": f"quantlab {stored.commit[:12]}", **dict(config or {})},
+            answer = await self._call(self.runner_server, "deploy_strategy", {
+                "commit": stored.commit, "symbol": symbol, "volume": float(volume), "timeframe": int(timeframe),
+                "params": stored.params, "hub": str(self.hub.path),
+                "config": {"comment": f"quantlab {stored.commit[:8]}", **dict(config or {})},
             }, timeout=60.0)
         except ClientError as exc:
             record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
@@ -685,6 +719,7 @@ class Lab:
             status = str(answer.get("status", "running"))
             record.status = "running" if status in ("pending", "running") else status
             record.error = answer.get("error") or answer.get("last_error")
+            record.existing = bool(answer.get("existing"))
         ledger.update(status=record.status, broker_deployment_id=record.deployment_id, error=record.error)
         await asyncio.to_thread(self.hub.record_deployment, ledger)
         self._touch(record)
@@ -775,7 +810,7 @@ class Lab:
     # ----------------------------------------------------------------------- watch
     async def _live_status(self, deployment_id: str) -> str | None:
         try:
-            answer = await self._call(self.broker_server, "get_deployment", {"deployment_id": _broker_id(deployment_id)})
+            answer = await self._call(self.runner_server, "get_deployment", {"deployment_id": _broker_id(deployment_id)})
         except ClientError:
             return None
         return answer.get("status")
@@ -793,14 +828,18 @@ class Lab:
                    "triggered_at", "last_error", "status_source"]
         if ledger.empty:
             return pd.DataFrame(columns=columns)
-        ledger = ledger[ledger["broker"].fillna(self.broker_server) == self.broker_server].copy()
+        ledger = ledger[ledger["broker"].fillna(self.runner_server).isin({self.runner_server, self.broker_server})].copy()
         ledger["deployment_id"] = ledger["broker_deployment_id"]
         try:
-            live = await self._call(self.broker_server, "list_deployments")
-            live_rows = live.get("deployments", live) if isinstance(live, Mapping) else live
-            live_frame = pd.DataFrame(list(live_rows or []))
-        except ClientError:
-            live_frame = pd.DataFrame()
+            live = await self._call(self.runner_server, "list_deployments")
+        except ClientError as exc:
+            raise LabError(
+                f"cannot list deployments: the runner {self.runner_server!r} did not answer ({type(exc).__name__}: {exc}). "
+                f"The hub's ledger still has them: lab.hub.deployment_status(). Check the servers with lab.mcp.state() "
+                f"(`quantlab servers` on the command line) and start a new lab if the runner is gone."
+            ) from None
+        live_rows = live.get("deployments", live) if isinstance(live, Mapping) else live
+        live_frame = pd.DataFrame(list(live_rows or []))
         out = ledger.rename(columns={"error": "last_error"})
         out["status_source"] = "ledger"
         if not live_frame.empty and "deployment_id" in live_frame:
@@ -829,30 +868,41 @@ class Lab:
         'stopped'
         """
         deployment_id = str(deployment_id)
-        answer = await self._call(self.broker_server, "stop_deployment", {"deployment_id": _broker_id(deployment_id)})
+        try:
+            answer = await self._call(self.runner_server, "stop_deployment", {"deployment_id": _broker_id(deployment_id)})
+        except ClientError as exc:
+            raise LabError(f"stopping deployment {deployment_id} failed: {exc}. Its positions may still be open; "
+                           "see lab.deployments() (`quantlab deployments`) and stop it again.") from None
         status = await asyncio.to_thread(self.hub.deployment_status)
         row = status[status["broker_deployment_id"].astype(str) == deployment_id] if not status.empty else status
         info = row.iloc[-1].to_dict() if not row.empty else {}
         record = DeploymentRecord(
             deployment_id=deployment_id, status=str(answer.get("status", "stopped")),
             strategy_name=str(info.get("strategy_name") or answer.get("name") or "?"), commit=info.get("commit"),
-            symbol=info.get("symbol") or answer.get("symbol"), broker=self.broker_server,
+            symbol=info.get("symbol") or answer.get("symbol"), broker=self.runner_server,
         )
         await asyncio.to_thread(self.hub.record_deployment, {
             "strategy_name": record.strategy_name, "status": "stopped", "commit": record.commit,
-            "broker": self.broker_server, "broker_deployment_id": deployment_id, "symbol": record.symbol,
+            "broker": self.runner_server, "broker_deployment_id": deployment_id, "symbol": record.symbol,
             "backtest_results": info.get("backtest_results"),
         })
         return record
 
     stop, astop = _twins(_stop)
 
-    async def _advance(self, bars: int = 1) -> Any:
-        """Advance the broker's market clock by ``bars`` (stepped clock; for demos and tests).
+    async def _advance(self, bars: int = 1) -> AdvanceResult:
+        """Step the stepped paper market ``bars`` bars, one at a time; every running deployment
+        acts on each completed bar (as the backtest does). Returns an :class:`AdvanceResult`
+        (bars stepped, fills, the market time, each deployment's position).
 
-        >>> lab.advance(5)          # doctest: +SKIP
+        >>> lab.advance(60)          # doctest: +SKIP
+        AdvanceResult(60 bars to 2024-01-01T17:38:00Z, 4 fills; 1 deployment)
         """
-        return await self._call(self.broker_server, "advance", {"bars": int(bars)}, timeout=120.0)
+        try:
+            answer = await self._call(self.runner_server, "advance", {"bars": int(bars)}, timeout=120.0 + bars * 0.1)
+        except ClientError as exc:
+            raise LabError(f"advancing the market failed: {exc}") from None
+        return AdvanceResult.from_dict(answer)
 
     advance, aadvance = _twins(_advance)
 
@@ -868,7 +918,7 @@ class Lab:
         from . import activity as A
 
         deployment_id = str(deployment_id)
-        dep = await self._call(self.broker_server, "get_deployment", {"deployment_id": _broker_id(deployment_id)})
+        dep = await self._call(self.runner_server, "get_deployment", {"deployment_id": _broker_id(deployment_id)})
         symbol, timeframe = str(dep["symbol"]), dep["timeframe"]
         rates, clock, spec, account = await asyncio.gather(
             self._call(self.broker_server, "copy_rates_from_pos",
@@ -879,7 +929,7 @@ class Lab:
         )
         journal: list[dict[str, Any]] = []
         while True:  # fills only, in pages
-            page = await self._call(self.broker_server, "deployment_journal", {
+            page = await self._call(self.runner_server, "deployment_journal", {
                 "deployment_id": _broker_id(deployment_id), "kind": "fill", "limit": 1000,
                 "after_id": journal[-1]["id"] if journal else 0})
             journal.extend(page or [])
@@ -925,6 +975,44 @@ class Lab:
                              float(activity.info.get("volume_step") or 0.01))
 
     expected_lots, aexpected_lots = _twins(_expected_lots)
+
+    async def _parity(self, deployment_id: Any, *, fees: float | None = None, slippage: float | None = None) -> ParityReport:
+        """Does paper match the backtest? Replay the bars deployment ``deployment_id`` saw
+        through the engine (on the backtest server, with the stored backtest's costs unless
+        ``fees``/``slippage`` are given) and compare, bar by bar, the paper position and fills
+        with the backtest's targets and fills. Returns a :class:`ParityReport`
+        (``.frame``, ``.summary``, ``.differences()``, ``.matches``).
+
+        >>> rep = lab.parity(rec.deployment_id)     # doctest: +SKIP
+        >>> rep.matches, rep.summary["bars"]         # doctest: +SKIP
+        (True, 120)
+        """
+        try:
+            bars = await self._call(self.runner_server, "deployment_bars",
+                                    {"deployment_id": _broker_id(deployment_id), "replay": True}, timeout=180.0)
+        except ClientError as exc:
+            raise LabError(f"parity of deployment {deployment_id}: {exc}") from None
+        replay = bars.get("replay")
+        if not replay or not bars["steps"]["bar_time"]:
+            raise LabError(f"deployment {deployment_id} has not acted on any bar yet; advance the market "
+                           "(lab.advance(n), `quantlab advance N`) and ask again.")
+        stored = await asyncio.to_thread(self.hub.get, bars["commit"])
+        costs = dict((stored.metadata.get("costs") or {}))
+        data = pd.DataFrame({k: replay[k] for k in ("open", "high", "low", "close", "volume")},
+                            index=pd.DatetimeIndex(pd.to_datetime(replay["time"], unit="s", utc=True), name="time"))
+        code = await asyncio.to_thread(self.hub.code, stored)
+        result = await self._backtest(Strategy.from_code(code, stored.name), data, bars["params"],
+                                      fees=float(costs.get("fees", 0.0) if fees is None else fees),
+                                      slippage=float(costs.get("slippage", 0.0) if slippage is None else slippage))
+        step = None
+        try:
+            info = await self._call(self.broker_server, "get_symbol_info", {"symbol": bars["symbol"]})
+            step = float((info or {}).get("volume_step") or 0) or None
+        except ClientError:
+            pass
+        return ParityReport.build(bars, result, volume_step=step)
+
+    parity, aparity = _twins(_parity)
 
     # ----------------------------------------------------------------------- display
     def __repr__(self) -> str:

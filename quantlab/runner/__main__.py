@@ -1,0 +1,92 @@
+"""``python -m quantlab.runner``: the runner over stdio (default) or token-protected HTTP on 127.0.0.1.
+
+The broker is an ``mcpServers`` entry given as JSON text or a JSON file path
+(``{"command": ..., "args": [...]}`` or ``{"url": ..., "headers": {...}}``, with
+``on_connect`` calls where the client supports them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m quantlab.runner", description=__doc__.splitlines()[0])
+    p.add_argument("--broker", required=True, help="the broker's mcpServers entry: JSON text or a .json file")
+    p.add_argument("--db", required=True, help="SQLite file holding the runner's state (created if missing)")
+    p.add_argument("--hub", default=None, help="assets hub the strategies are loaded from (by commit)")
+    p.add_argument("--clock", default="auto",
+                   help="'stepped' (deployments act when the advance tool steps the paper broker), 'live' (poll the "
+                        "broker's market) or 'auto' (stepped if the broker is a stepped paper broker; default)")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between live polls (default 1)")
+    p.add_argument("--lookback", type=int, default=300, help="default bars of history signals() sees (default 300)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds one signals() call may take (default 10)")
+    p.add_argument("--no-proxy", action="store_true", help="do not serve the broker's own tools")
+    p.add_argument("--http", type=int, default=None, metavar="PORT", help="serve streamable HTTP on 127.0.0.1:PORT/mcp")
+    p.add_argument("--token-file", default=None, help="bearer token file for --http (generated if missing)")
+    return p
+
+
+def _entry(text: str) -> dict[str, Any]:
+    t = text.strip()
+    if not t.startswith("{"):
+        t = Path(t).expanduser().read_text()
+    entry = json.loads(t)
+    if isinstance(entry, dict) and "mcpServers" in entry:
+        entry = entry["mcpServers"]["broker"]
+    return entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        broker = _entry(args.broker)
+        if args.clock not in ("stepped", "live", "auto"):
+            raise ValueError(f"--clock must be stepped, live or auto, got {args.clock!r}")
+    except (OSError, ValueError) as exc:
+        print(f"quantlab runner: {exc}", file=sys.stderr)
+        return 2
+    from .server import build_server
+
+    server = build_server(broker, db=args.db, hub=args.hub, stepped={"stepped": True, "live": False}.get(args.clock), poll=args.poll,
+                          lookback=args.lookback, timeout=args.timeout, proxy=not args.no_proxy)
+    try:
+        if args.http is not None:
+            _http(server, args.http, args.token_file or f"{args.db}.token")
+        else:
+            _stdio(server)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _stdio(server: Any) -> None:
+    """stdio, exiting when the parent goes away (stdin closes)."""
+    server.run("stdio")
+
+
+def _http(server: Any, port: int, token_file: str) -> None:
+    import os
+    import secrets
+
+    import uvicorn
+
+    from quantlab.servers.broker.server import TokenAuth  # the one bearer-token middleware
+
+    path = Path(token_file).expanduser()
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    token = path.read_text().strip()
+    print(f"quantlab runner: http://127.0.0.1:{port}/mcp (token in {path})", file=sys.stderr, flush=True)
+    app = TokenAuth(server.streamable_http_app(host="127.0.0.1"), token)
+    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=int(port), log_level="warning", lifespan="on")).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
