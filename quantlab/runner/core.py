@@ -261,12 +261,9 @@ class Runner:
         return out
 
     @staticmethod
-    def _completed(bars: dict[str, Any], secs: int, now: int) -> dict[str, Any]:
-        """Drop bars still forming at ``now`` (a bar is complete once ``time + period <= now``)."""
-        import numpy as np
-
-        keep = int(np.searchsorted(bars["time"] + secs, now, side="right"))
-        return {k: v[:keep] for k, v in bars.items()}
+    def _completed(bars: dict[str, Any]) -> dict[str, Any]:
+        """Drop bar 0, the bar still forming (``copy_rates_from_pos(start_pos=0)`` ends with it, as on MT5)."""
+        return {k: v[:-1] for k, v in bars.items()}
 
     async def _tick(self, symbol: str) -> dict[str, Any]:
         tick = await self._b("get_symbol_info_tick", {"symbol": symbol})
@@ -372,10 +369,7 @@ class Runner:
             if same is not None:
                 worker.kill()
                 return {**await self._public(same), "existing": True}
-            secs = timeframe * 60
-            bars = await self._rates(spec["name"], timeframe, lookback + 1)
-            now = await self._now(spec["name"])
-            done = self._completed(bars, secs, now)
+            done = self._completed(await self._rates(spec["name"], timeframe, lookback + 2))
             last = int(done["time"][-1]) if len(done["time"]) else 0
             n, payload = _pack(done)
             seeded = await worker.call({"op": "bars", "n": n, "reset": True, "want": 0}, payload, STARTUP_TIMEOUT)
@@ -631,14 +625,13 @@ class Runner:
         cfg = json.loads(dep["config"] or "{}")
         lookback = int(cfg.get("lookback", self.lookback))
         timeout = float(cfg.get("timeout", self.timeout))
-        secs = int(dep["timeframe"]) * 60
         last = int(dep["last_bar_time"] or 0)
         worker = self._workers.get(dep["id"])
         key = (dep["symbol"], dep["timeframe"])
         fut = rates_cache.get(key)
         if fut is None:
             fut = rates_cache[key] = asyncio.ensure_future(self._rates(dep["symbol"], dep["timeframe"], 4))
-        bars = self._completed(await fut, secs, now)
+        bars = self._completed(await fut)
         times = bars["time"]
         if not len(times) or int(times[-1]) <= last:
             return None
@@ -654,7 +647,7 @@ class Runner:
                                           "params": json.loads(dep["params"]), "lookback": lookback}, b"", STARTUP_TIMEOUT)
                 if not init.get("ok"):
                     raise _StrategyFailed(init.get("error") or "the strategy cannot be loaded")
-            new = self._completed(await self._rates(dep["symbol"], dep["timeframe"], lookback + 2), secs, now)
+            new = self._completed(await self._rates(dep["symbol"], dep["timeframe"], lookback + 2))
             reset = True
         n_new = int((new["time"] > last).sum())
         n, payload = _pack(new)
