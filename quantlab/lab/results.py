@@ -164,10 +164,15 @@ class ParityReport:
             pos = result.positions
             if pos.index.tz is None:
                 pos = pos.tz_localize("UTC")
-            delta = pos.diff().fillna(pos).reindex(idx).fillna(0.0)
+            delta = pos.diff().fillna(pos)
+            price = pd.Series(np.asarray(replay.get("close", []), dtype=float), index=rt.index)
+            if getattr(result, "fill", "close") == "next_open":
+                # the target of bar t fills at bar t+1's open: put it on the bar that decided it
+                delta = delta.shift(-1).fillna(0.0)
+                price = pd.Series(np.asarray(replay.get("open", []), dtype=float), index=rt.index).shift(-1)
+            delta = delta.reindex(idx).fillna(0.0)
             chg = delta.abs() > 0
-            side = np.sign(delta)
-            bt_fill = frame["close"] * (1 + slip * side)
+            bt_fill = price.reindex(idx) * (1 + slip * np.sign(delta))
             bt_fill[~chg] = np.nan
             n_bt = int(chg.sum())
         frame["backtest_fill"] = bt_fill.to_numpy()
