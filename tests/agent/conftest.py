@@ -1,7 +1,8 @@
 """Fixtures for the agent tests: a real HTTP server on 127.0.0.1 that speaks the OpenAI
 chat-completions protocol and answers from a script, and one shared Lab.
 
-The server is a plain ``http.server`` in a thread: every request is parsed as JSON, recorded
+The server is a plain ``http.server`` in a thread (``/v1/chat/completions`` answers as OpenAI,
+``/v1/messages`` as Anthropic): every request is parsed as JSON, recorded
 (path, headers, body) and answered with the next step of the script:
 
 * ``{"answer": {...}}``  - an assistant message calling the output tool with these arguments
@@ -62,9 +63,48 @@ class ScriptedLLM:
                     self.wfile.write(payload)
                     return
                 tools = body.get("tools") or []
+                prompt, completion = outer.usage
+                if self.path.endswith("/messages") and body.get("stream"):  # Anthropic, streamed (server-sent events)
+                    tool_name = tools[0]["name"] if tools else "final_result"
+                    n = len(outer.requests)
+                    events = [
+                        ("message_start", {"type": "message_start", "message": {
+                            "id": f"msg_{n}", "type": "message", "role": "assistant", "model": body.get("model"),
+                            "content": [], "stop_reason": None, "stop_sequence": None,
+                            "usage": {"input_tokens": prompt, "output_tokens": 1}}}),
+                        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
+                            "type": "tool_use", "id": f"toolu_{n}", "name": tool_name, "input": {}}}),
+                        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
+                            "type": "input_json_delta", "partial_json": json.dumps(step["answer"])}}),
+                        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                                           "usage": {"output_tokens": completion}}),
+                        ("message_stop", {"type": "message_stop"}),
+                    ]
+                    payload = "".join(f"event: {e}\ndata: {json.dumps(d)}\n\n" for e, d in events).encode()
+                    self.send_response(200)
+                    self.send_header("content-type", "text/event-stream")
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                if self.path.endswith("/messages"):  # Anthropic messages API
+                    tool_name = tools[0]["name"] if tools else "final_result"
+                    payload = json.dumps({
+                        "id": f"msg_{len(outer.requests)}", "type": "message", "role": "assistant",
+                        "model": body.get("model", "scripted"), "stop_reason": "tool_use", "stop_sequence": None,
+                        "content": [{"type": "tool_use", "id": f"toolu_{len(outer.requests)}", "name": tool_name,
+                                     "input": step["answer"]}],
+                        "usage": {"input_tokens": prompt, "output_tokens": completion},
+                    }).encode()
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 tool_name = tools[0]["function"]["name"] if tools else "final_result"
                 args = step["raw_args"] if "raw_args" in step else json.dumps(step["answer"])
-                prompt, completion = outer.usage
                 payload = json.dumps({
                     "id": f"chatcmpl-{len(outer.requests)}", "object": "chat.completion", "created": int(time.time()),
                     "model": body.get("model", "scripted"),
@@ -89,6 +129,10 @@ class ScriptedLLM:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self) -> None:
         self._stop.set()

@@ -203,3 +203,17 @@ def test_missing_extra_gives_one_line(tmp_path):
             "except ModelUnavailable as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "model 'openai:gpt-4.1' needs the agent extra: pip install \"quantlab[agent]\""
+
+
+def test_anthropic_messages_provider(lab, llm):
+    llm.script = [answer(SYNTAX), answer()]
+    model = ModelConfig("anthropic:claude-sonnet-4-5", base_url=llm.root_url, api_key=KEY, timeout=5, max_retries=0)
+    gen = lab.generate("moving-average cross", model=model, max_attempts=2)
+    assert [c.status for c in gen.attempts] == ["failed: parses", "passed"]
+    first = llm.requests[0]
+    assert first["path"] == "/v1/messages"
+    assert KEY in (first["headers"].get("x-api-key"), first["headers"].get("authorization", "").removeprefix("Bearer "))
+    assert float(first["headers"]["x-stainless-read-timeout"]) == 5.0                 # our timeout reached the SDK
+    assert "def signals(data, **params)" in json.dumps(first["body"]["system"])
+    assert "failed the 'parses' check" in json.dumps(llm.requests[1]["body"]["messages"])
+    assert gen.usage["input_tokens"] == 240 and gen.usage["cost_usd"] > 0
