@@ -75,8 +75,30 @@ class Candidate:
     seconds: float = 0.0
     model_seconds: float = 0.0
     strategy: "Strategy | None" = field(default=None, repr=False)
-    result: "BacktestResult | None" = field(default=None, repr=False)
+    run_id: str | None = None
+    bars: int = 0
     generation: "Generation | None" = field(default=None, repr=False, compare=False)
+    _metrics: dict[str, Any] = field(default_factory=dict, repr=False)
+    _result: "BacktestResult | None" = field(default=None, repr=False, compare=False)
+    _lab: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def result(self) -> "BacktestResult | None":
+        """The full ``BacktestResult`` (equity, trades, ...), fetched from the backtest server on first use;
+        ``None`` when the candidate never reached the backtest. (The loop itself needs only the metrics.)"""
+        if self._result is None and self.run_id and self._lab is not None:
+            self._attach(self._lab.mcp.run(self._lab._load_run(self.run_id, self.bars, self.strategy)))
+        return self._result
+
+    async def aresult(self) -> "BacktestResult | None":
+        """:attr:`result`, awaited on the MCP loop (``await cand.aresult()`` inside Lab steps)."""
+        if self._result is None and self.run_id and self._lab is not None:
+            self._attach(await self._lab._load_run(self.run_id, self.bars, self.strategy))
+        return self._result
+
+    def _attach(self, result: "BacktestResult") -> None:
+        result._quantlab_candidate = self  # so lab.store(gen.best.result) keeps the transcript too
+        self._result = result
 
     @property
     def passed(self) -> bool:
@@ -97,7 +119,7 @@ class Candidate:
     @property
     def metrics(self) -> dict[str, Any]:
         """The backtest metrics (empty when the candidate never reached the backtest)."""
-        return dict(self.result.metrics) if self.result is not None else {}
+        return dict(self._result.metrics) if self._result is not None else dict(self._metrics)
 
     @property
     def overhead_seconds(self) -> float:
@@ -113,7 +135,7 @@ class Candidate:
             "attempt": self.attempt, "status": self.status, **self.answer(),
             "checks": [c.to_dict() for c in self.checks], "error": self.error,
             "metrics": {k: _num(v) for k, v in self.metrics.items()},
-            "run_id": getattr(self.result, "run_id", None),
+            "run_id": self.run_id,
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
             "cost_usd": self.cost_usd, "seconds": round(self.seconds, 4), "model_seconds": round(self.model_seconds, 4),
         }

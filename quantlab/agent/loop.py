@@ -21,6 +21,7 @@ import pandas as pd
 
 from quantlab.client import ClientError
 from quantlab.engine.strategy import Strategy, StrategyError
+from quantlab.hub.message import from_jsonable_number
 
 from .drivers import make_driver
 from .generation import Candidate, Check, Generation
@@ -34,7 +35,7 @@ __all__ = ["run_generation", "build_instructions", "describe_data"]
 
 SMOKE_BARS = 500
 SMOKE_REF = f"synthetic:seed=11,bars={SMOKE_BARS}"
-_COST_KEYS = ("cash", "fees", "slippage", "periods_per_year")
+_COST_KEYS = ("cash", "fees", "slippage", "periods_per_year", "fill")
 
 CONTRACT = """\
 Write a trading strategy for quantlab as Python source code that defines one function:
@@ -186,7 +187,7 @@ class _Checker:
             n = len(out) if hasattr(out, "__len__") else "?"
             return "runs on 500 bars", "pass", f"{n} targets in the sandbox"
         try:
-            await self.lab._backtest(c.strategy, SMOKE_REF, params, **self.costs)
+            await self.lab._backtest_summary(c.strategy, SMOKE_REF, params, **self.costs)
         except (ClientError, StrategyError, ValueError) as exc:
             return "runs on 500 bars", "fail", str(exc)
         return "runs on 500 bars", "pass", "on the backtest server"
@@ -212,14 +213,16 @@ class _Checker:
 
     async def _backtest(self, c: Candidate) -> tuple[str, str, str]:
         try:
-            c.result = await self.lab._backtest(c.strategy, self.data, c.params, **self.costs)
+            summary = await self.lab._backtest_summary(c.strategy, self.data, c.params, **self.costs)
         except (ClientError, StrategyError, ValueError) as exc:
             return "backtest", "fail", str(exc)
-        m = c.result.metrics
+        c.run_id, c.bars, c._lab = summary["run_id"], int(summary.get("bars", 0)), self.lab
+        c._metrics = {k: from_jsonable_number(v) for k, v in (summary.get("metrics") or {}).items()}
+        m = c._metrics
         return "backtest", "pass", f"sharpe {m.get('sharpe', float('nan')):.2f}, {m.get('trades')} trades"
 
     async def _policy(self, c: Candidate) -> tuple[str, str, str]:
-        check = self.policy.check(c.result)
+        check = self.policy.check(c.metrics)
         if check.passed:
             return "policy", "pass", ""
         return "policy", "fail", "; ".join(check.failures)
@@ -322,11 +325,6 @@ async def run_generation(
             emit("answer", c)
             await checker.run(c)
             c.seconds = time.perf_counter() - t0
-            if c.result is not None:
-                try:
-                    c.result._quantlab_candidate = c  # so lab.store(gen.best.result) keeps the transcript too
-                except AttributeError:
-                    pass
             gen.transcript.append({"attempt": n, "role": "check", "status": c.status,
                                    "checks": [ch.to_dict() for ch in c.checks],
                                    "metrics": {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v))

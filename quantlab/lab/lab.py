@@ -474,14 +474,27 @@ class Lab:
         >>> r.metrics["sharpe"]                                              # doctest: +SKIP
         """
         strat = self._strategy(strategy)
+        summary = await self._backtest_summary(strat, data, params, cash=cash, fees=fees, slippage=slippage,
+                                               periods_per_year=periods_per_year, fill=fill, timeout=timeout)
+        return await self._load_run(summary["run_id"], summary.get("bars", 0), strat)
+
+    async def _backtest_summary(self, strat: Strategy, data: Any, params: Mapping[str, Any] | None, *,
+                                cash: float = 100_000.0, fees: float = 0.0, slippage: float = 0.0,
+                                periods_per_year: float | None = None, fill: str = "next_open",
+                                timeout: float = 120.0) -> dict[str, Any]:
+        """Run a backtest on the server and return only its summary (``run_id``, ``bars``, ``metrics``):
+        the code agent's checks need the metrics, not 100k bars of equity (fetch those with :meth:`_load_run`)."""
         ref, _ = await self._data_ref(data)
         args: dict[str, Any] = {"code": strat.code, "name": strat.name, "params": dict(params or {}), "data": ref,
                                 "cash": cash, "fees": fees, "slippage": slippage, "fill": fill, "timeout": timeout}
         if periods_per_year is not None:
             args["periods_per_year"] = periods_per_year
-        summary = await self._call(self.backtest_server, "run_backtest", args, timeout=timeout + 15)
-        result = BacktestResult.from_dict(await self._fetch_run(summary["run_id"], summary.get("bars", 0)))
-        if result.strategy is None:
+        return await self._call(self.backtest_server, "run_backtest", args, timeout=timeout + 15)
+
+    async def _load_run(self, run_id: str, bars: int, strat: Strategy | None = None) -> BacktestResult:
+        """The full :class:`BacktestResult` of a stored run."""
+        result = BacktestResult.from_dict(await self._fetch_run(run_id, bars))
+        if result.strategy is None and strat is not None:
             result.strategy = strat
         return result
 
@@ -569,12 +582,12 @@ class Lab:
         extra: dict[str, Any] = {}
         if candidate is not None:
             if not candidate.passed and not force:
-                check = self.policy.check(candidate.result) if candidate.result is not None else None
+                check = self.policy.check(candidate.metrics) if candidate.metrics else None
                 if check is not None and not check.passed:
                     raise PolicyError(check)
                 raise LabError(f"attempt {candidate.attempt} ({candidate.name!r}) did not pass its checks "
                                f"({candidate.status}); store it anyway with force=True.")
-            result = candidate.result
+            result = await candidate.aresult()
             extra = _generation_store_args(candidate)
             source = source or extra.pop("source")
             extra.pop("source", None)
@@ -773,11 +786,11 @@ class Lab:
                 on_step(name, status, detail)
 
         candidate = _candidate_of(result)
-        if candidate is not None and candidate.result is None:
+        if candidate is not None and not candidate.metrics:
             raise LabError(f"attempt {candidate.attempt} ({candidate.name!r}) has no backtest result ({candidate.status}).")
         try:
             step("validate", "start")
-            check = policy.check(candidate.result if candidate is not None else result)
+            check = policy.check(candidate.metrics if candidate is not None else result)
             if not check.passed and not force:
                 step("validate", "failed", "; ".join(check.failures))
                 raise PolicyError(check)

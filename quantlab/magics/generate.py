@@ -115,7 +115,7 @@ class GenerateMagics(Magics):
         best = gen.best
         print(f"{'✔' if best else '✘'} {args.name}: {len(gen.attempts)} attempt(s), stop: {gen.stop_reason}; "
               f"{gen.model}" + (f"; best: attempt {best.attempt} {best.name!r}" if best else ""))
-        if any(c.result is not None for c in gen.attempts):
+        if any(c.run_id for c in gen.attempts):
             from quantlab.widgets import review
 
             display(review(gen))

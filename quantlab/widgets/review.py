@@ -508,7 +508,7 @@ def review(result_or_results: Any, policy: Any = None, *, max_points: int = 2000
     """
     if _is_generation(result_or_results):  # quantlab.review(gen): compare the attempts, show the best
         gen = result_or_results
-        tried = [c for c in gen.attempts if c.result is not None]
+        tried = [c for c in gen.attempts if c.run_id]  # reached the backtest (results are fetched here)
         if not tried:
             raise ValueError(f"review() got a generation with no attempt that reached the backtest "
                              f"({len(gen.attempts)} attempt(s), stop: {gen.stop_reason}); see gen.attempts.")
