@@ -145,10 +145,19 @@ def get_symbols_by_group(group: str, ctx: Context) -> list[str]:
     return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in inc) and not any(fnmatch.fnmatchcase(n, p) for p in exc)]
 
 
+_SYMBOL_DEFAULTS = {"session_deals": 0, "session_buy_orders": 0, "session_sell_orders": 0, "volume": 0.0,
+                    "volumehigh": 0.0, "volumelow": 0.0, "start_time": 0, "expiration_time": 0, "swap_mode": 0,
+                    "swap_rollover3days": 3, "margin_hedged_use_leg": False, "order_gtc_mode": 0, "option_mode": 0,
+                    "option_right": 0}
+
+
 @inline
 def get_symbol_info(symbol: str, ctx: Context) -> SymbolInfo:
     """Information about a symbol: digits, point, spread, contract_size, volume_min/volume_max/volume_step, bid, ask ..."""
-    return only(SymbolInfo, session(ctx).require().symbol_info(symbol))  # type: ignore[return-value]
+    info = session(ctx).require().symbol_info(symbol)
+    day = {"bidhigh": info["bid"], "bidlow": info["bid"], "askhigh": info["ask"], "asklow": info["ask"],
+           "lasthigh": info["last"], "lastlow": info["last"]}
+    return only(SymbolInfo, {**_SYMBOL_DEFAULTS, **day, **info})  # type: ignore[return-value]
 
 
 @inline

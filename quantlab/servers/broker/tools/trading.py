@@ -13,11 +13,34 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
+from .. import constants as C
 from ..models import Deal, HistoryOrder, OrderRequest, OrderResult, Position, only
 from .common import epoch, inline, session, threaded
 
-__all__ = ["order_send", "order_check", "positions_get", "positions_get_by_ticket", "orders_get",
+#: MT5 TradeRequest fields, in the order the terminal reports them
+TRADE_REQUEST_FIELDS = ("action", "magic", "order", "symbol", "volume", "price", "stoplimit", "sl", "tp", "deviation",
+                        "type", "type_filling", "type_time", "expiration", "comment", "position", "position_by")
+
+__all__ = ["trade_request", "order_send", "order_check", "positions_get", "positions_get_by_ticket", "orders_get",
            "orders_get_by_ticket", "history_orders_get", "history_deals_get"]
+
+
+def trade_request(req: dict[str, Any]) -> dict[str, Any]:
+    """The request as the terminal echoes it in a result: every TradeRequest field, 0 / "" when not given.
+
+    >>> trade_request({"action": 1, "symbol": "EURUSD", "volume": 0.1})["position_by"]
+    0
+    """
+    return {f: req.get(f, "" if f in ("symbol", "comment") else 0) for f in TRADE_REQUEST_FIELDS}
+
+
+def _with_filling(request: OrderRequest) -> dict[str, Any]:
+    """The request as a dict without unset fields, with the filling mode mt5mcp picks when it is omitted
+    (IOC for deals on the broker's symbols, RETURN for pending orders)."""
+    req = request.model_dump(exclude_none=True)
+    if "type_filling" not in req and "symbol" in req and req["action"] in (C.TRADE_ACTION_DEAL, C.TRADE_ACTION_PENDING):
+        req["type_filling"] = C.ORDER_FILLING_RETURN if req["action"] == C.TRADE_ACTION_PENDING else C.ORDER_FILLING_IOC
+    return req
 
 
 @inline
@@ -29,14 +52,16 @@ def order_send(request: OrderRequest, ctx: Context) -> OrderResult:
     6 SLTP (position, sl and/or tp), 7 MODIFY (order, price), 8 REMOVE (order), 10 CLOSE_BY (position, position_by).
     Returns retcode (10009 done, 10008 placed), deal, order, volume, price, bid, ask, comment, request_id,
     retcode_external, request. Any other retcode is a tool error holding 'retcode': N."""
-    return session(ctx).require().order_send(request.model_dump(exclude_none=True))  # type: ignore[return-value]
+    result = session(ctx).require().order_send(_with_filling(request))
+    return {**result, "request": trade_request(result["request"])}  # type: ignore[return-value]
 
 
 @inline
 def order_check(request: OrderRequest, ctx: Context) -> dict[str, Any]:
     """Check an order without executing it (same request as order_send): retcode 0 if it would be accepted,
     else the rejecting retcode and comment, with balance, equity, profit, margin, margin_free, margin_level after it."""
-    return session(ctx).require().order_check(request.model_dump(exclude_none=True))
+    result = session(ctx).require().order_check(_with_filling(request))
+    return {**result, "request": trade_request(result.get("request") or {})}
 
 
 @inline

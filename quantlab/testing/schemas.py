@@ -1,6 +1,6 @@
 """Reduce an MCP tool's JSON schemas to what a client depends on (names, types, required, wrapping).
 
-Used by the conformance test to compare the paper broker with the public MT5 MCP server
+Used by the conformance tests to compare the paper broker with the public MT5 MCP server
 (``/work/shared/mt5-reference/mcp_mt5_tools.json``) and with ``mt5mcp`` itself. Titles,
 descriptions and defaults are prose and left out; ``$ref`` is resolved.
 """
