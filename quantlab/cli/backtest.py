@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+
+from quantlab._util import to_jsonable
 
 from ._common import lab_options, open_lab, parse_params
 
@@ -34,8 +35,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         result = backtest(from_reference(args.data), strategy, params, data_ref=args.data, **costs)
     if args.json:
         print(json.dumps({"run_id": result.run_id, "name": result.name, "params": result.params,
-                          "metrics": {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else str(v))
-                                      for k, v in result.metrics.items()}}))
+                          "metrics": to_jsonable(result.metrics)}))
     else:
         print(repr(result))
     return 0

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from quantlab.client._transports import pid_alive
+from quantlab._util import kill_process, pid_alive, quantlab_home
 from quantlab.servers.auth import private_file
 
 __all__ = ["register", "start", "stop", "status", "default_state_dir"]
@@ -34,8 +32,7 @@ __all__ = ["register", "start", "stop", "status", "default_state_dir"]
 
 def default_state_dir() -> Path:
     """``$QUANTLAB_HOME/broker`` or ``~/.quantlab/broker``."""
-    base = os.environ.get("QUANTLAB_HOME") or str(Path.home() / ".quantlab")
-    return Path(base).expanduser() / "broker"
+    return quantlab_home() / "broker"
 
 
 def _home(args: Any) -> Path:
@@ -186,15 +183,7 @@ def stop(home: str | Path | None = None, timeout: float = 10.0) -> dict[str, Any
     pid = st.get("pid")
     was = bool(pid) and _is_daemon(st)  # a stale pid now used by another program is left alone
     if was:
-        try:
-            os.kill(int(pid), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout
-        while pid_alive(int(pid)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if pid_alive(int(pid)):
-            os.kill(int(pid), signal.SIGKILL)
+        kill_process(int(pid), grace=timeout)
     for name in ("broker.pid", "broker.json"):
         (home / name).unlink(missing_ok=True)
     return {"stopped": was, "pid": pid, "home": str(home), "stale": bool(pid) and not was}

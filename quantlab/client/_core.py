@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import difflib
-import os
 import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping
+
+from quantlab._util import to_jsonable
 
 from ._config import ConfigSource, MissingVariableError, ServerConfig, load_config
 from ._errors import (
@@ -592,7 +593,8 @@ class AsyncMCPHub:
             await self._ensure(srv)
             conn = srv.conn
             assert conn is not None
-        args = {k: v if type(v) in _JSON_SCALARS else _jsonable(v) for k, v in arguments.items()} if arguments else {}
+        # numpy values, tuples, timestamps, paths -> plain JSON; NaN/inf -> "nan"/"inf" (quantlab._util.jsonsafe)
+        args = {str(k): to_jsonable(v, fallback=_as_is) for k, v in arguments.items()} if arguments else {}
         if self.validate:
             validator = srv.validators.get(tool)
             if validator is None:
@@ -806,29 +808,8 @@ class AsyncMCPHub:
         return name in self._servers
 
 
-_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-def _jsonable(x: Any) -> Any:
-    """Plain JSON-able Python from what notebooks pass around (numpy scalars/arrays, tuples, timestamps, paths).
-
-    >>> import numpy as np
-    >>> _jsonable({"n": np.int64(3), "xs": np.array([1.5, 2.0]), "t": (1, 2)})
-    {'n': 3, 'xs': [1.5, 2.0], 't': [1, 2]}
-    """
-    if type(x) in _JSON_SCALARS or isinstance(x, (str, bool, int, float)) and not hasattr(x, "tolist"):
-        return x
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "tolist"):  # numpy scalars and arrays, pandas Series/Index
-        return _jsonable(x.tolist())
-    if hasattr(x, "isoformat"):  # datetime, date, pandas Timestamp
-        return x.isoformat()
-    if isinstance(x, os.PathLike):
-        return os.fspath(x)
-    return x
+def _as_is(x: Any) -> Any:
+    return x  # an argument JSON cannot carry is left for the schema check to name
 
 
 def wraps_result(tool: str, output_schema: Mapping[str, Any] | None) -> bool:

@@ -27,10 +27,12 @@ import threading
 import weakref
 from typing import Any, Coroutine, Mapping, TypeVar
 
+from quantlab._util import kill_process
+
 from ._config import ConfigSource, load_config
 from ._core import AsyncMCPHub, ConnectReport, ConnectResult
 from ._errors import ClientError
-from ._transports import kill_live_children, kill_process_group
+from ._transports import kill_live_children
 
 __all__ = ["MCPHub"]
 
@@ -111,7 +113,7 @@ def _shutdown(loop: _Loop, aio: AsyncMCPHub, timeout: float = 10.0) -> None:
             pass
         loop.stop()
     for pid in pids:
-        kill_process_group(pid, grace=0.5)
+        kill_process(pid, grace=0.5, group=True)
 
 
 class MCPHub:

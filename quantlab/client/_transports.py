@@ -21,18 +21,17 @@ Example
 from __future__ import annotations
 
 import os
-import signal
-import sys
 import tempfile
 import threading
-import time
 import uuid
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable
 
+from quantlab._util import kill_process, pid_alive
+
 from ._config import ServerConfig
 
-__all__ = ["Transport", "StdioTransport", "HttpTransport", "register_transport", "make_transport", "kill_process_group"]
+__all__ = ["Transport", "StdioTransport", "HttpTransport", "register_transport", "make_transport", "kill_live_children"]
 
 #: Environment variables passed to stdio servers on top of the SDK's safe default set
 #: (HOME, PATH, ...), so a server started from a notebook sees the same Python setup.
@@ -133,14 +132,14 @@ class StdioTransport(Transport):
     def after_close(self) -> None:
         pid, self._pid = self._pid, None
         if pid is not None:
-            kill_process_group(pid, grace=0.0 if not pid_alive(pid) else 1.0)
+            kill_process(pid, grace=0.0 if not pid_alive(pid) else 1.0, group=True)
             with _LIVE_LOCK:
                 _LIVE_CHILDREN.pop(pid, None)
 
     def abort(self) -> None:
         pid = self._pid or (_find_child(self._tag) if self._tag else None)
         if pid is not None:
-            kill_process_group(pid, grace=0.0)
+            kill_process(pid, grace=0.0, group=True)
 
     @property
     def pid(self) -> int | None:
@@ -231,46 +230,11 @@ def _find_child(tag: str) -> int | None:
     return None
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not count; it is left for asyncio's child watcher to reap)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
-
-
-def kill_process_group(pid: int, grace: float = 1.0) -> None:
-    """SIGTERM the process group of ``pid`` (stdio servers lead their own), SIGKILL after ``grace`` s."""
-    if sys.platform == "win32":  # pragma: no cover
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 1.0)):
-        try:
-            os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not pid_alive(pid):
-                return
-            time.sleep(0.02)
-
-
 def kill_live_children() -> list[int]:
     """Kill every stdio server any hub in this process started and did not close (used at exit)."""
     with _LIVE_LOCK:
         pids = list(_LIVE_CHILDREN)
         _LIVE_CHILDREN.clear()
     for pid in pids:
-        kill_process_group(pid, grace=0.5)
+        kill_process(pid, grace=0.5, group=True)
     return pids

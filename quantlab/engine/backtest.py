@@ -53,6 +53,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from quantlab._util import decode_number, encode_float, to_jsonable
+
 from . import stats as _stats
 from .strategy import Strategy
 
@@ -541,56 +543,21 @@ def _returns(equity: np.ndarray, cash: float) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # result
 # ---------------------------------------------------------------------------------------------
-def _jsonable(v: float) -> Any:
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    f = float(v)
-    if math.isnan(f):
-        return "nan"
-    if math.isinf(f):
-        return "inf" if f > 0 else "-inf"
-    return f
-
-
-def _unjson(v: Any) -> Any:
-    if isinstance(v, str) and v in ("nan", "inf", "-inf"):
-        return float(v)
-    return v
-
-
 def _enc_floats(a: np.ndarray) -> list:
     a = np.asarray(a, dtype=np.float64)
     if np.isfinite(a).all():
         return a.tolist()
-    return [_jsonable(x) for x in a.tolist()]
+    return [encode_float(x) for x in a.tolist()]
 
 
 def _dec_floats(values: list) -> np.ndarray:
-    return np.array([_unjson(x) for x in values], dtype=np.float64) if any(isinstance(x, str) for x in values) \
+    return np.array([decode_number(x) for x in values], dtype=np.float64) if any(isinstance(x, str) for x in values) \
         else np.array(values, dtype=np.float64)
-
-
-def _enc_value(v: Any) -> Any:
-    if isinstance(v, (bool, np.bool_, str)) or v is None:
-        return bool(v) if isinstance(v, np.bool_) else v
-    if isinstance(v, (int, np.integer, float, np.floating)):
-        return _jsonable(v)
-    if isinstance(v, (pd.Series, pd.Index)):
-        v = v.to_numpy()
-    if isinstance(v, np.ndarray):
-        return [_enc_value(x) for x in v.tolist()]
-    if isinstance(v, (list, tuple)):
-        return [_enc_value(x) for x in v]
-    if isinstance(v, Mapping):
-        return {str(k): _enc_value(x) for k, x in v.items()}
-    return repr(v)
 
 
 def _enc_params(params: Mapping[str, Any]) -> dict:
     """JSON-safe parameters (NaN/inf as strings, arrays as lists, other objects as their repr)."""
-    return {str(k): _enc_value(v) for k, v in params.items()}
+    return to_jsonable(dict(params), fallback=repr)
 
 
 def _hash_default(o: Any) -> Any:
@@ -664,8 +631,8 @@ class BacktestResult:
             params = {k: (int(v) if isinstance(v, np.integer) else v) for k, v in self.params.items()}
             payload = json.dumps({"code": self.code_sha256, "params": params,
                                   "data": key if key is not None else self.data_ref,
-                                  "costs": {k: _jsonable(v) for k, v in self.costs.items()},
-                                  "ppy": _jsonable(self.periods_per_year), "fill": self.fill},
+                                  "costs": {k: to_jsonable(v) for k, v in self.costs.items()},
+                                  "ppy": to_jsonable(self.periods_per_year), "fill": self.fill},
                                  sort_keys=True, default=_hash_default)
             self._run_id = hashlib.sha256(payload.encode()).hexdigest()[:16]
             self._data_key = None
@@ -698,11 +665,11 @@ class BacktestResult:
             "code": self.strategy.code if self.strategy is not None else None,
             "code_sha256": self.code_sha256,
             "data_ref": self.data_ref,
-            "costs": {k: _jsonable(v) for k, v in self.costs.items()},
-            "periods_per_year": _jsonable(self.periods_per_year),
+            "costs": {k: to_jsonable(v) for k, v in self.costs.items()},
+            "periods_per_year": to_jsonable(self.periods_per_year),
             "fill": self.fill,
             "created_at": self.created_at,
-            "metrics": {k: _jsonable(v) for k, v in self.metrics.items()},
+            "metrics": {k: to_jsonable(v) for k, v in self.metrics.items()},
             "index": self.equity.index.asi8.tolist(),
             "equity": _enc_floats(self.equity.to_numpy()),
             "returns": _enc_floats(self.returns.to_numpy()),
@@ -735,16 +702,16 @@ class BacktestResult:
                 strategy = Strategy.from_code(d["code"], name=d.get("name"))
             except Exception:  # noqa: BLE001 - keep the numbers even if the code no longer loads here
                 strategy = None
-        metrics = {k: _unjson(v) for k, v in d["metrics"].items()}
+        metrics = {k: decode_number(v) for k, v in d["metrics"].items()}
         return cls(
             metrics=metrics,
             equity=pd.Series(_dec_floats(d["equity"]), index=index, name="equity"),
             returns=pd.Series(_dec_floats(d["returns"]), index=index, name="returns"),
             positions=pd.Series(_dec_floats(d["positions"]), index=index, name="position"),
             trades=trades, strategy=strategy, name=d.get("name", "strategy"),
-            params={k: _unjson(v) for k, v in (d.get("params") or {}).items()}, data_ref=d.get("data_ref"),
-            costs={k: _unjson(v) for k, v in (d.get("costs") or {}).items()},
-            periods_per_year=_unjson(d["periods_per_year"]), run_id=d.get("run_id"),
+            params={k: decode_number(v) for k, v in (d.get("params") or {}).items()}, data_ref=d.get("data_ref"),
+            costs={k: decode_number(v) for k, v in (d.get("costs") or {}).items()},
+            periods_per_year=decode_number(d["periods_per_year"]), run_id=d.get("run_id"),
             created_at=d.get("created_at"), code_sha256=d.get("code_sha256"), fill=d.get("fill", "close"),
         )
 

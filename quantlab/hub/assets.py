@@ -60,7 +60,9 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from quantlab.engine.strategy import Strategy, StrategyError
 
 from . import ledger as _ledger
-from .message import commit_message, format_drawdown, format_number, from_jsonable_number, one_line, to_jsonable
+from quantlab._util import decode_number, to_jsonable
+
+from .message import commit_message, format_drawdown, format_number, one_line
 from .secrets import SecretFinding, find_secrets, find_secrets_in
 from .slug import BOTS_DIR, reserve_path, slugify, strategy_path
 
@@ -141,7 +143,7 @@ class StoredStrategy:
     @property
     def metrics(self) -> dict[str, Any]:
         """The backtest metrics (``inf``/``nan`` restored as floats)."""
-        return {k: from_jsonable_number(v) for k, v in (self.metadata.get("metrics") or {}).items()}
+        return {k: decode_number(v) for k, v in (self.metadata.get("metrics") or {}).items()}
 
     @property
     def params(self) -> dict[str, Any]:
@@ -735,7 +737,7 @@ class AssetsHub:
         metric_keys: dict[str, None] = dict.fromkeys(["sharpe", "max_drawdown", "profit_factor"])
         for rec in self._records():
             meta = rec["metadata"]
-            metrics = {k: from_jsonable_number(v) for k, v in (meta.get("metrics") or {}).items()}
+            metrics = {k: decode_number(v) for k, v in (meta.get("metrics") or {}).items()}
             metric_keys.update(dict.fromkeys(k for k, v in metrics.items() if not isinstance(v, (dict, list))))
             src = meta.get("source") or {}
             rows.append({

@@ -43,7 +43,9 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from .message import one_line, to_jsonable
+from quantlab._util import to_jsonable
+
+from .message import one_line
 
 __all__ = ["LEDGER_FILE", "STATUSES", "ACTIVE_STATUSES", "FIELDS", "normalize_event", "read_events", "events_frame", "latest_status", "ledger_message"]
 

@@ -44,11 +44,11 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime
-from pathlib import PurePath
 from typing import Any, Mapping
 
-__all__ = ["commit_message", "format_number", "format_drawdown", "to_jsonable", "from_jsonable_number", "one_line"]
+from quantlab._util import decode_number
+
+__all__ = ["commit_message", "format_number", "format_drawdown", "one_line"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
@@ -63,7 +63,7 @@ def one_line(text: object) -> str:
 
 
 def _as_float(value: Any) -> float:
-    value = from_jsonable_number(value)
+    value = decode_number(value)
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -108,56 +108,3 @@ def commit_message(name: str, metrics: Mapping[str, Any], generated: str, run_id
         f"Quantlab-Run: {one_line(run_id) or 'unknown'}\n"
         f"Quantlab-Code-SHA256: {code_sha256}\n"
     )
-
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` made JSON-safe: numpy scalars/arrays, pandas timestamps, paths, sets,
-    and non-finite floats (stored as the strings ``"inf"``, ``"-inf"``, ``"nan"``,
-    because JSON has no such numbers).
-
-    >>> to_jsonable({"pf": float("inf"), "n": (1, 2)})
-    {'pf': 'inf', 'n': [1, 2]}
-    """
-    if value is None or isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-        return [to_jsonable(v) for v in items]
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, PurePath):
-        return str(value)
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item) and getattr(value, "shape", None) == ():
-        return to_jsonable(item())
-    tolist = getattr(value, "tolist", None)  # numpy arrays, pandas objects
-    if callable(tolist):
-        return to_jsonable(tolist())
-    isoformat = getattr(value, "isoformat", None)  # pandas Timestamp
-    if callable(isoformat):
-        return isoformat()
-    to_dict = getattr(value, "to_dict", None)
-    if callable(to_dict):
-        return to_jsonable(to_dict())
-    return str(value)
-
-
-def from_jsonable_number(value: Any) -> Any:
-    """Undo :func:`to_jsonable` for numbers: ``"inf"`` -> ``inf``, ``"nan"`` -> ``nan``.
-
-    >>> from_jsonable_number("inf"), from_jsonable_number(2)
-    (inf, 2)
-    """
-    if isinstance(value, str) and value.strip().lower() in {"inf", "+inf", "-inf", "nan", "infinity", "-infinity"}:
-        return float(value)
-    return value

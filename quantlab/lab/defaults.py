@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from quantlab._util import quantlab_home
+
 __all__ = ["default_home", "embedded_servers", "runner_entry", "paper_broker_entry", "BACKTEST", "BROKER", "RUNNER"]
 
 BACKTEST = "backtest"
@@ -28,7 +30,7 @@ RUNNER = "runner"
 
 def default_home() -> Path:
     """``$QUANTLAB_HOME`` if set, else ``~/.quantlab``."""
-    return Path(os.environ.get("QUANTLAB_HOME") or Path.home() / ".quantlab").expanduser()
+    return quantlab_home()
 
 
 def paper_broker_entry(home: str | os.PathLike[str], *, clock: str = "stepped") -> dict[str, Any]:

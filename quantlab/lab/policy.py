@@ -38,6 +38,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from quantlab._util import decode_number, to_jsonable
+
 __all__ = ["DeploymentPolicy", "PolicyCheck", "CriterionResult"]
 
 TRADE_KEYS = ("trades", "n_trades", "num_trades", "total_trades", "trade_count")
@@ -73,8 +75,7 @@ def _metrics_of(result_or_metrics: Any) -> Mapping[str, Any]:
 def _number(value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().lower() in {"inf", "+inf", "-inf", "nan"}:
-        return float(value)
+    value = decode_number(value)
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -115,15 +116,10 @@ class PolicyCheck:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe summary (what the deployments ledger records as ``policy``)."""
 
-        def safe(x: Any) -> Any:
-            if isinstance(x, float) and not math.isfinite(x):
-                return str(x)
-            return x
-
         return {
             "passed": self.passed,
             "failures": self.failures,
-            "criteria": [{k: safe(v) for k, v in asdict(r).items()} for r in self.rows],
+            "criteria": [to_jsonable(asdict(r)) for r in self.rows],
         }
 
     def __repr__(self) -> str:

@@ -27,12 +27,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import threading
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
+
+from quantlab._util import atomic_write_text
 
 __all__ = ["LabState", "StateWarning", "KEYS", "state_from_ledger", "HomeLock", "HubInUseError"]
 
@@ -221,17 +222,7 @@ class LabState:
         return state
 
     def _write(self, state: Mapping[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix="." + self.path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(state, fh, indent=2, default=str)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(self.path, json.dumps(state, indent=2, default=str))
 
     # -- public ---------------------------------------------------------------------------
     def read(self) -> dict[str, Any]:

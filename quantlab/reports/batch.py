@@ -9,6 +9,8 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from quantlab._util import dask_address, is_dask_address
+
 from .index import write_index
 from .inputs import looks_like_file
 from .report import ReportOutcome, run_report
@@ -94,7 +96,7 @@ def _executor(executor: Any) -> tuple[Any, Any]:
     if executor is None or executor == "processes":
         pool = ProcessPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
         return pool, pool.shutdown
-    if isinstance(executor, str) and (executor == "local" or executor.startswith(("dask://", "tcp://"))):
+    if executor == "local" or is_dask_address(executor):
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -108,8 +110,7 @@ def _executor(executor: Any) -> tuple[Any, Any]:
                 cluster.close()
 
             return client, close
-        address = "tcp://" + executor.split("://", 1)[1]
-        client = Client(address, timeout="10s")
+        client = Client(dask_address(executor), timeout="10s")
         return client, client.close
     if hasattr(executor, "submit"):
         return executor, lambda: None

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quantlab._util import decode_number, encode_float, to_jsonable
+
 from .. import stats as _stats
 from ..backtest import BacktestResult, backtest
 from ..strategy import Strategy
@@ -266,11 +268,10 @@ class SweepResult:
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (metrics as numbers, NaN/inf as strings) for sending over MCP; see :meth:`from_dict`."""
-        from ..backtest import _enc_value
         cols = {}
         for c in self.frame.columns:
             s = self.frame[c]
-            cols[c] = [None if (v is None or v is pd.NA) else _enc_value(v) for v in s.astype(object).tolist()]
+            cols[c] = [None if (v is None or v is pd.NA) else to_jsonable(v, fallback=repr) for v in s.astype(object).tolist()]
         return {
             "version": 1,
             "strategy": {"name": self.strategy.name, "code": self.strategy.code},
@@ -278,33 +279,32 @@ class SweepResult:
             "columns": list(self.frame.columns),
             "dtypes": {c: str(t) for c, t in self.frame.dtypes.items()},
             "data": cols,
-            "costs": {k: _enc_value(v) for k, v in self.costs.items()},
+            "costs": to_jsonable(self.costs),
             "data_ref": self.data_ref,
             "executor": self.executor,
-            "elapsed": _enc_value(self.elapsed),
+            "elapsed": encode_float(self.elapsed),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], data: pd.DataFrame | None = None) -> "SweepResult":
         """Rebuild a result from :meth:`to_dict` output; pass ``data`` (or use a ``data_ref``) to use :meth:`result`."""
-        from ..backtest import _unjson
         if d.get("version") != 1:
             raise ValueError(f"unsupported sweep result version {d.get('version')!r}; expected 1.")
         strategy = Strategy.from_code(d["strategy"]["code"], name=d["strategy"]["name"])
         cols = {}
         for c in d["columns"]:
-            vals = d["data"][c] if c == "error" else [_unjson(v) for v in d["data"][c]]
+            vals = d["data"][c] if c == "error" else [decode_number(v) for v in d["data"][c]]
             dtype = d.get("dtypes", {}).get(c, "object")
             try:
                 cols[c] = pd.Series(vals, dtype=dtype)
             except (TypeError, ValueError):
                 cols[c] = pd.Series(vals, dtype=object)
         frame = pd.DataFrame(cols, columns=d["columns"])
-        costs = {k: _unjson(v) for k, v in d["costs"].items()}
+        costs = {k: decode_number(v) for k, v in d["costs"].items()}
         costs.setdefault("fill", "close")     # sweeps stored before fills were a choice filled at the close
         return cls(strategy, frame, costs, data=data,
                    data_ref=d.get("data_ref"), executor=d.get("executor", "?"),
-                   elapsed=_unjson(d.get("elapsed", "nan")), param_names=d.get("param_names"))
+                   elapsed=decode_number(d.get("elapsed", "nan")), param_names=d.get("param_names"))
 
     # -- display ----------------------------------------------------------------------------------
     def _best_text(self, metric: str = "sharpe") -> str:

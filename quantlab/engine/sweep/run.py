@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quantlab._util import dask_address, is_dask_address
+
 from ..backtest import DEFAULT_FILL, check_fill, infer_periods_per_year
 from ..strategy import Strategy, StrategyError
 from .allocator import HeapAllocation, one_blas_thread
@@ -42,7 +44,8 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
     grid : a dict of lists (cartesian product in key order) or a list of parameter dicts; see :func:`expand_grid`.
     executor : ``None``/``"inprocess"``, ``"processes"`` (one per CPU), an ``int`` (that many processes),
         a ``concurrent.futures.ProcessPoolExecutor``, a ``dask.distributed.Client``, or a Dask scheduler
-        address ``"dask://HOST:PORT"`` / ``"tcp://HOST:PORT"`` (connected for this sweep, then closed).
+        address ``"dask://HOST:PORT"`` / ``"tcp://HOST:PORT"`` / ``"tls://HOST:PORT"`` (connected for this
+        sweep, then closed).
     progress : show a tqdm progress bar; or a callable, called as ``progress(done, total)`` after every chunk.
     chunk : combinations per task (default: a few tasks per worker, at most 64 combinations each).
     data_ref : where the data came from (recorded, and used by :meth:`SweepResult.result` after ``from_dict``).
@@ -125,13 +128,12 @@ def execute(strategy: Strategy, data: pd.DataFrame, full_costs: dict, resolved: 
     """
     kind = "inprocess" if executor in (None, "inprocess") else executor
     own_client = None
-    if isinstance(kind, str) and kind.startswith(("dask://", "tcp://", "tls://")):
+    if is_dask_address(kind):
         try:
             from distributed import Client
         except ImportError:
             raise SweepError("a Dask executor needs dask.distributed: pip install 'quantlab[dask]'.") from None
-        address = "tcp://" + kind[len("dask://"):] if kind.startswith("dask://") else kind
-        kind = own_client = Client(address, timeout=30)
+        kind = own_client = Client(dask_address(kind), timeout=30)
     with progress_bar(len(resolved), progress, desc) as bar, _closing(own_client):
         if kind == "inprocess":
             with one_blas_thread(), HeapAllocation():

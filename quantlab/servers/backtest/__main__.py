@@ -18,9 +18,9 @@ __all__ = ["main", "build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m quantlab.servers.backtest``."""
-    from pathlib import Path
+    from quantlab._util import quantlab_home
 
-    home = Path(os.environ.get("QUANTLAB_HOME") or Path.home() / ".quantlab").expanduser()
+    home = quantlab_home()
     p = argparse.ArgumentParser(
         prog="python -m quantlab.servers.backtest",
         description="quantlab backtest MCP server: run strategy code on data references, keep the runs on disk.",

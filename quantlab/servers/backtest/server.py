@@ -27,7 +27,6 @@ import html
 import io
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -40,11 +39,12 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 from typing_extensions import TypedDict
 
+from quantlab._util import to_jsonable
 from quantlab.servers.backtest.store import RunNotFound, RunStore, check_run_id
 from quantlab.servers.backtest.worker import EQUITY_POINTS, WorkerFailure, WorkerPool
 
 __all__ = [
-    "build_server", "Backend", "json_safe", "INLINE_TEXT_ROWS", "MAX_UNPAGED_BARS", "PAGE_BARS", "EQUITY_POINTS",
+    "build_server", "Backend", "INLINE_TEXT_ROWS", "MAX_UNPAGED_BARS", "PAGE_BARS", "EQUITY_POINTS",
     "RunSummary", "UploadInfo",
 ]
 
@@ -66,21 +66,6 @@ Call run_backtest with the code and a data reference ('sample',
 'synthetic:seed=7,bars=100000', 'file:<path under the data root>', or the
 'upload:<sha>' that upload_data returns); get_run returns the full stored result.
 """
-
-
-def json_safe(x: Any) -> Any:
-    """Non-finite floats as the strings ``"inf"``, ``"-inf"``, ``"nan"`` (JSON has no such numbers).
-
-    >>> json_safe({"profit_factor": float("inf"), "sharpe": 1.5})
-    {'profit_factor': 'inf', 'sharpe': 1.5}
-    """
-    if isinstance(x, float) and not math.isfinite(x):
-        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    if isinstance(x, dict):
-        return {k: json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    return x
 
 
 class RunSummary(TypedDict):
@@ -233,7 +218,7 @@ class Backend:
         if part == "summary":
             meta = self.store.read_meta(run_id)
             meta.pop("result", None)
-            return json_safe(meta), 0
+            return to_jsonable(meta), 0
         if part == "all":
             if limit is None and not offset:
                 bars = self.store.bars(run_id)
@@ -334,7 +319,7 @@ def build_server(
             summary = await backend.pool.run(task, timeout=timeout + 10)
         except WorkerFailure as exc:
             raise ToolError(f"[{exc.kind}] {exc}") from None
-        summary["metrics"] = json_safe(summary["metrics"])
+        summary["metrics"] = to_jsonable(summary["metrics"])
         summary["elapsed"] = time.perf_counter() - t0
         return summary  # type: ignore[return-value]
 
@@ -395,7 +380,7 @@ def build_server(
         except TimeoutError:
             pass  # list what is on disk
         runs = await anyio.to_thread.run_sync(backend.store.list_runs, limit)
-        return {"runs": json_safe(runs)}
+        return {"runs": to_jsonable(runs)}
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, idempotent_hint=True, open_world_hint=False))
     async def upload_data(

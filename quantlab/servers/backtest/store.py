@@ -27,22 +27,28 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
-import math
 import os
 import re
+import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["RunStore", "RunNotFound", "check_run_id"]
+from quantlab._util import atomic_path, atomic_write_bytes, encode_float, json_default
+
+__all__ = ["RunStore", "RunNotFound", "UploadNotFound", "check_run_id"]
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_UPLOAD_REF_RE = re.compile(r"^upload:([0-9a-f]{64})$")
 _TABLE_KEY = "__table__"
 _SERIES_KEY = "__series__"
 #: top-level keys of ``BacktestResult.to_dict()`` that hold one value per bar
 SERIES_KEYS = ("index", "equity", "returns", "positions")
+
+
+class UploadNotFound(LookupError):
+    """A data reference ``upload:...`` that names no upload of this store (or is malformed)."""
 
 
 class RunNotFound(KeyError):
@@ -63,49 +69,9 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-@contextmanager
-def _atomic_path(path: Path) -> Iterator[str]:
-    """A temporary file beside ``path`` that replaces it when the block succeeds and is removed otherwise."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    with _atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (_dt.datetime, _dt.date)):
-        return obj.isoformat()
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def dumps(obj: Any) -> str:
     """JSON text of ``obj``; non-finite floats are kept (``Infinity``/``NaN``), which Python's json reads back exactly."""
-    return json.dumps(obj, default=_json_default, allow_nan=True, separators=(",", ":"))
+    return json.dumps(obj, default=json_default, allow_nan=True, separators=(",", ":"))
 
 
 def _is_table(node: Any) -> bool:
@@ -180,7 +146,7 @@ def _write_parquet(table: Any, path: Path, pause: Callable[[], None] | None = No
 
     # float series barely compress and never dictionary-encode: plain pages
     # without statistics cost a third of the default's CPU
-    with _atomic_path(path) as tmp, pq.ParquetWriter(
+    with atomic_path(path) as tmp, pq.ParquetWriter(
         tmp, table.schema, compression="none", use_dictionary=False, write_statistics=False
     ) as w:
         for start in range(0, max(table.num_rows, 1), ROW_GROUP):
@@ -198,7 +164,7 @@ def _encode_column(col: Any) -> list:
         return col.to_pylist()
     a = col.to_numpy()
     if pa.types.is_floating(col.type) and not np.isfinite(a).all():
-        return [x if math.isfinite(x) else ("nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")) for x in a.tolist()]
+        return [encode_float(x) for x in a.tolist()]
     return a.tolist()
 
 
@@ -344,7 +310,7 @@ class RunStore:
                 "code": task.get("code"),
                 "result": skeleton,
             }
-            _atomic_write_bytes(tmp / "meta.json", dumps(meta).encode("utf-8"))
+            atomic_write_bytes(tmp / "meta.json", dumps(meta).encode("utf-8"))
             os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
             for attempt in range(2):
                 try:
@@ -497,11 +463,34 @@ class RunStore:
 
         buf = io.BytesIO()
         df.to_parquet(buf)
-        _atomic_write_bytes(self.upload_path(sha), buf.getvalue())
-        _atomic_write_bytes(self.uploads_dir / f"{sha}.json", dumps(info).encode("utf-8"))
+        atomic_write_bytes(self.upload_path(sha), buf.getvalue())
+        atomic_write_bytes(self.uploads_dir / f"{sha}.json", dumps(info).encode("utf-8"))
 
-    def upload_info(self, sha: str) -> dict[str, Any]:
-        return json.loads((self.uploads_dir / f"{sha}.json").read_text(encoding="utf-8"))
+    def load_data(self, ref: str, data_root: str | os.PathLike[str] | None = None) -> Any:
+        """The OHLCV frame ``ref`` stands for: an upload of this store (``upload:<sha256>``) or any
+        reference :func:`quantlab.engine.data.from_reference` reads (``file:`` under ``data_root``).
+
+        An unknown or malformed upload raises :class:`UploadNotFound` saying what to send.
+
+        >>> RunStore("/tmp/runs").load_data("upload:" + "0" * 64)   # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        quantlab.servers.backtest.store.UploadNotFound: unknown upload 'upload:000...': send the DataFrame with upload_data first (list_datasets shows known uploads).
+        """
+        m = _UPLOAD_REF_RE.match(ref)
+        if m:
+            path = self.upload_path(m.group(1))
+            if not path.is_file():
+                raise UploadNotFound(f"unknown upload {ref!r}: send the DataFrame with upload_data first "
+                                  "(list_datasets shows known uploads).")
+            import pandas as pd
+
+            return pd.read_parquet(path)
+        if ref.startswith("upload:"):
+            raise UploadNotFound(f"bad upload reference {ref!r}: expected 'upload:<64 hex digits>' as returned by upload_data.")
+        from quantlab.engine import data as qdata
+
+        return qdata.from_reference(ref, data_root=data_root)
 
     def list_uploads(self) -> list[dict[str, Any]]:
         if not self.uploads_dir.is_dir():

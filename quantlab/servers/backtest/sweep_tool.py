@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -33,12 +32,14 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 from typing_extensions import TypedDict
 
+from quantlab._util import dask_address, is_dask_address, kill_process
+
 __all__ = ["register", "SweepSummary", "run_child"]
 
 #: what the ``executor`` argument accepts
 EXECUTOR_HELP = (
     "'processes' (the server's worker count, or `workers`), 'inprocess' (one child process), "
-    "or a Dask scheduler as 'dask://HOST:PORT' / 'tcp://HOST:PORT'."
+    "or a Dask scheduler as 'dask://HOST:PORT' / 'tcp://HOST:PORT' / 'tls://HOST:PORT'."
 )
 
 
@@ -55,36 +56,15 @@ class SweepSummary(TypedDict):
 # ---------------------------------------------------------------------------------------------
 # the child process
 # ---------------------------------------------------------------------------------------------
-def _load(ref: str, runs_dir: str, data_root: str | None):
-    import re
-
-    import pandas as pd
-
-    from quantlab.engine import data as qdata
-
-    m = re.fullmatch(r"upload:([0-9a-f]{64})", ref)
-    if m:
-        from quantlab.servers.backtest.store import RunStore
-
-        path = RunStore(runs_dir).upload_path(m.group(1))
-        if not path.is_file():
-            raise LookupError(f"unknown upload {ref!r}: send the DataFrame with upload_data first.")
-        return pd.read_parquet(path)
-    if ref.startswith("upload:"):
-        raise LookupError(f"bad upload reference {ref!r}: expected 'upload:<64 hex digits>' as returned by upload_data.")
-    return qdata.from_reference(ref, data_root=data_root)
-
-
 def _executor(spec: str, workers: int):
     spec = spec.strip()
     if spec in ("inprocess", "processes"):
         return None if spec == "inprocess" else max(1, workers), None
-    for prefix in ("dask://", "tcp://"):
-        if spec.startswith(prefix):
-            from distributed import Client
+    if is_dask_address(spec):
+        from distributed import Client
 
-            client = Client("tcp://" + spec[len(prefix):], timeout=30)
-            return client, client
+        client = Client(dask_address(spec), timeout=30)
+        return client, client
     raise ValueError(f"unknown executor {spec!r}; use {EXECUTOR_HELP}")
 
 
@@ -121,7 +101,9 @@ def run_child(task: dict[str, Any]) -> dict[str, Any]:
     except StrategyError as exc:
         return {"kind": "strategy", "error": str(exc)}
     try:
-        data = _load(task["data"], task["runs_dir"], task.get("data_root"))
+        from quantlab.servers.backtest.store import RunStore
+
+        data = RunStore(task["runs_dir"]).load_data(task["data"], task.get("data_root"))
     except Exception as exc:  # noqa: BLE001 - any loader error is the caller's bad reference
         return {"kind": "data", "error": f"cannot load data {task['data']!r}: {exc}"}
     try:
@@ -143,7 +125,7 @@ def run_child(task: dict[str, Any]) -> dict[str, Any]:
 
 def _child_main() -> int:
     task = json.loads(sys.stdin.read())
-    _set_memory_limit(task.get("memory_mb") if not str(task.get("executor", "")).startswith(("dask://", "tcp://")) else None)
+    _set_memory_limit(task.get("memory_mb") if not is_dask_address(task.get("executor")) else None)
     out = run_child(task)
     sys.stdout.write(json.dumps(out, allow_nan=False))
     sys.stdout.flush()
@@ -153,16 +135,6 @@ def _child_main() -> int:
 # ---------------------------------------------------------------------------------------------
 # the tool
 # ---------------------------------------------------------------------------------------------
-def _kill_group(proc: Any) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, OSError):
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-
-
 def _best(result: dict[str, Any]) -> dict[str, Any] | None:
     cols = result["data"]
     sharpe, err = cols.get("sharpe", []), cols.get("error", [])
@@ -252,11 +224,11 @@ def register(mcp: Any, backend: Any) -> None:
                 await proc.wait()
         finally:
             if proc.returncode is None:
-                _kill_group(proc)
+                kill_process(proc.pid, grace=0, group=True)
                 with anyio.CancelScope(shield=True):
                     await proc.wait()
             else:
-                _kill_group(proc)  # leftover pool workers, if any
+                kill_process(proc.pid, grace=0, group=True)  # leftover pool workers, if any
         if scope.cancelled_caught:
             raise ToolError(f"[timeout] the sweep did not finish within {timeout:g} s and was stopped; "
                             "raise `timeout`, use a smaller grid or executor='processes' with more workers.")

@@ -50,7 +50,6 @@ log = logging.getLogger("quantlab.servers.backtest")
 #: the most equity points ``run_backtest`` returns inline
 EQUITY_POINTS = 2_000
 
-_UPLOAD_RE = re.compile(r"^upload:([0-9a-f]{64})$")
 
 
 class WorkerFailure(Exception):
@@ -108,26 +107,14 @@ class _DataCache:
         return item
 
     def _load(self, ref: str):
-        from quantlab.engine import data as qdata
+        from quantlab.servers.backtest.store import RunStore, UploadNotFound
 
-        m = _UPLOAD_RE.match(ref)
-        if m:
-            from quantlab.servers.backtest.store import RunStore
-
-            path = RunStore(self.runs_dir).upload_path(m.group(1))
-            if not path.is_file():
-                raise WorkerFailure(
-                    "data", f"unknown upload {ref!r}: send the DataFrame with upload_data first (list_datasets shows known uploads)."
-                )
-            import pandas as pd
-
-            return pd.read_parquet(path)
-        if ref.startswith("upload:"):
-            raise WorkerFailure("data", f"bad upload reference {ref!r}: expected 'upload:<64 hex digits>' as returned by upload_data.")
         try:
-            return qdata.from_reference(ref, data_root=self.data_root)
+            return RunStore(self.runs_dir).load_data(ref, data_root=self.data_root)
         except MemoryError:
             raise
+        except UploadNotFound as exc:
+            raise WorkerFailure("data", str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - any loader error is the caller's bad reference
             raise WorkerFailure("data", f"cannot load data {ref!r}: {exc}") from None
 
