@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quantlab._util import to_jsonable
+
 if TYPE_CHECKING:
     from quantlab.engine.backtest import BacktestResult
     from quantlab.engine.strategy import Strategy
@@ -24,12 +26,6 @@ __all__ = ["Check", "Candidate", "Generation", "CHECKS"]
 # the checks, cheapest first (Candidate.checks follows this order)
 CHECKS = ("parses", "defines signals", "sandbox", "runs on 500 bars", "causal", "backtest", "policy")
 _KEY_METRICS = ("sharpe", "max_drawdown", "profit_factor", "trades", "total_return")
-
-
-def _num(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return x
 
 
 @dataclass
@@ -134,7 +130,7 @@ class Candidate:
         return {
             "attempt": self.attempt, "status": self.status, **self.answer(),
             "checks": [c.to_dict() for c in self.checks], "error": self.error,
-            "metrics": {k: _num(v) for k, v in self.metrics.items()},
+            "metrics": to_jsonable(self.metrics),
             "run_id": self.run_id,
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
             "cost_usd": self.cost_usd, "seconds": round(self.seconds, 4), "model_seconds": round(self.model_seconds, 4),

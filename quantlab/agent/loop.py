@@ -12,13 +12,13 @@ from __future__ import annotations
 import ast
 import asyncio
 import functools
-import math
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import pandas as pd
 
+from quantlab._util import to_jsonable
 from quantlab.client import ClientError
 from quantlab.engine.strategy import Strategy, StrategyError
 from quantlab.hub.message import from_jsonable_number
@@ -327,8 +327,7 @@ async def run_generation(
             c.seconds = time.perf_counter() - t0
             gen.transcript.append({"attempt": n, "role": "check", "status": c.status,
                                    "checks": [ch.to_dict() for ch in c.checks],
-                                   "metrics": {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v))
-                                               for k, v in c.metrics.items()}})
+                                   "metrics": to_jsonable(c.metrics)})
             emit("done", c)
             if c.passed:
                 gen.stop_reason = "passed"
