@@ -35,6 +35,7 @@ __all__ = ["run_generation", "build_instructions", "describe_data"]
 
 SMOKE_BARS = 500
 SMOKE_REF = f"synthetic:seed=11,bars={SMOKE_BARS}"
+LOOKAHEAD_CUTS = (0.15, 0.4, 0.7)
 _COST_KEYS = ("cash", "fees", "slippage", "periods_per_year", "fill")
 
 CONTRACT = """\
@@ -58,7 +59,7 @@ def _allowed_text() -> str:
         from quantlab.engine import sandbox  # type: ignore[attr-defined]
     except ImportError:
         return "numpy, pandas, math"
-    for attr in ("ALLOWED_MODULES", "DEFAULT_ALLOW", "ALLOW", "allowed_modules"):
+    for attr in ("allowed_modules", "DEFAULT_ALLOW"):
         value = getattr(sandbox, attr, None)
         if callable(value):
             try:
@@ -170,15 +171,17 @@ class _Checker:
 
     async def _smoke_run(self, c: Candidate) -> tuple[str, str, str]:
         try:
-            c.strategy = await asyncio.to_thread(Strategy.from_code, c.code, c.name or "generated")
-            params = c.strategy.resolve_params({**c.params, **self.params})
-        except StrategyError as exc:
-            return "runs on 500 bars", "fail", str(exc)
-        c.params = params
+            from quantlab.engine.sandbox import load, run_signals  # type: ignore[import-not-found]
+        except ImportError:  # no sandbox in this quantlab: the code is loaded here, evaluated on the server
+            load = run_signals = None
         try:
-            from quantlab.engine.sandbox import run_signals  # type: ignore[import-not-found]
-        except ImportError:
-            run_signals = None
+            # with the sandbox, the generated code never runs in this process: its parameters are read there
+            loader = load if load is not None else Strategy.from_code
+            c.strategy = await asyncio.to_thread(loader, c.code, c.name or "generated")
+            params = c.strategy.resolve_params({**c.params, **self.params})
+        except Exception as exc:  # noqa: BLE001 - StrategyError, SandboxError: the reason goes back to the model
+            return "runs on 500 bars", "fail", f"{type(exc).__name__}: {exc}"
+        c.params = params
         if run_signals is not None:
             try:
                 out = await asyncio.to_thread(run_signals, c.strategy, self.smoke_data(), params)
@@ -199,7 +202,11 @@ class _Checker:
             check = quantlab.check_lookahead
         except AttributeError:
             return "causal", "skip", "quantlab.check_lookahead is not available in this quantlab"
-        kwargs = {"sandbox": True} if _sandbox_available() else {}
+        # three prefixes catch shift(-k), centred windows and whole-series statistics alike; each one is a
+        # sandboxed run, so fewer cuts keep an attempt cheap
+        kwargs: dict[str, Any] = {"cuts": LOOKAHEAD_CUTS}
+        if _sandbox_available():
+            kwargs["sandbox"] = True
         try:
             report = await asyncio.to_thread(functools.partial(check, c.strategy, self.smoke_data(), c.params, **kwargs))
         except Exception as exc:  # noqa: BLE001 - the strategy's own error during the check
