@@ -35,6 +35,7 @@ import pandas as pd
 
 __all__ = [
     "COLUMNS",
+    "bar_size",
     "DataError",
     "synthetic",
     "load",
@@ -427,3 +428,22 @@ def list_references(data_root: str | os.PathLike[str] | None = None) -> list[dic
                     out.append({"ref": f"file:{p.relative_to(root).as_posix()}", "kind": "file",
                                 "description": p.name, "bytes": p.stat().st_size})
     return out
+
+
+def bar_size(index: Any) -> pd.Timedelta | None:
+    """The bar size of a time index: the most common step between consecutive bars
+    (gaps such as weekends do not count), ``None`` without a DatetimeIndex or with < 2 bars.
+
+    >>> bar_size(sample().index)
+    Timedelta('0 days 01:00:00')
+    >>> bar_size(pd.RangeIndex(5)) is None
+    True
+    """
+    if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
+        return None
+    steps = np.diff(index[:10_001].to_numpy(dtype="datetime64[ns]")).astype(np.int64)
+    steps = steps[steps > 0]
+    if not len(steps):
+        return None
+    values, counts = np.unique(steps, return_counts=True)
+    return pd.Timedelta(int(values[np.argmax(counts)]), unit="ns")

@@ -42,6 +42,7 @@ __all__ = [
     "frame_html",
     "badge",
     "status_html",
+    "rule_text",
     "is_missing",
     "signed_html",
     "escape",
@@ -212,7 +213,7 @@ def fmt_threshold(metric: str, value: Any) -> str:
     return f"{v:g}"
 
 
-def _rule_text(row: Mapping[str, Any]) -> str:
+def rule_text(row: Mapping[str, Any]) -> str:
     rule, thr, metric = row.get("rule"), row.get("threshold"), str(row.get("metric"))
     if is_missing(rule):
         return ""
@@ -242,7 +243,7 @@ def metrics_frame(metrics: Mapping[str, Any], check: Any = None) -> pd.DataFrame
         if cf is not None:
             sub = cf[cf["metric"].astype(str) == name]
             if len(sub):
-                rule = "; ".join(t for t in (_rule_text(r) for r in sub.to_dict("records")) if t)
+                rule = "; ".join(t for t in (rule_text(r) for r in sub.to_dict("records")) if t)
                 passed = bool(sub["passed"].astype(bool).all())
                 if raw is None:
                     raw = sub["value"].iloc[0]
@@ -267,7 +268,7 @@ def verdict_html(check: Any) -> str:
             extra = f"{n - len(failed)}/{n} rules pass"
         return f"<div style='margin:4px 0'>Deployment policy: {badge(True, 'PASSED')} <small>{escape(extra)}</small></div>"
     why = "; ".join(
-        f"{metric_label(str(r['metric']))} {fmt_metric(str(r['metric']), r['value'])} (needs {_rule_text(r)})"
+        f"{metric_label(str(r['metric']))} {fmt_metric(str(r['metric']), r['value'])} (needs {rule_text(r)})"
         for r in failed.to_dict("records")
     )
     return f"<div style='margin:4px 0'>Deployment policy: {badge(False, 'FAILED')} <small>{escape(why)}</small></div>"

@@ -1,12 +1,15 @@
 """``quantlab.deploy_panel``: the one-click store-and-deploy cell.
 
-The panel shows what will be stored (strategy name, file path in the assets hub,
-commit message preview) and the deployment policy check, takes the symbol,
-timeframe and volume, and runs ``lab.store_and_deploy`` in a worker thread when
-"Store & Deploy" is clicked, so the kernel stays responsive while each step's
-progress and the outcome appear. The button is disabled while the policy fails
-(unless "deploy anyway" is ticked) and while a submission runs; a "Stop" button
-appears for the running deployment.
+The panel shows what will be stored (strategy name, the file that will actually
+be written — or the commit that already holds this code and these parameters —,
+commit message preview, the code and its diff against the last stored version,
+both folded) and the deployment policy check, takes the symbol, timeframe (by
+default the backtest's bar size; another one warns) and volume, and runs
+``lab.store_and_deploy`` in a worker thread when "Store & Deploy" is clicked, so
+the kernel stays responsive while each step's progress and the outcome appear.
+The button is disabled while the policy fails (unless "deploy anyway" is ticked)
+and while a submission runs; a "Stop" button appears for the running
+deployment, and after it stopped a "Redeploy" button deploys the stored commit again.
 
 Example (in a notebook cell)::
 
@@ -17,10 +20,18 @@ Example (in a notebook cell)::
 """
 from __future__ import annotations
 
+import difflib
 import threading
-from typing import Any, Mapping
+from typing import Any
 
 import ipywidgets as widgets
+import pandas as pd
+
+from quantlab.engine.backtest import BacktestResult
+from quantlab.engine.data import bar_size
+from quantlab.engine.strategy import Strategy
+from quantlab.hub import ACTIVE_DEPLOYMENT_STATUSES, HubError, StoredStrategy
+from quantlab.lab import DeploymentPolicy, DeploymentRecord, Lab, PolicyCheck, StoreDeployOutcome
 
 from . import _render as R
 from ._base import StaticFallback
@@ -28,8 +39,32 @@ from ._base import StaticFallback
 __all__ = ["DeployPanel", "deploy_panel", "DeployPanelError"]
 
 STEPS = ["validate", "store", "deploy", "record"]
-_STATUS_ICON = {"start": "⏳", "done": "✔", "failed": "✘", "skipped": "–"}
-_ACTIVE_STATUSES = {"running", "pending", "starting", "deployed", "active", "open"}
+_STEP_ICON = {"start": "⏳", "done": "✔", "failed": "✘", "skipped": "–"}
+#: the broker's bar sizes the panel offers (minutes; MT5 names)
+TIMEFRAMES: dict[int, str] = {1: "M1", 5: "M5", 15: "M15", 30: "M30", 60: "H1", 240: "H4", 1440: "D1", 10080: "W1"}
+
+
+def timeframe_label(minutes: int) -> str:
+    """``60`` -> ``'1 hour (H1)'``; the unit always shown.
+
+    >>> timeframe_label(1), timeframe_label(240), timeframe_label(7)
+    ('1 minute (M1)', '4 hours (H4)', '7 minutes')
+    """
+    for size, unit in ((10080, "week"), (1440, "day"), (60, "hour"), (1, "minute")):
+        if minutes % size == 0:
+            n = minutes // size
+            text = f"{n} {unit}{'s' if n != 1 else ''}"
+            break
+    name = TIMEFRAMES.get(minutes)
+    return f"{text} ({name})" if name else text
+
+
+def backtest_minutes(result: BacktestResult) -> int | None:
+    """The backtest's bar size in whole minutes (``None`` without a time index)."""
+    size = bar_size(result.equity.index)
+    if size is None or size < pd.Timedelta(minutes=1):
+        return None
+    return int(size / pd.Timedelta(minutes=1))
 
 
 class DeployPanelError(RuntimeError):
@@ -37,15 +72,7 @@ class DeployPanelError(RuntimeError):
     ticked, a submission is already running, or it already deployed."""
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if obj is None:
-        return default
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def check_table_html(check: Any) -> str:
+def check_table_html(check: PolicyCheck) -> str:
     """The policy check as an HTML table: metric, rule, value and a pass/fail badge.
 
     >>> from quantlab.lab.policy import DeploymentPolicy
@@ -61,7 +88,7 @@ def check_table_html(check: Any) -> str:
         metric = str(r["metric"])
         rows.append(
             f"<tr><td style='{R.TD_STYLE}'>{R.escape(R.metric_label(metric))}</td>"
-            f"<td style='{R.TD_STYLE};color:{R.GREY}'>{R.escape(R._rule_text(r))}</td>"
+            f"<td style='{R.TD_STYLE};color:{R.GREY}'>{R.escape(R.rule_text(r))}</td>"
             f"<td style='{R.TDR_STYLE}'>{R.escape(R.fmt_metric(metric, r['value']))}</td>"
             f"<td style='{R.TD_STYLE}'>{R.badge(bool(r['passed']))}</td></tr>"
         )
@@ -76,8 +103,12 @@ class DeployPanel(StaticFallback, widgets.VBox):
     """The store-and-deploy panel (an ``ipywidgets.VBox``); build it with :func:`deploy_panel`.
 
     For code (tests, papermill): :meth:`click` (submit and wait), :meth:`stop`,
-    :attr:`outcome`, :attr:`error`, :attr:`steps`, :attr:`check`, :attr:`running`,
-    and the form fields :attr:`symbol`, :attr:`timeframe`, :attr:`volume`, :attr:`force`.
+    :meth:`redeploy`, :attr:`outcome`, :attr:`error`, :attr:`steps`, :attr:`check`,
+    :attr:`running`, :attr:`status`, :attr:`timeframe_warning`, and the form fields
+    :attr:`symbol`, :attr:`timeframe` (minutes), :attr:`volume`, :attr:`force`.
+    Its parts are public ipywidgets: ``info_view``, ``symbol_input``, ``timeframe_input``,
+    ``volume_input``, ``force_box``, ``deploy_button``, ``stop_button``, ``redeploy_button``,
+    ``progress``, ``steps_view``, ``outcome_view``, ``warning_view``.
 
     Example
     -------
@@ -89,64 +120,84 @@ class DeployPanel(StaticFallback, widgets.VBox):
 
     def __init__(
         self,
-        result: Any,
-        lab: Any,
-        policy: Any = None,
+        result: BacktestResult,
+        lab: Lab,
+        policy: DeploymentPolicy | None = None,
         *,
-        strategy: Any = None,
+        strategy: Strategy | None = None,
         symbol: str | None = None,
-        timeframe: int = 1,
+        timeframe: int | None = None,
         volume: float = 0.1,
     ):
+        if not isinstance(result, BacktestResult):
+            raise TypeError(f"deploy_panel() needs a BacktestResult (from lab.backtest); got {type(result).__name__}.")
+        if not isinstance(lab, Lab):
+            raise TypeError(f"deploy_panel() needs a quantlab.Lab (from Lab.start()); got {type(lab).__name__}.")
         self._result = result
         self._lab = lab
         self._policy = policy
-        self._strategy = strategy if strategy is not None else getattr(result, "strategy", None)
+        self._strategy = strategy if strategy is not None else result.strategy
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._running = False
         self._stopping = False
-        self._outcome: Any = None
+        self._outcome: StoreDeployOutcome | None = None
+        self._record: DeploymentRecord | None = None  # the live deployment (after a redeploy: the new one)
         self._error: str | None = None
         self._steps: list[tuple[str, str, str]] = []
-        self._stopped_record: Any = None
+        self._stopped_record: DeploymentRecord | None = None
+        self._bar_minutes = backtest_minutes(result)
 
-        self._check = lab.validate(result, policy=policy)
-        self._preview, preview_error = self._make_preview()
+        self._check: PolicyCheck = lab.validate(result, policy=policy)
+        self._existing, self._preview, preview_error = self._make_preview()
         try:
             symbols = list(lab.symbols())
         except Exception as exc:  # noqa: BLE001 - shown in the panel
             symbols, self._error = [], f"could not list the broker's symbols: {type(exc).__name__}: {exc}"
         if symbol is not None and symbol not in symbols:
             symbols.insert(0, symbol)
+        minutes = int(timeframe) if timeframe is not None else (self._bar_minutes or 1)
+        choices = sorted({*TIMEFRAMES, minutes, *([self._bar_minutes] if self._bar_minutes else [])})
 
-        self._info = widgets.HTML(self._info_html(preview_error))
-        self._symbol = widgets.Dropdown(options=symbols, value=symbol or (symbols[0] if symbols else None),
-                                        description="Symbol")
-        self._timeframe = widgets.BoundedIntText(value=int(timeframe), min=1, max=1_000_000, description="Timeframe")
-        self._volume = widgets.BoundedFloatText(value=float(volume), min=0.0, max=1e12, step=0.01, description="Volume")
-        self._force = widgets.Checkbox(value=False, description="deploy anyway (ignore the failed policy)",
-                                       indent=False, layout=widgets.Layout(width="auto"))
-        self._deploy_btn = widgets.Button(description="Store & Deploy", button_style="success", icon="rocket",
-                                          layout=widgets.Layout(width="160px"))
-        self._stop_btn = widgets.Button(description="Stop", button_style="danger", icon="stop",
-                                        layout=widgets.Layout(width="100px", display="none"))
-        self._progress = widgets.IntProgress(value=0, min=0, max=len(STEPS), description="",
-                                             layout=widgets.Layout(width="300px", visibility="hidden"))
-        self._steps_html = widgets.HTML()
-        self._outcome_html = widgets.HTML()
+        self.info_view = widgets.HTML(self._info_html(preview_error))
+        self.symbol_input = widgets.Dropdown(options=symbols, value=symbol or (symbols[0] if symbols else None),
+                                             description="Symbol")
+        self.timeframe_input = widgets.Dropdown(options=[(timeframe_label(m), m) for m in choices], value=minutes,
+                                                description="Timeframe")
+        self.volume_input = widgets.BoundedFloatText(value=float(volume), min=0.0, max=1e12, step=0.01,
+                                                     description="Volume (lots)",
+                                                     style={"description_width": "initial"})
+        self.warning_view = widgets.HTML()
+        self.force_box = widgets.Checkbox(value=False, description="deploy anyway (ignore the failed policy)",
+                                          indent=False, layout=widgets.Layout(width="auto"))
+        self.deploy_button = widgets.Button(description="Store & Deploy", button_style="success", icon="rocket",
+                                            layout=widgets.Layout(width="160px"))
+        self.stop_button = widgets.Button(description="Stop", button_style="danger", icon="stop",
+                                          layout=widgets.Layout(width="100px", display="none"))
+        self.redeploy_button = widgets.Button(description="Redeploy", button_style="success", icon="repeat",
+                                              layout=widgets.Layout(width="120px", display="none"))
+        self.progress = widgets.IntProgress(value=0, min=0, max=len(STEPS), description="",
+                                            layout=widgets.Layout(width="300px", visibility="hidden"))
+        self.steps_view = widgets.HTML()
+        self.outcome_view = widgets.HTML()
 
-        self._force.observe(lambda _change: self._sync_buttons(), names="value")
-        self._deploy_btn.on_click(lambda _b: self._submit())
-        self._stop_btn.on_click(lambda _b: self._submit_stop())
+        self.force_box.observe(lambda _change: self._sync_buttons(), names="value")
+        self.timeframe_input.observe(lambda _change: self._render_warning(), names="value")
+        self.deploy_button.on_click(lambda _b: self._submit())
+        self.stop_button.on_click(lambda _b: self._submit_stop())
+        self.redeploy_button.on_click(lambda _b: self._submit_redeploy())
         super().__init__(children=[
-            self._info,
-            widgets.HBox([self._symbol, self._timeframe, self._volume], layout=widgets.Layout(flex_flow="row wrap")),
-            self._force,
-            widgets.HBox([self._deploy_btn, self._stop_btn, self._progress]),
-            self._steps_html,
-            self._outcome_html,
+            self.info_view,
+            widgets.HBox([self.symbol_input, self.timeframe_input, self.volume_input],
+                         layout=widgets.Layout(flex_flow="row wrap")),
+            self.warning_view,
+            self.force_box,
+            widgets.HBox([self.deploy_button, self.stop_button, self.redeploy_button, self.progress]),
+            self.steps_view,
+            self.outcome_view,
         ])
+        self.add_class("quantlab-deploy-panel")
+        self._render_warning()
         self._sync_buttons()
         self._render_outcome()
 
@@ -154,52 +205,68 @@ class DeployPanel(StaticFallback, widgets.VBox):
     @property
     def symbol(self) -> str | None:
         """The chosen symbol."""
-        return self._symbol.value
+        return self.symbol_input.value
 
     @symbol.setter
     def symbol(self, value: str) -> None:
-        self._symbol.value = value
+        self.symbol_input.value = value
 
     @property
     def timeframe(self) -> int:
-        """The chosen timeframe."""
-        return int(self._timeframe.value)
+        """The chosen bar size in minutes (by default the backtest's)."""
+        return int(self.timeframe_input.value)
 
     @timeframe.setter
     def timeframe(self, value: int) -> None:
-        self._timeframe.value = int(value)
+        minutes = int(value)
+        if minutes not in [v for _, v in self.timeframe_input.options]:
+            self.timeframe_input.options = sorted([*self.timeframe_input.options, (timeframe_label(minutes), minutes)],
+                                                  key=lambda o: o[1])
+        self.timeframe_input.value = minutes
 
     @property
     def volume(self) -> float:
-        """The chosen volume."""
-        return float(self._volume.value)
+        """The chosen volume in lots."""
+        return float(self.volume_input.value)
 
     @volume.setter
     def volume(self, value: float) -> None:
-        self._volume.value = float(value)
+        self.volume_input.value = float(value)
 
     @property
     def force(self) -> bool:
         """Whether "deploy anyway" is ticked."""
-        return bool(self._force.value)
+        return bool(self.force_box.value)
 
     @force.setter
     def force(self, value: bool) -> None:
-        self._force.value = bool(value)
+        self.force_box.value = bool(value)
 
     # -- state -----------------------------------------------------------------------------
     @property
-    def check(self) -> Any:
-        """The policy check (``PolicyCheck``) of the result."""
+    def check(self) -> PolicyCheck:
+        """The policy check of the result."""
         return self._check
 
     @property
-    def preview(self) -> Any:
-        """What ``lab.hub.preview`` says will be stored (name, path, message), or ``None``."""
+    def preview(self) -> dict[str, Any] | None:
+        """What ``lab.hub.preview`` says a new store would write (name, path, message), or ``None``."""
         return self._preview
 
     @property
-    def outcome(self) -> Any:
+    def existing(self) -> StoredStrategy | None:
+        """The stored strategy that already holds this code and these parameters (nothing new is written)."""
+        return self._existing
+
+    @property
+    def file(self) -> str | None:
+        """The hub file the deployment will use: the existing one, else the one a store will write."""
+        if self._existing is not None:
+            return self._existing.file
+        return self._preview["path"] if self._preview else None
+
+    @property
+    def outcome(self) -> StoreDeployOutcome | None:
         """The ``StoreDeployOutcome`` of the last submission (``None`` before, or if it raised)."""
         return self._outcome
 
@@ -221,21 +288,40 @@ class DeployPanel(StaticFallback, widgets.VBox):
     @property
     def deployed(self) -> bool:
         """True once a submission succeeded."""
-        return bool(self._outcome is not None and _get(self._outcome, "ok", False))
+        return self._outcome is not None and self._outcome.ok
 
     @property
     def deployment_id(self) -> str | None:
-        """The deployment id of a successful submission."""
-        return _get(_get(self._outcome, "record"), "deployment_id")
+        """The id of the panel's deployment (after a redeploy: the new one)."""
+        return self._record.deployment_id if self._record is not None else None
+
+    @property
+    def status(self) -> str | None:
+        """The deployment's status as the panel knows it: ``running``, ``stopped``, … (``None`` before)."""
+        if self._stopped_record is not None:
+            return self._stopped_record.status
+        return self._record.status if self._record is not None else None
+
+    @property
+    def timeframe_warning(self) -> str | None:
+        """Why the chosen timeframe differs from the backtest's bars (``None`` when it matches)."""
+        if self._bar_minutes is None:
+            return ("the backtest's bars have no time index, so its bar size is unknown; make sure the timeframe "
+                    "is the one the parameters were tuned on.")
+        if self.timeframe == self._bar_minutes:
+            return None
+        return (f"the backtest ran on {timeframe_label(self._bar_minutes)} bars but the deployment would trade "
+                f"{timeframe_label(self.timeframe)} bars: every length in bars (e.g. a 100-bar average) then means "
+                f"a different span of time.")
 
     @property
     def can_submit(self) -> bool:
         """Whether "Store & Deploy" is enabled now."""
-        policy_ok = bool(_get(self._check, "passed", False)) or self.force
-        return policy_ok and not self._running and not self.deployed and self._symbol.value is not None
+        policy_ok = self._check.passed or self.force
+        return policy_ok and not self._running and not self.deployed and self.symbol_input.value is not None
 
     # -- actions -------------------------------------------------------------------------------
-    def click(self, timeout: float | None = None) -> Any:
+    def click(self, timeout: float | None = None) -> StoreDeployOutcome | None:
         """Press "Store & Deploy" from code and wait until it finishes; returns :attr:`outcome`.
 
         Raises :class:`DeployPanelError` if the button is disabled (the policy fails
@@ -248,7 +334,7 @@ class DeployPanel(StaticFallback, widgets.VBox):
             raise TimeoutError(f"store & deploy still running after {timeout}s; the panel keeps running it.")
         return self._outcome
 
-    def stop(self, timeout: float | None = None) -> Any:
+    def stop(self, timeout: float | None = None) -> DeploymentRecord | None:
         """Press "Stop" from code: stop the deployment and wait; returns the ``DeploymentRecord``."""
         thread = self._submit_stop(raise_if_disabled=True)
         assert thread is not None
@@ -257,12 +343,21 @@ class DeployPanel(StaticFallback, widgets.VBox):
             raise DeployPanelError(self._error)
         return self._stopped_record
 
+    def redeploy(self, timeout: float | None = None) -> DeploymentRecord | None:
+        """Press "Redeploy" from code (after Stop): deploy the stored commit again and wait; returns the new record."""
+        thread = self._submit_redeploy(raise_if_disabled=True)
+        assert thread is not None
+        thread.join(timeout)
+        if self._error:
+            raise DeployPanelError(self._error)
+        return self._record
+
     def _why_disabled(self) -> str:
         if self._running:
             return "a store & deploy is already running; wait for it to finish."
         if self.deployed:
             return f"already deployed (deployment {self.deployment_id}); make a new panel to deploy again."
-        if self._symbol.value is None:
+        if self.symbol_input.value is None:
             return "no symbol to deploy to: the broker listed none."
         return ("the deployment policy fails (" + _failed_rules(self._check)
                 + "); tick 'deploy anyway' (panel.force = True) to deploy regardless.")
@@ -285,11 +380,11 @@ class DeployPanel(StaticFallback, widgets.VBox):
             kwargs = dict(symbol=self.symbol, timeframe=self.timeframe, volume=self.volume,
                           policy=self._policy, force=self.force, on_step=self._on_step)
             self._sync_buttons()
-            self._progress.value = 0
-            self._progress.bar_style = "info"
-            self._progress.layout.visibility = "visible"
+            self.progress.value = 0
+            self.progress.bar_style = "info"
+            self.progress.layout.visibility = "visible"
             self._render_steps()
-            self._outcome_html.value = f"<div style='color:{R.GREY}'>storing and deploying…</div>"
+            self.outcome_view.value = f"<div style='color:{R.GREY}'>storing and deploying…</div>"
             thread = threading.Thread(target=self._work, kwargs=kwargs, name="quantlab-deploy", daemon=True)
             self._thread = thread
             thread.start()
@@ -305,15 +400,16 @@ class DeployPanel(StaticFallback, widgets.VBox):
         try:
             outcome = self._lab.store_and_deploy(self._result, **kwargs)
             self._outcome = outcome
-            if not _get(outcome, "ok", False):
-                self._error = str(_get(outcome, "error", None) or "store & deploy did not succeed")
+            self._record = outcome.record
+            if not outcome.ok:
+                self._error = str(outcome.error or "store & deploy did not succeed")
         except Exception as exc:  # noqa: BLE001 - shown in the panel
             self._error = f"{type(exc).__name__}: {exc}"
         finally:
             self._running = False
-            self._progress.bar_style = "success" if self.deployed else "danger"
+            self.progress.bar_style = "success" if self.deployed else "danger"
             if self.deployed:
-                self._progress.value = len(STEPS)
+                self.progress.value = len(STEPS)
             self._render_steps()
             self._render_outcome()
             self._sync_buttons()
@@ -323,9 +419,9 @@ class DeployPanel(StaticFallback, widgets.VBox):
         # called by the lab while it works: record, redraw, and never raise into the lab's flow
         self._steps.append((str(step), str(status), str(detail or "")))
         try:
-            self._progress.value = min(len(STEPS), sum(1 for _, s, _ in self._steps if s == "done"))
+            self.progress.value = min(len(STEPS), sum(1 for _, s, _ in self._steps if s == "done"))
             if status == "failed":
-                self._progress.bar_style = "danger"
+                self.progress.bar_style = "danger"
             self._render_steps()
         except Exception:  # noqa: BLE001 - a display glitch must not fail a deployment
             pass
@@ -337,8 +433,8 @@ class DeployPanel(StaticFallback, widgets.VBox):
                 raise DeployPanelError("nothing to stop: no running deployment from this panel.")
             return None
         self._stopping = True
-        self._stop_btn.disabled = True
-        self._stop_btn.description = "Stopping…"
+        self.stop_button.disabled = True
+        self.stop_button.description = "Stopping…"
 
         def work() -> None:
             try:
@@ -347,7 +443,7 @@ class DeployPanel(StaticFallback, widgets.VBox):
                 self._error = f"stopping {dep} failed: {type(exc).__name__}: {exc}"
             finally:
                 self._stopping = False
-                self._stop_btn.description = "Stop"
+                self.stop_button.description = "Stop"
                 self._render_outcome()
                 self._sync_buttons()
 
@@ -355,43 +451,106 @@ class DeployPanel(StaticFallback, widgets.VBox):
         thread.start()
         return thread
 
+    def _submit_redeploy(self, raise_if_disabled: bool = False) -> threading.Thread | None:
+        outcome = self._outcome
+        if outcome is None or outcome.stored is None or self._stopped_record is None or self._running:
+            if raise_if_disabled:
+                raise DeployPanelError("nothing to redeploy: Redeploy follows Stop of this panel's deployment.")
+            return None
+        self._running = True
+        self._error = None
+        self._sync_buttons()
+        stored = outcome.stored
+
+        def work() -> None:
+            try:
+                self._record = self._lab.deploy(stored, symbol=self.symbol, timeframe=self.timeframe,
+                                                volume=self.volume, policy=self._policy, force=self.force)
+                self._stopped_record = None
+            except Exception as exc:  # noqa: BLE001 - shown in the panel
+                self._error = f"redeploying {stored.commit[:12]} failed: {type(exc).__name__}: {exc}"
+            finally:
+                self._running = False
+                self._render_outcome()
+                self._sync_buttons()
+
+        thread = threading.Thread(target=work, name="quantlab-redeploy", daemon=True)
+        thread.start()
+        return thread
+
     # -- rendering ------------------------------------------------------------------------------
-    def _make_preview(self) -> tuple[Any, str | None]:
-        hub = getattr(self._lab, "hub", None)
-        if hub is None or not hasattr(hub, "preview"):
-            return None, None
+    def _make_preview(self) -> tuple[StoredStrategy | None, dict[str, Any] | None, str | None]:
+        hub = self._lab.hub
         try:
-            return hub.preview(self._strategy, self._result), None
+            existing = hub.find(self._strategy.sha256, self._result.params) if self._strategy is not None else None
+            return existing, hub.preview(self._strategy, self._result), None
         except Exception as exc:  # noqa: BLE001 - shown in the panel
-            return None, f"{type(exc).__name__}: {exc}"
+            return None, None, f"{type(exc).__name__}: {exc}"
+
+    def _code_html(self) -> str:
+        """The code being deployed and its diff against the last stored version, folded."""
+        if self._strategy is None:
+            return ""
+        code = self._strategy.code
+        parts = [_details(f"Code ({len(code.splitlines())} lines)", f"<pre class='quantlab-code' style='{_PRE}'>"
+                          f"{R.escape(code)}</pre>")]
+        previous = None
+        try:
+            history = self._lab.hub.history(self._strategy.name)
+            if len(history):
+                previous = self._lab.hub.get(history.iloc[0]["commit"])
+        except HubError:
+            previous = None  # never stored under this name
+        if previous is None:
+            parts.append(f"<div style='color:{R.GREY};font-size:11px'>no earlier version of "
+                         f"{R.escape(self._strategy.name)!s} in the hub</div>")
+        else:
+            old = self._lab.hub.code(previous)
+            diff = list(difflib.unified_diff(old.splitlines(), code.splitlines(), f"{previous.file} ({previous.commit[:12]})",
+                                             "this cell", lineterm=""))
+            if diff:
+                lines = "".join(f"<span style='color:{_DIFF_COLOUR.get(line[:1], 'inherit')}'>{R.escape(line)}</span>\n"
+                                for line in diff)
+                parts.append(_details(f"Diff against the last stored version ({previous.commit[:12]}, "
+                                      f"{len(diff) - 2} lines)", f"<pre class='quantlab-diff' style='{_PRE}'>{lines}</pre>"))
+            else:
+                parts.append(f"<div style='color:{R.GREY};font-size:11px'>same code as the last stored version "
+                             f"({R.escape(previous.commit[:12])})</div>")
+        return "".join(parts)
 
     def _info_html(self, preview_error: str | None) -> str:
-        p = self._preview
-        name = _get(p, "name") or getattr(self._result, "name", None) or "strategy"
-        path = _get(p, "path")
-        message = _get(p, "message") or _get(p, "commit_message")
-        rows = [("Strategy", f"<b>{R.escape(name)}</b> <code>{R.escape(R.params_text(getattr(self._result, 'params', None)))}</code>")]
-        if path is not None:
-            rows.append(("File", f"<code>{R.escape(path)}</code>"))
-        if message:
-            rows.append(("Commit message", f"<pre style='margin:0;white-space:pre-wrap;font-size:11px'>{R.escape(message)}</pre>"))
-        secrets = _get(p, "secrets") or []
-        if secrets:
+        p = self._preview or {}
+        name = p.get("name") or self._result.name or "strategy"
+        rows = [("Strategy", f"<b>{R.escape(name)}</b> <code>{R.escape(R.params_text(self._result.params))}</code>")]
+        if self._existing is not None:
+            rows.append(("File", f"<code>{R.escape(self._existing.file)}</code> <span style='color:{R.GREY}'>already "
+                                 f"stored in commit <code>{R.escape(self._existing.commit[:12])}</code>: nothing new "
+                                 f"is written, the deployment uses it</span>"))
+        elif p.get("path"):
+            rows.append(("File", f"<code>{R.escape(p['path'])}</code> <span style='color:{R.GREY}'>(new)</span>"))
+            if p.get("message"):
+                rows.append(("Commit message", f"<pre style='margin:0;white-space:pre-wrap;font-size:11px'>"
+                                               f"{R.escape(p['message'])}</pre>"))
+        if p.get("secrets"):
             rows.append(("Secrets", f"<span style='color:{R.RED}'>the code looks like it holds secrets; the hub will refuse "
-                                    f"to store it: {R.escape('; '.join(map(str, secrets)))}</span>"))
+                                    f"to store it: {R.escape('; '.join(map(str, p['secrets'])))}</span>"))
         if preview_error:
             rows.append(("Preview", f"<span style='color:{R.RED}'>{R.escape(preview_error)}</span>"))
-        elif p is not None and path is None and not message:
-            rows.append(("Preview", f"<pre style='margin:0'>{R.escape(p)}</pre>"))
         table = "".join(
             f"<tr><td style='{R.TD_STYLE};text-align:left;vertical-align:top;color:{R.GREY}'>{k}</td>"
-            f"<td style='{R.TD_STYLE};text-align:left'>{v}</td></tr>"
+            f"<td style='{R.TD_STYLE};text-align:left;white-space:normal'>{v}</td></tr>"
             for k, v in rows
         )
+        title = "Will deploy from the assets hub" if self._existing is not None else "Will store in the assets hub"
         return (
-            f"<div><b>Will store in the assets hub</b><table style='{R.TABLE_STYLE}'>{table}</table>"
+            f"<div><b>{title}</b><table style='{R.TABLE_STYLE}'>{table}</table>{self._code_html()}"
             f"<div style='margin-top:6px'><b>Deployment policy</b></div>{check_table_html(self._check)}</div>"
         )
+
+    def _render_warning(self) -> None:
+        why = self.timeframe_warning
+        self.warning_view.value = (f"<div class='quantlab-timeframe-warning' style='color:{R.AMBER}'>⚠ Timeframe: "
+                                   f"{R.escape(why)}</div>" if why else "")
 
     def _render_steps(self) -> None:
         latest: dict[str, tuple[str, str]] = {}
@@ -401,49 +560,47 @@ class DeployPanel(StaticFallback, widgets.VBox):
         cells = []
         for step in order:
             status, detail = latest.get(step, ("", ""))
-            icon = _STATUS_ICON.get(status, "·")
+            icon = _STEP_ICON.get(status, "·")
             color = R.GREEN if status == "done" else R.RED if status == "failed" else R.GREY
             cells.append(
                 f"<tr><td style='{R.TD_STYLE};color:{color}'>{icon}</td><td style='{R.TD_STYLE}'>{R.escape(step)}</td>"
                 f"<td style='{R.TD_STYLE};color:{R.GREY}'>{R.escape(detail)}</td></tr>"
             )
-        self._steps_html.value = f"<table style='{R.TABLE_STYLE}'>{''.join(cells)}</table>" if self._steps else ""
+        self.steps_view.value = f"<table style='{R.TABLE_STYLE}'>{''.join(cells)}</table>" if self._steps else ""
 
     def _render_outcome(self) -> None:
         if self._running:
             return
-        o = self._outcome
         parts = []
-        if self.deployed:
-            stored, record = _get(o, "stored"), _get(o, "record")
-            commit = _get(stored, "commit") or _get(record, "commit") or ""
+        o = self._outcome
+        if self.deployed and o is not None and o.stored is not None and self._record is not None:
+            record = self._record
             parts.append(
                 f"<div style='color:{R.GREEN}'><b>✔ Stored and deployed.</b></div>"
-                f"<div>commit <code>{R.escape(str(commit)[:12])}</code> · file <code>{R.escape(_get(stored, 'file', None) or _get(stored, 'path', ''))}</code></div>"
-                f"<div>deployment <code>{R.escape(_get(record, 'deployment_id', ''))}</code> on "
-                f"<b>{R.escape(_get(record, 'symbol', self.symbol))}</b>: status "
-                f"<b>{R.escape(_get(self._stopped_record, 'status', None) or _get(record, 'status', ''))}</b></div>"
+                f"<div>commit <code>{R.escape(o.stored.commit[:12])}</code> · file <code>{R.escape(o.stored.file)}</code></div>"
+                f"<div>deployment <code>{R.escape(record.deployment_id)}</code> on <b>{R.escape(record.symbol)}</b>, "
+                f"{R.escape(timeframe_label(record.timeframe or self.timeframe))} bars: status {R.status_html(self.status)}</div>"
             )
         if self._error:
             parts.append(f"<div style='color:{R.RED}'><b>✘ {R.escape(self._error)}</b></div>")
-        self._outcome_html.value = "".join(parts)
+        self.outcome_view.value = "".join(parts)
 
     def _sync_buttons(self) -> None:
-        self._deploy_btn.disabled = not self.can_submit
+        self.deploy_button.disabled = not self.can_submit
         if self._running:
-            self._deploy_btn.description = "Running…"
+            self.deploy_button.description = "Running…"
         elif self.deployed:
-            self._deploy_btn.description = "Deployed ✓"
+            self.deploy_button.description = "Deployed ✓"
         else:
-            self._deploy_btn.description = "Store & Deploy"
-        self._deploy_btn.tooltip = "" if self.can_submit else self._why_disabled()
-        passed = bool(_get(self._check, "passed", False))
-        self._force.disabled = passed or self._running or self.deployed
-        record = _get(self._outcome, "record")
-        status = str(_get(self._stopped_record, "status", None) or _get(record, "status", "") or "").lower()
-        show_stop = self.deployed and self._stopped_record is None and (status in _ACTIVE_STATUSES or not status)
-        self._stop_btn.layout.display = None if show_stop else "none"
-        self._stop_btn.disabled = self._stopping
+            self.deploy_button.description = "Store & Deploy"
+        self.deploy_button.tooltip = "" if self.can_submit else self._why_disabled()
+        self.force_box.disabled = self._check.passed or self._running or self.deployed
+        live = self.deployed and self._stopped_record is None and (self.status in ACTIVE_DEPLOYMENT_STATUSES)
+        self.stop_button.layout.display = None if live else "none"
+        self.stop_button.disabled = self._stopping
+        stopped = self.deployed and self._stopped_record is not None
+        self.redeploy_button.layout.display = None if stopped else "none"
+        self.redeploy_button.disabled = self._running
 
     # -- display -------------------------------------------------------------------------------------
     def _state_text(self) -> str:
@@ -457,40 +614,49 @@ class DeployPanel(StaticFallback, widgets.VBox):
             return f"failed: {self._error}"
         if self.can_submit:
             return "ready"
-        if self._symbol.value is None:
+        if self.symbol_input.value is None:
             return "no symbol"
         return "blocked by the policy"
 
     def __repr__(self) -> str:
-        name = getattr(self._result, "name", None) or "strategy"
-        verdict = "PASSED" if _get(self._check, "passed", False) else "FAILED"
+        name = self._result.name or "strategy"
+        verdict = "PASSED" if self._check.passed else "FAILED"
         return (
-            f"DeployPanel({name!r} -> symbol={self.symbol!r}, timeframe={self.timeframe}, volume={self.volume}; "
-            f"policy {verdict}{', deploy anyway' if self.force else ''}; {self._state_text()})"
+            f"DeployPanel({name!r} -> symbol={self.symbol!r}, timeframe={timeframe_label(self.timeframe)}, "
+            f"volume={self.volume} lots; policy {verdict}{', deploy anyway' if self.force else ''}; {self._state_text()})"
         )
 
     def to_html(self) -> str:
         """A static HTML rendering: what will be stored, the policy check, the form values, progress and outcome."""
         form = (
-            f"<div style='margin:6px 0'>symbol <b>{R.escape(self.symbol)}</b> · timeframe <b>{self.timeframe}</b>"
-            f" · volume <b>{self.volume}</b>{' · <b>deploy anyway</b>' if self.force else ''} · state: "
-            f"<i>{R.escape(self._state_text())}</i></div>"
+            f"<div style='margin:6px 0'>symbol <b>{R.escape(self.symbol)}</b> · timeframe "
+            f"<b>{R.escape(timeframe_label(self.timeframe))}</b> · volume <b>{self.volume} lots</b>"
+            f"{' · <b>deploy anyway</b>' if self.force else ''} · state: <i>{R.escape(self._state_text())}</i></div>"
         )
-        return f"<div class='quantlab-deploy-panel'>{self._info.value}{form}{self._steps_html.value}{self._outcome_html.value}</div>"
+        return (f"<div class='quantlab-deploy-panel'>{self.info_view.value}{form}{self.warning_view.value}"
+                f"{self.steps_view.value}{self.outcome_view.value}</div>")
 
 
+_PRE = "margin:2px 0;max-height:320px;overflow:auto;font-size:11px;background:#f6f8fa;padding:6px"
+_DIFF_COLOUR = {"+": R.GREEN, "-": R.RED, "@": R.GREY}
 
-def _failed_rules(check: Any) -> str:
+
+def _details(summary: str, body: str) -> str:
+    """A folded section (HTML ``<details>``): works in the live widget and in static HTML alike."""
+    return f"<details style='margin:4px 0'><summary style='cursor:pointer'>{R.escape(summary)}</summary>{body}</details>"
+
+
+def _failed_rules(check: PolicyCheck) -> str:
     cf = R.check_frame(check)
     if cf is None:
         return "no check"
     failed = cf[~cf["passed"].astype(bool)]
     return "; ".join(
-        f"{r['metric']} = {R.fmt_metric(str(r['metric']), r['value'])}, needs {R._rule_text(r)}" for r in failed.to_dict("records")
+        f"{r['metric']} = {R.fmt_metric(str(r['metric']), r['value'])}, needs {R.rule_text(r)}" for r in failed.to_dict("records")
     ) or "failed"
 
 
-def deploy_panel(result: Any, lab: Any, policy: Any = None, **kwargs: Any) -> DeployPanel:
+def deploy_panel(result: BacktestResult, lab: Lab, policy: DeploymentPolicy | None = None, **kwargs: Any) -> DeployPanel:
     """The one-click store-and-deploy panel for a backtest ``result``.
 
     Shows the file path and commit message ``lab.hub.preview`` announces, the
@@ -501,7 +667,8 @@ def deploy_panel(result: Any, lab: Any, policy: Any = None, **kwargs: Any) -> De
     "deploy anyway" is ticked, and while a submission runs.
 
     Keyword arguments: ``strategy`` (for the preview, default ``result.strategy``),
-    ``symbol``, ``timeframe`` (default 1), ``volume`` (default 0.1).
+    ``symbol``, ``timeframe`` (minutes; default the backtest's bar size, another one
+    warns), ``volume`` (lots, default 0.1).
 
     Example
     -------

@@ -19,7 +19,7 @@ def outputs_of(cell) -> list[dict]:
 
 def test_headless_quickstart_keeps_a_snapshot_of_the_monitor_with_fills(tmp_path):
     out, hub = tmp_path / "quickstart.ipynb", tmp_path / "hub"
-    pm.execute_notebook(str(QUICKSTART), str(out), parameters={"hub": str(hub), "teardown": True, "watch_bars": 240},
+    pm.execute_notebook(str(QUICKSTART), str(out), parameters={"hub": str(hub), "teardown": True},
                         kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
     nb = nbformat.read(out, as_version=4)
     watch = next(c for c in nb.cells if c.cell_type == "code" and "quantlab.monitor(lab)" in c.source)

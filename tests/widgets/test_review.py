@@ -120,8 +120,14 @@ def test_repr_and_static_fallback(sweep):
 
 def test_ipython_display_formatter_sees_html_and_widget(passing):
     """What a kernel (and so papermill/nbconvert) records for the output of a cell."""
-    shell = InteractiveShell.instance()
-    data, _ = shell.display_formatter.format(review(passing))
+    from IPython.display import display
+    from IPython.utils.capture import capture_output
+
+    InteractiveShell.instance()
+    with capture_output() as captured:
+        display(review(passing))
+    [shown] = captured.outputs
+    data = shown.data
     assert {"text/plain", "text/html", "application/vnd.jupyter.widget-view+json"} <= set(data)
     assert len(inline_pngs(data["text/html"])) == 2
 
@@ -166,3 +172,19 @@ def test_a_strategy_that_never_trades_still_reviews(data):
     assert rv.charts["equity"][:4] == b"\x89PNG"
     assert "policy FAILED" in repr(rv)
 
+
+
+def test_closing_a_shown_widget_replaces_its_output_with_the_static_snapshot(passing):
+    from IPython.display import display
+    from IPython.utils.capture import capture_output
+
+    InteractiveShell.instance()
+    rv = review(passing)
+    with capture_output() as captured:
+        display(rv)
+        rv.close()
+    shown, update = captured.outputs
+    assert "application/vnd.jupyter.widget-view+json" in shown.data
+    assert update.update and update.transient["display_id"] == shown.transient["display_id"]
+    assert "application/vnd.jupyter.widget-view+json" not in update.data
+    assert len(inline_pngs(update.data["text/html"])) == 2 and update.data["text/plain"] == repr(rv)
