@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["DeploymentActivity", "bars_frame", "fills_frame", "position_series", "pnl_series", "expected_lots"]
+__all__ = ["DeploymentActivity", "utc_naive", "market_time", "bars_frame", "fills_frame", "position_series", "pnl_series", "expected_lots"]
 
 FILL_COLUMNS = ["time", "side", "volume", "price", "lots", "message"]
 
@@ -72,8 +72,21 @@ class DeploymentActivity:
                 f"PnL {pnl}; market time {clock})")
 
 
-def _utc_naive(seconds: Any) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex(pd.to_datetime(np.asarray(seconds, dtype="int64"), unit="s"))
+def utc_naive(times: Any) -> pd.DatetimeIndex:
+    """Market times (epoch seconds or ISO-8601 strings such as ``'2024-01-01T12:21:00Z'``) as naive UTC.
+
+    >>> utc_naive([0]).tolist() == utc_naive(["1970-01-01T00:00:00Z"]).tolist()
+    True
+    """
+    values = list(times) if not isinstance(times, (pd.Index, np.ndarray, pd.Series)) else times
+    if len(values) and isinstance(values[0], str):
+        return pd.DatetimeIndex(pd.to_datetime(values, utc=True, format="ISO8601").tz_convert(None))
+    return pd.DatetimeIndex(pd.to_datetime(np.asarray(values, dtype="int64"), unit="s"))
+
+
+def market_time(value: Any) -> pd.Timestamp | None:
+    """One market time (epoch seconds or ISO-8601) as a naive UTC timestamp (``None`` stays ``None``)."""
+    return None if value is None else utc_naive([value])[0]
 
 
 def bars_frame(rates: Any) -> pd.DataFrame:
@@ -88,7 +101,7 @@ def bars_frame(rates: Any) -> pd.DataFrame:
         return pd.DataFrame(columns=["open", "high", "low", "close", "volume"], index=pd.DatetimeIndex([], name="time"))
     out = df[["open", "high", "low", "close"]].astype(float)
     out["volume"] = df.get("tick_volume", df.get("real_volume", 0))
-    out.index = _utc_naive(df["time"])
+    out.index = utc_naive(df["time"].tolist())
     out.index.name = "time"
     return out
 
@@ -105,10 +118,10 @@ def fills_frame(journal: Any) -> pd.DataFrame:
 
             data = json.loads(data or "{}")
         side = {0: "buy", 1: "sell"}.get(data.get("type"), "close")
-        rows.append({"time": int(line["time"]), "side": side, "volume": data.get("volume"), "price": data.get("price"),
+        rows.append({"time": line["time"], "side": side, "volume": data.get("volume"), "price": data.get("price"),
                      "lots": data.get("lots"), "message": line.get("message", "")})
     df = pd.DataFrame(rows, columns=FILL_COLUMNS)
-    df["time"] = _utc_naive(df["time"].to_numpy(dtype="int64")) if len(df) else pd.DatetimeIndex([])
+    df["time"] = utc_naive(df["time"].tolist()) if len(df) else pd.DatetimeIndex([])
     for col in ("volume", "price", "lots"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     return df

@@ -39,6 +39,8 @@ from quantlab.engine.data import content_hash
 from quantlab.engine.strategy import Strategy
 from quantlab.hub import AssetsHub, StoredStrategy
 
+from quantlab.servers.broker.constants import TIMEFRAME_MINUTES, parse_timeframe
+
 from .activity import DeploymentActivity
 from .defaults import BACKTEST, BROKER, RUNNER, embedded_servers, runner_entry
 from .results import AdvanceResult, ParityReport
@@ -932,10 +934,10 @@ class Lab:
 
         deployment_id = str(deployment_id)
         dep = await self._call(self.runner_server, "get_deployment", {"deployment_id": _broker_id(deployment_id)})
-        symbol, timeframe = str(dep["symbol"]), dep["timeframe"]
+        symbol, timeframe = str(dep["symbol"]), parse_timeframe(dep["timeframe"])
         rates, clock, spec, account = await asyncio.gather(
-            self._call(self.broker_server, "copy_rates_from_pos",
-                       {"symbol": symbol, "timeframe": timeframe, "start_pos": 0, "count": int(bars)}),
+            self._call(self.broker_server, "copy_rates_from_pos",  # the MT5 dialect takes minutes
+                       {"symbol": symbol, "timeframe": TIMEFRAME_MINUTES[timeframe], "start_pos": 0, "count": int(bars)}),
             self._call(self.broker_server, "get_clock"),
             self._call(self.broker_server, "get_symbol_info", {"symbol": symbol}),
             self._call(self.broker_server, "get_account_info"),
@@ -952,11 +954,11 @@ class Lab:
         fills = A.fills_frame(journal)
         position = A.position_series(candles, fills)
         pnl = A.pnl_series(candles, fills, position, float(spec.get("trade_contract_size") or spec.get("contract_size") or 1.0))
-        clock_time = (clock or {}).get("time")
+        clock_time = A.market_time((clock or {}).get("time"))
         activity = A.DeploymentActivity(
             deployment_id=deployment_id, strategy_name=str(dep.get("name")), symbol=symbol, timeframe=str(timeframe),
             status=str(dep.get("status")), volume=float(dep.get("volume") or 0.0), currency=str(account.get("currency", "")),
-            market_time=pd.Timestamp(clock_time, unit="s") if clock_time is not None else None, bars=candles, fills=fills,
+            market_time=clock_time, bars=candles, fills=fills,
             position=position, pnl=pnl, pnl_total=dep.get("pnl"), trades=dep.get("trades"),
             last_error=dep.get("last_error"), info=dep,
         )

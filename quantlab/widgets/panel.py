@@ -32,6 +32,7 @@ from quantlab.engine.data import bar_size
 from quantlab.engine.strategy import Strategy
 from quantlab.hub import ACTIVE_DEPLOYMENT_STATUSES, HubError, StoredStrategy
 from quantlab.lab import DeploymentPolicy, DeploymentRecord, Lab, PolicyCheck, StoreDeployOutcome
+from quantlab.servers.broker.constants import TIMEFRAME_MINUTES
 
 from . import _render as R
 from ._base import StaticFallback
@@ -40,8 +41,9 @@ __all__ = ["DeployPanel", "deploy_panel", "DeployPanelError"]
 
 STEPS = ["validate", "store", "deploy", "record"]
 _STEP_ICON = {"start": "⏳", "done": "✔", "failed": "✘", "skipped": "–"}
-#: the broker's bar sizes the panel offers (minutes; MT5 names)
-TIMEFRAMES: dict[int, str] = {1: "M1", 5: "M5", 15: "M15", 30: "M30", 60: "H1", 240: "H4", 1440: "D1", 10080: "W1"}
+#: the broker's bar sizes the panel offers first (minutes -> MT5 name); the backtest's own is always offered
+TIMEFRAMES: dict[int, str] = {m: name for name, m in TIMEFRAME_MINUTES.items() if name in
+                              ("M1", "M5", "M15", "M30", "H1", "H4", "D1", "W1")}
 
 
 def timeframe_label(minutes: int) -> str:
@@ -55,7 +57,7 @@ def timeframe_label(minutes: int) -> str:
             n = minutes // size
             text = f"{n} {unit}{'s' if n != 1 else ''}"
             break
-    name = TIMEFRAMES.get(minutes)
+    name = {m: n for n, m in TIMEFRAME_MINUTES.items()}.get(minutes)
     return f"{text} ({name})" if name else text
 
 
