@@ -1,19 +1,18 @@
-"""Benchmark of the paper broker: orders/s through ``order_send`` over stdio, bars/s a deployment keeps up with.
+"""Benchmark of the paper broker: orders/s through ``order_send`` over stdio.
 
 Run::
 
-    python benchmarks/bench_broker.py [--orders 1000] [--bars 100000] [--step 10000]
+    python benchmarks/bench_broker.py [--orders 1000]
 
 Measures, against a real ``python -m quantlab.servers.broker`` subprocess over stdio:
 
 1. ``order_send`` round trips per second from a *sync* client (``quantlab.client.MCPHub``
    if it is importable, else the raw ``mcp`` SDK client; the table says which), one call
    at a time, alternating buy/sell 0.01 EURUSD - plus the in-process rate of the core for reference.
-2. bars per second a running deployment (SMA cross, M1, lookback 300) keeps up with when
-   the stepped clock advances in big steps via the ``advance`` tool (one deployment,
-   then five deployments at once, reported per deployment).
+Deployments no longer run inside the broker: ``benchmarks/bench_runner.py`` measures the
+bars per second the runner keeps up with through the broker's standard tools.
 
-Goals (issue 4): >= 500 orders/s, >= 2,000 bars/s per deployment.
+Goal (issue 4): >= 500 orders/s.
 """
 from __future__ import annotations
 
@@ -22,14 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-SMA = '''
-def signals(data, fast=10, slow=40):
-    f = data.close.rolling(fast).mean()
-    s = data.close.rolling(slow).mean()
-    return (f > s).astype(float) - (f < s).astype(float)
-'''
-
 
 class _RawSync:
     """Sync face over the raw SDK client: one event loop in a thread owns the session for its whole life."""
@@ -158,50 +149,21 @@ def bench_orders(tmp: Path, n: int, raw: bool, name: str = "orders") -> tuple[fl
         c.close()
 
 
-def bench_bars(tmp: Path, total: int, step: int, deployments: int, raw: bool) -> tuple[float, int]:
-    c = connect(str(tmp / f"bars{deployments}.db"), raw)
-    try:
-        syms = ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "BTCUSD"][:deployments]
-        ids = [c.call("deploy_strategy", {"name": f"sma-{s}", "code": SMA, "symbol": s, "timeframe": "M1", "volume": 0.1})["deployment_id"]
-               for s in syms]
-        t = time.perf_counter()
-        done = 0
-        while done < total:
-            k = min(step, total - done)
-            c.call("advance", {"bars": k})
-            done += k
-        dt = time.perf_counter() - t
-        trades = 0
-        for i in ids:
-            g = c.call("get_deployment", {"deployment_id": i})
-            assert g["bars"] == total and g["status"] == "running", g
-            trades += g["trades"]
-        return total / dt, trades
-    finally:
-        c.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--orders", type=int, default=1000)
-    p.add_argument("--bars", type=int, default=100_000)
-    p.add_argument("--step", type=int, default=10_000)
     p.add_argument("--raw", action="store_true", help="use the raw mcp SDK client instead of quantlab.client.MCPHub")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         orders, inproc, label, cpu_ms = bench_orders(tmp, a.orders, a.raw)
         raw_orders, _, raw_label, raw_cpu = bench_orders(tmp, a.orders, True, "orders-raw") if not a.raw else (orders, 0, label, cpu_ms)
-        bars1, trades1 = bench_bars(tmp, a.bars, a.step, 1, a.raw)
-        bars5, trades5 = bench_bars(tmp, a.bars // 2, a.step, 5, a.raw)
     rows = [
         ("order_send over stdio (orders/s)", orders, 500, f"{a.orders} sequential calls, {label}"),
         ("order_send over stdio, raw SDK client", raw_orders, 500, f"{a.orders} sequential calls, {raw_label}"),
         ("order_send server capacity (orders/s)", 1000 / raw_cpu, 500,
          f"1 / server CPU per call ({raw_cpu:.2f} ms with the raw client, {cpu_ms:.2f} ms with MCPHub): load-independent"),
         ("order_send in-process core (orders/s)", inproc, None, "reference, no MCP"),
-        ("bars/s, 1 deployment", bars1, 2000, f"{a.bars} M1 bars, advance({a.step}), {trades1} trades"),
-        ("bars/s per deployment, 5 at once", bars5, 2000, f"{a.bars // 2} M1 bars x 5, {trades5} trades"),
     ]
     import os
 
@@ -211,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         g = f"{goal:,}" if goal else "-"
         r = f"{val / goal:.2f}x" if goal else "-"
         print(f"{name:40s} {val:12,.0f} {g:>8s} {r:>7s}  {note}")
-    ok = max(orders, raw_orders) >= 500 and bars1 >= 2000 and bars5 >= 2000
+    ok = max(orders, raw_orders) >= 500
     if not ok and 1000 / raw_cpu >= 500 and os.getloadavg()[0] > (os.cpu_count() or 1):
         print(f"note: the machine is overloaded (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus); "
               "the wall-clock order rate is bounded by CPU contention, the server capacity row is not")

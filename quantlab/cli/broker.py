@@ -118,11 +118,17 @@ def summary(state: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as h:
             async with Client(streamable_http_client(state["url"], http_client=h)) as c:
                 acc = (await c.call_tool("get_account_info", {})).structured_content
-                deps = (await c.call_tool("list_deployments", {})).structured_content["result"]
                 clock = (await c.call_tool("get_clock", {})).structured_content
-        return {"balance": acc["balance"], "equity": acc["equity"], "margin": acc["margin"], "currency": acc["currency"],
-                "deployments": {s: sum(d["status"] == s for d in deps) for s in ("running", "stopped", "failed")},
-                "clock": clock}
+                names = {t.name for t in (await c.list_tools()).tools}
+                deps = None
+                if "list_deployments" in names:  # a runner (quantlab paper / runner daemons)
+                    res = await c.call_tool("list_deployments", {})
+                    deps = None if res.is_error else (res.structured_content or {}).get("result")
+        out = {"balance": acc["balance"], "equity": acc["equity"], "margin": acc["margin"], "currency": acc["currency"],
+               "clock": clock}
+        if deps is not None:
+            out["deployments"] = {s: sum(d["status"] == s for d in deps) for s in ("running", "stopped", "failed")}
+        return out
 
     try:
         return asyncio.run(asyncio.wait_for(ask(), timeout))
@@ -232,10 +238,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if "error" in sm:
             print(f"  {sm['error']}")
         else:
-            d = sm["deployments"]
+            d = sm.get("deployments")
+            deps = f"deployments: {d['running']} running, {d['stopped']} stopped, {d['failed']} failed; " if d else ""
             print(f"  balance {sm['balance']:,.2f} {sm['currency']}, equity {sm['equity']:,.2f}, margin {sm['margin']:,.2f}; "
-                  f"deployments: {d['running']} running, {d['stopped']} stopped, {d['failed']} failed; "
-                  f"market time {sm['clock'].get('time_iso')}")
+                  f"{deps}market time {sm['clock'].get('time_iso')}")
     else:
         print(f"broker not running (state folder {st['home']})")
     return 0 if st["running"] else 3

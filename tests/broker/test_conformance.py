@@ -18,8 +18,7 @@ from .conftest import ROOT
 # ../shared/mt5-reference beside the clone (as CI has it), else the copy kept with the tests
 REFERENCE = next(p for p in (Path(os.environ.get("QUANTLAB_MT5_REFERENCE", ROOT.parent / "shared" / "mt5-reference"))
                              / "mcp_mt5_tools.json", Path(__file__).with_name("mcp_mt5_tools.json")) if p.is_file())
-PAPER_ONLY = {"advance", "get_clock", "deploy_strategy", "list_deployments", "get_deployment", "stop_deployment",
-              "deployment_journal", "set_alert", "list_alerts"}
+PAPER_ONLY = {"advance", "get_clock"}
 
 
 def _live_tools(tmp_path) -> dict:

@@ -1,6 +1,8 @@
 """The broker over real MCP transports: stdio and token-protected HTTP, SIGKILL + restart, two clients, the CLI."""
 from __future__ import annotations
 
+import contextlib
+
 import json
 import subprocess
 import sys
@@ -10,7 +12,7 @@ import pytest
 
 from quantlab.servers.broker.book import Broker
 
-from .conftest import BOOM, ROOT, SMA, ToolFailed, call, run, stdio_params
+from .conftest import ROOT, ToolFailed, call, run, stdio_params
 
 MT5_TOOLS = {
     "initialize", "login", "shutdown", "get_account_info", "get_terminal_info", "get_version", "get_last_error",
@@ -19,8 +21,7 @@ MT5_TOOLS = {
     "copy_ticks_range", "order_send", "order_check", "positions_get", "positions_get_by_ticket", "orders_get",
     "orders_get_by_ticket", "history_orders_get", "history_deals_get",
 }
-OUR_TOOLS = {"advance", "get_clock", "deploy_strategy", "list_deployments", "get_deployment", "stop_deployment",
-             "deployment_journal", "set_alert", "list_alerts"}
+OUR_TOOLS = {"advance", "get_clock"}  # deployments live in the runner (tests/runner)
 
 
 def _epoch(iso: str) -> int:
@@ -110,8 +111,6 @@ def test_stdio_mt5_dialect_and_errors(tmp_path):
                 ("copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 1, "start_pos": 0, "count": 10**7}, "cap"),
                 ("copy_rates_from_pos", {"symbol": "EURUSD", "timeframe": 16385, "start_pos": 0, "count": 5}, "Unsupported timeframe"),
                 ("get_symbol_info", {"symbol": "NOPE"}, "unknown symbol"),
-                ("deploy_strategy", {"name": "x", "code": "def signals(:", "symbol": "EURUSD", "volume": 0.1}, "syntax error"),
-                ("get_deployment", {"deployment_id": 77}, "no deployment 77"),
                 ("advance", {"bars": -5}, "bars"),
             ]
             for name, args, words in bad:
@@ -131,78 +130,41 @@ def test_stdio_mt5_dialect_and_errors(tmp_path):
     run(main())
 
 
-def test_stdio_deployment_lifecycle(tmp_path):
-    from mcp import Client
-    from mcp.client.stdio import stdio_client
-
-    errlog = open(tmp_path / "stderr.txt", "w")
-
-    async def main():
-        async with Client(stdio_client(stdio_params(tmp_path / "d.db", "--symbols", "EURUSD"), errlog=errlog)) as c:
-            d = await call(c, "deploy_strategy", {"name": "sma", "code": SMA, "params": {"fast": 3, "slow": 12},
-                                                  "symbol": "EURUSD", "timeframe": "M1", "volume": 0.1})
-            assert d["status"] == "running" and d["params"] == {"fast": 3, "slow": 12}
-            bad = await call(c, "deploy_strategy", {"name": "boom", "code": BOOM, "symbol": "EURUSD", "volume": 0.1})
-            again = await call(c, "deploy_strategy", {"name": "sma2", "code": SMA, "params": {"fast": 3, "slow": 12},
-                                                      "symbol": "EURUSD", "volume": 0.1})
-            assert again["existing"] and again["deployment_id"] == d["deployment_id"]
-            noisy = await call(c, "deploy_strategy", {
-                "name": "noisy", "symbol": "EURUSD", "volume": 0.01,
-                "code": "def signals(data):\n    print('hello from a strategy')\n"
-                        "    print('more noise', flush=True)\n    return data.close * 0"})
-            adv = await call(c, "advance", {"bars": 120})
-            assert adv["advanced"] == 120  # a strategy's prints cannot corrupt the stdio protocol
-            assert (await call(c, "get_deployment", {"deployment_id": noisy["deployment_id"]}))["status"] == "running"
-            g = await call(c, "get_deployment", {"deployment_id": d["deployment_id"]})
-            assert g["status"] == "running" and g["bars"] == 120 and g["trades"] > 0
-            assert (await call(c, "get_deployment", {"deployment_id": bad["deployment_id"]}))["status"] == "failed"
-            j = await call(c, "deployment_journal", {"deployment_id": d["deployment_id"], "kind": "fill"})
-            assert j and all(x["kind"] == "fill" and x["time"] > 0 and x["wall_time"] > 0 for x in j)
-            deals = await call(c, "history_deals_get")
-            assert {x["magic"] for x in deals} == {d["deployment_id"]}  # the noisy one stays flat
-            s = await call(c, "stop_deployment", {"deployment_id": d["deployment_id"]})
-            assert s["status"] == "stopped" and s["lots"] == 0
-            assert await call(c, "positions_get") == []
-            lst = await call(c, "list_deployments")
-            assert [x["status"] for x in lst] == ["stopped", "failed", "running"]
-
-    run(main())
-    errlog.close()
-    err = (tmp_path / "stderr.txt").read_text()  # the strategy's prints went to the server's stderr, not the protocol
-    assert "hello from a strategy" in err and "more noise" in err
-
-
 def test_http_token_two_clients_sigkill_and_restart(tmp_path, http_broker):
-    """Deploy over HTTP, second client sees and stops one; SIGKILL; restart on the same db: nothing lost, resumes."""
+    """Trade over HTTP, a second client sees and closes a position; SIGKILL; restart on the same db: nothing lost."""
     db = tmp_path / "k.db"
     srv = http_broker(db, "--symbols", "EURUSD,USDJPY")
+
+    def deal(symbol: str, side: int, volume: float, price: float, **extra) -> dict:
+        return {"request": {"action": 1, "symbol": symbol, "volume": volume, "type": side, "price": price,
+                            "deviation": 20, "magic": 7, **extra}}
 
     async def phase1():
         async with httpx2.AsyncClient() as h:  # no token -> 401, wrong token -> 401
             assert (await h.post(srv.url, json={})).status_code == 401
             assert (await h.post(srv.url, json={}, headers={"Authorization": "Bearer wrong"})).status_code == 401
         async with srv.client() as a, srv.client() as b:
-            d1 = await call(a, "deploy_strategy", {"name": "sma", "code": SMA, "symbol": "EURUSD", "volume": 0.2})
-            d2 = await call(a, "deploy_strategy", {"name": "sma-jpy", "code": SMA, "symbol": "USDJPY", "volume": 0.1})
-            seen = await call(b, "list_deployments", {"status": "running"})
-            assert {x["deployment_id"] for x in seen} == {d1["deployment_id"], d2["deployment_id"]}
+            e = await call(a, "get_symbol_info_tick", {"symbol": "EURUSD"})
+            j = await call(a, "get_symbol_info_tick", {"symbol": "USDJPY"})
+            await call(a, "order_send", deal("EURUSD", 0, 0.2, e["ask"]))
+            await call(a, "order_send", deal("USDJPY", 1, 0.1, j["bid"]))
+            seen = await call(b, "positions_get")
+            assert {x["symbol"] for x in seen} == {"EURUSD", "USDJPY"}
             await call(b, "advance", {"bars": 100})
-            stopped = await call(b, "stop_deployment", {"deployment_id": d2["deployment_id"]})
-            assert stopped["status"] == "stopped"
-            assert (await call(a, "get_deployment", {"deployment_id": d2["deployment_id"]}))["status"] == "stopped"
+            jpy = [x for x in seen if x["symbol"] == "USDJPY"][0]
+            j = await call(b, "get_symbol_info_tick", {"symbol": "USDJPY"})
+            await call(b, "order_send", deal("USDJPY", 0, 0.1, j["ask"], position=jpy["ticket"]))
+            assert [x["symbol"] for x in await call(a, "positions_get")] == ["EURUSD"]
             p = await call(a, "order_send", {"request": {"action": 5, "symbol": "EURUSD", "volume": 0.1, "type": 2,
                                                          "price": 1.0}})
-            await call(a, "set_alert", {"kind": "price_below", "threshold": 0.5, "symbol": "EURUSD"})
             snap = {
                 "account": await call(a, "get_account_info"), "positions": await call(a, "positions_get"),
                 "orders": await call(a, "orders_get"), "deals": await call(a, "history_deals_get"),
-                "deps": await call(a, "list_deployments"), "alerts": await call(a, "list_alerts"),
-                "journal": await call(a, "deployment_journal", {"deployment_id": d1["deployment_id"], "limit": 10_000}),
                 "clock": await call(a, "get_clock"),
             }
-            return d1, p, snap
+            return p, snap
 
-    d1, pending, snap = run(phase1())
+    pending, snap = run(phase1())
     srv.kill()  # SIGKILL: no chance to flush anything
     srv2 = http_broker(db, "--symbols", "EURUSD,USDJPY")
 
@@ -212,30 +174,24 @@ def test_http_token_two_clients_sigkill_and_restart(tmp_path, http_broker):
             assert await call(c, "positions_get") == snap["positions"]
             assert await call(c, "orders_get") == snap["orders"] and snap["orders"][0]["ticket"] == pending["order"]
             assert await call(c, "history_deals_get") == snap["deals"]
-            assert await call(c, "list_alerts") == snap["alerts"]
-            deps = await call(c, "list_deployments")
-            strip = lambda xs: [{k: v for k, v in x.items() if k != "updated"} for x in xs]  # noqa: E731
-            assert strip(deps) == strip(snap["deps"])
-            assert await call(c, "deployment_journal", {"deployment_id": d1["deployment_id"], "limit": 10_000}) == snap["journal"]
             clk = await call(c, "get_clock")
             assert (clk["cursor"], clk["time"]) == (snap["clock"]["cursor"], snap["clock"]["time"])
-            await call(c, "advance", {"bars": 60})  # the running deployment resumes where it was
-            return await call(c, "get_deployment", {"deployment_id": d1["deployment_id"]}), await call(c, "history_deals_get")
+            await call(c, "advance", {"bars": 60})  # the market resumes where it was
+            return await call(c, "positions_get"), await call(c, "history_deals_get")
 
-    g, deals = run(phase2())
-    assert g["status"] == "running" and g["bars"] == 160
+    positions, deals = run(phase2())
     # the killed-and-restarted run equals an uninterrupted in-process run of the same steps
     ref = Broker.open(str(tmp_path / "ref.db"), symbols=["EURUSD", "USDJPY"])
-    a = ref.deployments.deploy("sma", SMA, {}, "EURUSD", "M1", 0.2, {})
-    b = ref.deployments.deploy("sma-jpy", SMA, {}, "USDJPY", "M1", 0.1, {})
+    ref.order_send(deal("EURUSD", 0, 0.2, ref.quote("EURUSD")["ask"])["request"])
+    ref.order_send(deal("USDJPY", 1, 0.1, ref.quote("USDJPY")["bid"])["request"])
     ref.advance(100)
-    ref.deployments.stop(b["deployment_id"])
+    t = [x for x in ref.positions() if x["symbol"] == "USDJPY"][0]["ticket"]
+    ref.order_send(deal("USDJPY", 0, 0.1, ref.quote("USDJPY")["ask"], position=t)["request"])
     ref.order_send({"action": 5, "symbol": "EURUSD", "volume": 0.1, "type": 2, "price": 1.0})
     ref.advance(60)
-    rg = ref.deployments.get(a["deployment_id"])
-    assert (rg["lots"], rg["pnl"], rg["trades"]) == (g["lots"], g["pnl"], g["trades"])
     key = lambda rows: [(r["ticket"], r["time"], r["type"], r["volume"], r["price"], r["profit"], r["magic"]) for r in rows]  # noqa: E731
     assert key(ref.history_deals()) == key(deals)
+    assert [(p["ticket"], p["volume"], p["profit"]) for p in ref.positions()] == [(p["ticket"], p["volume"], p["profit"]) for p in positions]
 
 
 def test_accelerated_clock_moves_by_itself(tmp_path):
@@ -295,40 +251,43 @@ def test_cli_start_status_stop(tmp_path):
 
 
 def test_sigkill_while_the_clock_runs_leaves_consistent_state(tmp_path, http_broker):
-    """Kill the server mid-flight (accelerated clock, two deployments trading): the db holds whole transactions only."""
+    """Kill the server mid-flight (accelerated clock, stops and pending orders filling): the db holds whole transactions only."""
     import time
 
     db = tmp_path / "busy.db"
     srv = http_broker(db, "--symbols", "EURUSD,XAUUSD", "--clock", "accelerated:3000")
 
-    async def deploy():
+    async def trade():
         async with srv.client() as c:
             for sym in ("EURUSD", "XAUUSD"):
-                await call(c, "deploy_strategy", {"name": sym, "code": SMA, "params": {"fast": 2, "slow": 5},
-                                                  "symbol": sym, "volume": 0.1})
+                info = await call(c, "get_symbol_info", {"symbol": sym})
+                pt = info["point"]
+                for k in range(1, 8):
+                    q = await call(c, "get_symbol_info_tick", {"symbol": sym})
+                    with contextlib.suppress(ToolFailed):  # the market runs at 3000 bars/s: a stale quote may be refused
+                      await call(c, "order_send", {"request": {
+                        "action": 1, "symbol": sym, "volume": 0.1, "type": k % 2, "deviation": 10**6, "magic": k,
+                        "price": q["ask"] if k % 2 == 0 else q["bid"],
+                        "sl": (q["bid"] - 300 * k * pt) if k % 2 == 0 else (q["ask"] + 300 * k * pt),
+                        "tp": (q["bid"] + 300 * k * pt) if k % 2 == 0 else (q["ask"] - 300 * k * pt)}})
 
-    run(deploy())
+    run(trade())
     time.sleep(1.5)
     srv.kill()
     b = Broker.open(str(db))
     st = b.store
     deals = b.history_deals(limit=10**6)
-    assert len(deals) > 10
+    assert len(deals) > 4
     assert st.scalar("SELECT balance FROM account") == pytest.approx(
         100_000 + sum(d["profit"] + d["commission"] for d in deals), abs=0.01 * len(deals))
-    for dep in b.deployments.list():
-        mine = [d for d in deals if d["magic"] == dep["deployment_id"]]
-        assert dep["lots"] == pytest.approx(sum(d["volume"] * (1 if d["type"] == 0 else -1) for d in mine))
-        fills = b.deployments.journal(dep["deployment_id"], kind="fill", limit=10_000)
-        assert len(fills) == len(mine)
-        assert dep["last_bar_time"] <= b.feed.now and dep["status"] == "running"
-        pos = b.positions(symbol=dep["symbol"])
-        net = sum(p["volume"] * (1 if p["type"] == 0 else -1) for p in pos)
-        assert net == pytest.approx(dep["lots"])
+    for sym in ("EURUSD", "XAUUSD"):
+        mine = [d for d in deals if d["symbol"] == sym]
+        net = sum(p["volume"] * (1 if p["type"] == 0 else -1) for p in b.positions(symbol=sym))
+        assert net == pytest.approx(sum(d["volume"] * (1 if d["type"] == 0 else -1) for d in mine))
     # and it carries on from there
-    before = b.deployments.get(1)["bars"]
+    cursor = b.feed.cursor
     b.advance(30)
-    assert b.deployments.get(1)["bars"] == before + 30
+    assert b.feed.cursor == cursor + 30
 
 
 def test_one_broker_per_database(tmp_path, http_broker):

@@ -7,7 +7,6 @@ for streamable HTTP on 127.0.0.1 with a bearer token). The pieces:
 * :mod:`.feed` - symbol specs and the bar feed (seeded synthetic or CSV/Parquet replay) with its clock cursor
 * :mod:`.store` - SQLite (WAL) storage, one transaction per tool call
 * :mod:`.book` - :class:`Broker`: account, orders, deals, positions (netting or hedging)
-* :mod:`.deployments` - strategies that trade on every new bar
 * :mod:`.server` - the MCP tools and resources
 
 Example

@@ -119,9 +119,7 @@ class Broker:
         self._request_id = 0
         self._hedging = config.margin_mode == "hedging"
         self.notes: list[str] = []  # what Broker.open ignored when reopening a database
-        from . import deployments as _dep  # local: deployments imports book
 
-        self.deployments = _dep.Deployments(self)
 
     # -- construction ----------------------------------------------------------------
     @classmethod
@@ -785,7 +783,7 @@ class Broker:
 
     # -- the clock ---------------------------------------------------------------------
     def advance(self, bars: int) -> dict[str, Any]:
-        """Reveal ``bars`` more bars; trigger pending orders and SL/TP, run deployments, fire alerts.
+        """Reveal ``bars`` more bars; trigger pending orders and SL/TP.
 
         Everything happens in one transaction; on an unexpected error the clock
         and all state stay where they were.
@@ -806,8 +804,6 @@ class Broker:
                 self.store.set_meta("cursor", new)
             except BaseException:
                 self.feed.cursor = old
-                self.deployments._journal.clear()
-                self.deployments._live = {}
                 raise
             finally:
                 self._at = None
@@ -815,11 +811,10 @@ class Broker:
                 "end_of_data": self.feed.length is not None and new >= self.feed.length}
 
     def _process(self, old: int, new: int) -> list[int]:
-        """Walk cursor steps (old, new]: triggers per bar, deployment targets at their bars."""
+        """Walk cursor steps (old, new]: pending orders and SL/TP trigger bar by bar."""
         fills: list[int] = []
-        events = self.deployments.collect(old, new)  # {step: [(dep, target, bar_time)]}
         trig = self._load_triggers()
-        steps: Iterable[int] = range(old + 1, new + 1) if trig else sorted(events)
+        steps: Iterable[int] = range(old + 1, new + 1) if trig else ()
         last_i = {s: self.feed.visible(s, old) - 1 for s in trig}
         for c in steps:
             self._at = c
@@ -834,14 +829,8 @@ class Broker:
                 if changed:
                     trig = self._load_triggers()
                     last_i = {s: last_i.get(s, self.feed.visible(s, c) - 1) for s in trig}
-            for ev in events.get(c, ()):
-                self.deployments.act(*ev)
-                if ev[0].get("_traded"):
-                    trig = self._load_triggers() if self._has_stops() else trig
-                    last_i = {s: last_i.get(s, self.feed.visible(s, c) - 1) for s in trig}
         self._at = new
         fills.extend(self._stop_out())
-        self.deployments.finish(old, new)
         return fills
 
     def _has_stops(self) -> bool:
@@ -909,7 +898,7 @@ class Broker:
         return fired
 
     def _close_position(self, p: dict, px: float, why: int, comment: str) -> int:
-        """Close position ``p`` at ``px`` by the broker (SL, TP, stop-out): an order, a deal, the deployment's lots."""
+        """Close position ``p`` at ``px`` by the broker (SL, TP, stop-out): an order and a deal."""
         spec = self.feed.spec(p["symbol"])
         now = self.now()
         side = 1 - p["type"]
@@ -922,7 +911,6 @@ class Broker:
             "price_current": px, "price_stoplimit": 0.0, "symbol": spec.name, "comment": comment, "external_id": "",
         })
         deal = self._fill(spec, side, p["volume"], px, magic=p["magic"], comment=comment, reason=why, order=order, position=p)
-        self.deployments.on_stop_fill(p, side, px, why)
         return deal
 
     def _stop_out(self) -> list[int]:

@@ -4,8 +4,8 @@ Its 26 MT5 tools (:data:`~quantlab.servers.broker.tools.MT5_TOOLS`) have the nam
 names and types, ``required`` lists and result fields of ``mcp-metatrader5-server`` 0.1.8
 (``mt5mcp``), checked against its live schemas by ``tests/broker/test_conformance.py``;
 unknown arguments are refused as they are there. Paper-only extras: ``advance`` and
-``get_clock`` (the stepped market clock), and, until Lab deploys through the runner, the
-deployment tools.
+``get_clock`` (the stepped market clock). Strategies do not run here: the runner
+(:mod:`quantlab.runner`) trades them through these tools like any client.
 
 Run it::
 
@@ -35,7 +35,7 @@ from quantlab import __version__
 from . import constants as C
 from .book import Broker
 from .clock import Clock, parse_clock
-from .tools import DEPLOY_TOOLS, MT5_TOOLS, PAPER_TOOLS
+from .tools import MT5_TOOLS, PAPER_TOOLS
 from .tools.common import Session
 
 __all__ = ["build_server", "MT5Server", "Clock", "parse_clock", "run_http", "run_stdio"]
@@ -77,16 +77,15 @@ class MT5Server(MCPServer):
         return await super().call_tool(name, arguments, context)
 
 
-def build_server(broker: Broker, clock: Clock | None = None, *, deployments: bool = True,
-                 auth_token: str | None = None) -> MT5Server:
+def build_server(broker: Broker, clock: Clock | None = None, *, auth_token: str | None = None) -> MT5Server:
     """The :class:`MT5Server` exposing ``broker`` (stdio or HTTP is the caller's choice).
 
     ``auth_token``: over HTTP, every request needs ``Authorization: Bearer <auth_token>`` (the SDK's
     own check, see :mod:`quantlab.servers.auth`).
 
     Its lifespan hands every session a :class:`~quantlab.servers.broker.tools.common.Session` over the
-    shared broker and clock; tools read it through their context. ``deployments=False`` leaves out the
-    in-broker deployment tools (what a runner-based setup serves).
+    shared broker and clock; tools read it through their context. Deployments are not here: the
+    runner (:mod:`quantlab.runner`) trades strategies through these tools like any other client.
     """
     clock = clock or Clock(broker, "stepped")
 
@@ -99,7 +98,7 @@ def build_server(broker: Broker, clock: Clock | None = None, *, deployments: boo
     mcp = MT5Server("quantlab-broker", title="quantlab paper broker (MT5 dialect)", instructions=INSTRUCTIONS,
                     version=__version__, log_level="WARNING", lifespan=lifespan,
                     **(bearer_auth(auth_token) if auth_token else {}))
-    for fn in [*MT5_TOOLS, *PAPER_TOOLS, *(DEPLOY_TOOLS if deployments else [])]:
+    for fn in [*MT5_TOOLS, *PAPER_TOOLS]:
         mcp.add_tool(fn)
     _resources(mcp)
     return mcp

@@ -4,14 +4,13 @@
 * :mod:`.market` - symbols, symbol info and ticks, ``copy_rates_*``, ``copy_ticks_*``
 * :mod:`.trading` - ``order_send``, ``order_check``, positions, orders, history
 * :mod:`.paper` - the paper-only extras: ``advance``, ``get_clock``
-* :mod:`.deploy` - the deployment tools (they move to the runner; kept until Lab deploys through it)
 
 Every tool reads the broker from the session state the server's lifespan hands out
 (:class:`~quantlab.servers.broker.tools.common.Session`), never from a global.
 """
 from __future__ import annotations
 
-from . import deploy, market, paper, terminal, trading
+from . import market, paper, terminal, trading
 
 #: the tools of the public MT5 MCP server, in its order
 MT5_TOOLS = [
@@ -25,8 +24,5 @@ MT5_TOOLS = [
 ]
 #: paper-only extras: the stepped market clock
 PAPER_TOOLS = [paper.advance, paper.get_clock]
-#: deployments inside the broker (leave once Lab deploys through the runner)
-DEPLOY_TOOLS = [deploy.deploy_strategy, deploy.list_deployments, deploy.get_deployment, deploy.stop_deployment,
-                deploy.deployment_journal, deploy.set_alert, deploy.list_alerts]
 
-__all__ = ["MT5_TOOLS", "PAPER_TOOLS", "DEPLOY_TOOLS"]
+__all__ = ["MT5_TOOLS", "PAPER_TOOLS"]

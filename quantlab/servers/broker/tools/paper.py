@@ -16,7 +16,7 @@ __all__ = ["advance", "get_clock"]
 @threaded
 def advance(ctx: Context, bars: int = 1) -> dict[str, Any]:
     """Move the market clock forward by `bars` base bars (1-minute bars for the synthetic feed): pending orders
-    and SL/TP trigger, deployments trade, alerts fire. Returns the new cursor and feed time. At most 1,000,000."""
+    and SL/TP trigger. Returns the new cursor and feed time. At most 1,000,000."""
     if isinstance(bars, bool) or not isinstance(bars, int) or not 0 <= bars <= 1_000_000:
         raise TradeError(C.RES_E_INVALID_PARAMS, f"bars must be an integer in 0..1000000, got {bars!r}.")
     return session(ctx).require().advance(bars)
