@@ -56,6 +56,7 @@ __all__ = [
 #: metric -> human label, in display order
 METRIC_LABELS: dict[str, str] = {
     "total_return": "Total return",
+    "benchmark_return": "Buy & hold return",
     "cagr": "CAGR",
     "volatility": "Volatility (ann.)",
     "sharpe": "Sharpe ratio",
@@ -79,7 +80,7 @@ SHORT_LABELS: dict[str, str] = {
     "entry_time": "entry time", "exit_time": "exit time", "entry_price": "entry price", "exit_price": "exit price",
     "bars_held": "bars held",
 }
-PERCENT = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure", "return"}
+PERCENT = {"total_return", "benchmark_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure", "return"}
 RATIO = {"sharpe", "sortino", "calmar", "profit_factor"}
 COUNT = {"trades", "open_trades", "bars_held", "size"}
 
@@ -384,7 +385,9 @@ def trades_html(trades: pd.DataFrame | None, by: str | None = None, ascending: b
     for col in ("pnl", "return"):
         if col in shown.columns:
             raw_column(shown, col, (raw(signed_html(col, v)) for v in shown[col]))
-    out = frame_html(shown, max_rows=None, index=True, css_class="quantlab-trades")
+    n = len(df)
+    out = (f"<div class='quantlab-trades-count' style='margin:2px 0'><b>{n:,} closed trade{'s' if n != 1 else ''}</b></div>"
+           + frame_html(shown, max_rows=None, index=True, css_class="quantlab-trades"))
     if len(df) > max_rows:
         out += f"<div style='color:{GREY};font-size:11px'>showing {max_rows:,} of {len(df):,} trades</div>"
     return out
@@ -438,8 +441,10 @@ def equity_drawdown_png(
     title: str = "",
     max_points: int = 2000,
     size: tuple[float, float] = (8.0, 4.6),
+    benchmark: pd.Series | None = None,
 ) -> bytes:
-    """Equity (top) and drawdown (bottom, as a negative fill) as one PNG.
+    """Equity (top) and drawdown (bottom, as a negative fill) as one PNG; ``benchmark``
+    (buy-and-hold equity, :attr:`BacktestResult.benchmark`) is drawn as a dashed grey line.
 
     Both series are reduced to at most ``max_points`` points with
     :func:`quantlab.engine.plotting.downsample_extremes`, which keeps every
@@ -460,6 +465,11 @@ def equity_drawdown_png(
         x, y = _xy(_downsample(equity, max_points))
         ax_eq.plot(x, y, color="#0969da", linewidth=1.0)
         ax_eq.axhline(float(equity.iloc[0]), color=GREY, linewidth=0.6, linestyle=":")
+        if benchmark is not None and len(benchmark.dropna()):
+            bx, by = _xy(_downsample(pd.Series(benchmark).dropna(), max_points))
+            ax_eq.plot(bx, by, color=GREY, linewidth=0.9, linestyle="--", label="buy & hold")
+            ax_eq.plot([], [], color="#0969da", linewidth=1.0, label="strategy")
+            ax_eq.legend(loc="upper left", fontsize=8, frameon=False)
     else:
         ax_eq.text(0.5, 0.5, "no equity data", ha="center", va="center", transform=ax_eq.transAxes, color=GREY)
     if len(dd):

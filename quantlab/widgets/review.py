@@ -393,9 +393,9 @@ class Review(StaticFallback, widgets.VBox):
                 )
                 self._cache[i] = {
                     "equity": R.equity_drawdown_png(
-                        r.equity, getattr(r, "drawdown", None), title=title, max_points=self._max_points
+                        r.equity, r.drawdown, title=title, max_points=self._max_points, benchmark=r.benchmark
                     ),
-                    "monthly": R.monthly_heatmap_png(getattr(r, "returns", None)),
+                    "monthly": R.monthly_heatmap_png(r.returns),
                 }
             return self._cache[i]
 
