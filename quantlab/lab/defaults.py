@@ -68,7 +68,14 @@ def runner_entry(broker: Mapping[str, Any], home: str | os.PathLike[str], *, hub
     args = ["-m", "quantlab.runner", "--db", str(home / "runner.db"), "--broker", str(path), "--clock", clock]
     if hub is not None:
         args += ["--hub", str(hub)]
-    return {"command": sys.executable, "args": args}
+    out: dict[str, Any] = {"command": sys.executable, "args": args}
+    # the variables the broker entry reads (${MT5_PASSWORD} in on_connect ...) reach the runner's environment
+    import re
+
+    names = sorted(set(re.findall(r"\$\{(\w+)\}", json.dumps(dict(broker)))))
+    if names:
+        out["env"] = {n: "${" + n + "}" for n in names}
+    return out
 
 
 def embedded_servers(home: str | os.PathLike[str] | None = None, *, clock: str = "stepped",

@@ -79,3 +79,6 @@ def runner(tmp_path, hub):
 def own_lots(mcp, magic: int, symbol: str = "EURUSD") -> float:
     rows = mcp.call("runner", "positions_get", {"symbol": symbol}) or []
     return round(sum(p["volume"] * (1 if p["type"] == 0 else -1) for p in rows if p["magic"] == magic), 8)
+
+
+from quantlab.testing.pytest_mt5 import mt5mcp, mt5mcp_config, mt5mcp_entry  # noqa: E402,F401 - fixtures
