@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import pandas as pd
 
-from quantlab._util import to_jsonable
+from quantlab._util import decode_number, to_jsonable
 from quantlab.client import ClientError
 from quantlab.engine.strategy import Strategy, StrategyError
-from quantlab.hub.message import from_jsonable_number
+
 
 from .drivers import make_driver
 from .generation import Candidate, Check, Generation
@@ -224,7 +224,7 @@ class _Checker:
         except (ClientError, StrategyError, ValueError) as exc:
             return "backtest", "fail", str(exc)
         c.run_id, c.bars, c._lab = summary["run_id"], int(summary.get("bars", 0)), self.lab
-        c._metrics = {k: from_jsonable_number(v) for k, v in (summary.get("metrics") or {}).items()}
+        c._metrics = {k: decode_number(v) for k, v in (summary.get("metrics") or {}).items()}
         m = c._metrics
         return "backtest", "pass", f"sharpe {m.get('sharpe', float('nan')):.2f}, {m.get('trades')} trades"
 
