@@ -22,7 +22,6 @@ from quantlab._util import decode_number, to_jsonable
 from quantlab.client import ClientError
 from quantlab.engine.strategy import Strategy, StrategyError
 
-
 from .drivers import make_driver
 from .generation import Candidate, Check, Generation
 from .models import ModelConfig, resolve_model, scrub

@@ -178,10 +178,14 @@ def test_unreachable_endpoint_names_it(lab):
         lab.generate("x", model=ModelConfig("openai:local", base_url=url, max_retries=0, timeout=2))
 
 
-def test_keys_never_reach_hub_transcript_state_or_reprs(lab, llm, monkeypatch):
+def test_keys_never_reach_hub_transcript_state_logs_or_reprs(lab, llm, monkeypatch, caplog):
+    import logging
+
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    llm.script = [answer(SYNTAX), answer()]
-    gen = lab.generate("moving-average cross", model=cfg(llm), max_attempts=2)
+    llm.script = [answer(SYNTAX), {"status": 500, "error": "boom"}, answer()]
+    with caplog.at_level(logging.DEBUG):                     # the SDKs' own debug logs included
+        gen = lab.generate("moving-average cross", model=cfg(llm, max_retries=1), max_attempts=2)
+    assert caplog.records and KEY not in caplog.text
     assert llm.requests[0]["headers"]["authorization"] == f"Bearer {KEY}"     # the key was really used
     stored = lab.store(gen.best)
     hub = lab.hub.path
@@ -217,3 +221,15 @@ def test_anthropic_messages_provider(lab, llm):
     assert "def signals(data, **params)" in json.dumps(first["body"]["system"])
     assert "failed the 'parses' check" in json.dumps(llm.requests[1]["body"]["messages"])
     assert gen.usage["input_tokens"] == 240 and gen.usage["cost_usd"] > 0
+
+
+def test_async_twin_on_a_running_loop(lab, llm):
+    import asyncio
+
+    llm.script = [answer()]
+
+    async def cell():                     # a notebook cell's own running loop
+        return await lab.agenerate("moving-average cross", model=cfg(llm), max_attempts=1)
+
+    gen = asyncio.run(cell())
+    assert gen.best is gen.attempts[0]

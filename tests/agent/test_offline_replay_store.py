@@ -141,3 +141,12 @@ def test_model_resolution(tmp_path, monkeypatch):
     with pytest.raises(ModelUnavailable, match="unknown model provider 'gemini'"):
         resolve_model("gemini:pro")
     assert resolve_model(ModelConfig("openai:a"), timeout=3).timeout == 3
+
+
+def test_review_compares_attempts_and_shows_the_best(offline_gen):
+    import quantlab
+
+    rv = quantlab.review(offline_gen)
+    tried = [c for c in offline_gen.attempts if c.run_id]
+    assert len(rv.results) == len(tried) and rv.selected == tried.index(offline_gen.best)
+    assert rv.result.metrics == offline_gen.best.metrics
