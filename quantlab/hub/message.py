@@ -47,6 +47,9 @@ import re
 from typing import Any, Mapping
 
 from quantlab._util import decode_number
+# the JSON rule for non-finite numbers lives in quantlab._util.jsonsafe; these names stay importable from here
+from quantlab._util import decode_number as from_jsonable_number  # noqa: F401
+from quantlab._util import to_jsonable  # noqa: F401
 
 __all__ = ["commit_message", "format_number", "format_drawdown", "one_line"]
 
