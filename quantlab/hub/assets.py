@@ -348,7 +348,9 @@ class AssetsHub:
         if remote is not None:
             self._set_remote(str(remote))
         if created:
-            self._initial_commit()
+            with self._exclusive():  # two processes may create one hub at once: one first commit
+                if self._head() is None:
+                    self._initial_commit()
 
     # -- setup -----------------------------------------------------------------
     def _set_identity(self, author: tuple[str, str] | None) -> None:
@@ -380,6 +382,9 @@ class AssetsHub:
 
     def _initial_commit(self) -> None:
         readme = self.path / "README.md"
+        if readme.exists() and self.repo.git.ls_files("--", "README.md").strip() == "" and readme.read_text(
+                encoding="utf-8", errors="replace") == _README:
+            readme.unlink()  # our own README from a creation that did not get to commit: write and commit it again
         if readme.exists():
             self._retry(lambda: self.repo.git.commit("--allow-empty", "--no-verify", "-q", "-m", "Create the quantlab assets hub"),
                         time.monotonic() + self.lock_timeout)
