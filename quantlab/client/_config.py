@@ -135,6 +135,33 @@ def _shape(x: Any) -> str:
     return type(x).__name__
 
 
+#: the default ``max_message_bytes`` of a server: one message (line) from a stdio server larger
+#: than this is refused without being parsed (a 100k-bar page of a backtest is about 16 MB)
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?i?b?)?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: Any, what: str = "max_message_bytes") -> int:
+    """Bytes from ``1048576``, ``"512kB"``, ``"64MB"``, ``"1 GiB"`` (powers of 1024).
+
+    >>> parse_size("64MB"), parse_size(100_000), parse_size("1.5 kib")
+    (67108864, 100000, 1536)
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a size such as 67108864 or '64MB', got {value!r}")
+    if isinstance(value, (int, float)):
+        n = int(value)
+    else:
+        m = _SIZE_RE.match(str(value))
+        if not m:
+            raise ValueError(f"{what} must be a size such as 67108864 or '64MB', got {value!r}")
+        unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
+        n = int(float(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit])
+    if n < 1024:
+        raise ValueError(f"{what} must be at least 1024 bytes, got {value!r}")
+    return n
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """One server entry: stdio (``command``/``args``/``env``/``cwd``) or HTTP (``url``/``headers``).
@@ -152,6 +179,7 @@ class ServerConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     kind: str | None = None
     on_connect: tuple[OnConnectCall, ...] = ()
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
     @property
     def transport(self) -> str:
@@ -180,7 +208,7 @@ class ServerConfig:
                 f"or 'url' (streamable HTTP: url, headers); got keys {sorted(entry)}"
             )
         known = {"command", "args", "env", "cwd", "url", "headers", "type", "transport", "description", "disabled",
-                 "on_connect"}
+                 "on_connect", "max_message_bytes"}
         unknown = set(entry) - known
         if unknown:
             raise ValueError(f"server {name!r}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -211,6 +239,8 @@ class ServerConfig:
             headers=headers,
             kind=kind,
             on_connect=on_connect,
+            max_message_bytes=parse_size(entry["max_message_bytes"], f"server {name!r}: max_message_bytes")
+            if entry.get("max_message_bytes") is not None else DEFAULT_MAX_MESSAGE_BYTES,
         )
 
     def to_entry(self) -> dict[str, Any]:
@@ -231,6 +261,8 @@ class ServerConfig:
                 out["cwd"] = self.cwd
         if self.on_connect:
             out["on_connect"] = [c.to_entry() for c in self.on_connect]
+        if self.max_message_bytes != DEFAULT_MAX_MESSAGE_BYTES:
+            out["max_message_bytes"] = self.max_message_bytes
         return out
 
 

@@ -44,7 +44,7 @@ from ._errors import (
     TransportError,
 )
 from ._state import html_tables, text_tables
-from ._transports import Transport, make_transport
+from ._transports import MESSAGE_TOO_LARGE, MessageTooLarge, Transport, make_transport
 
 __all__ = ["AsyncMCPHub", "ConnectResult", "ConnectReport", "backoff_delays", "wraps_result"]
 
@@ -186,7 +186,7 @@ class _Connection:
     async def _on_message(self, message: Any) -> None:
         """The SDK hands transport faults here (a line that is not JSON-RPC, ...): fail the calls in flight now."""
         if isinstance(message, Exception):
-            self.fault = _describe(message)[:300]
+            self.fault = str(message)[:400] if isinstance(message, MessageTooLarge) else _describe(message)[:300]
             for waiter in list(self._waiters):
                 if not waiter.done():
                     waiter.set_result(self.fault)
@@ -626,7 +626,11 @@ class AsyncMCPHub:
         name = srv.config.name
         leaf = _leaf(exc)
         err: ClientError
-        if isinstance(leaf, _Fault):
+        if isinstance(leaf, MCPError) and leaf.code == MESSAGE_TOO_LARGE or (
+                isinstance(leaf, _Fault) and "max_message_bytes" in str(leaf)):
+            text = leaf.error.message if isinstance(leaf, MCPError) else str(leaf)
+            err = ProtocolError(f"{tool!r}: {text}.", server=name, tool=tool)
+        elif isinstance(leaf, _Fault):
             err = ProtocolError(
                 f"server {name!r} ({srv.config.transport}: {srv.config.target}) broke the MCP protocol during "
                 f"{tool!r}: {leaf}. The call was abandoned at once; the server answers with something that is not "

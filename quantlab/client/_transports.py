@@ -21,6 +21,7 @@ Example
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 import uuid
@@ -107,21 +108,12 @@ class StdioTransport(Transport):
         return env
 
     def streams(self) -> Any:
-        from mcp import StdioServerParameters
-        from mcp.client.stdio import stdio_client
-
         self._close_errfile()
         # O_APPEND: the child's writes always land at the end while we pread() the tail.
         self._errfile = tempfile.TemporaryFile(mode="a+b", prefix=f"mcp-{self.config.name}-", suffix=".stderr")
         self._tag = f"{os.getpid()}-{uuid.uuid4().hex}"
         self._pid = None
-        params = StdioServerParameters(
-            command=self.config.command or "",
-            args=list(self.config.args),
-            env=self._env(),
-            cwd=self.config.cwd,
-        )
-        return stdio_client(params, errlog=self._errfile)
+        return _stdio_streams(self.config, self._env(), self._errfile)
 
     def after_connect(self) -> None:
         self._pid = _find_child(self._tag)
@@ -164,6 +156,130 @@ class StdioTransport(Transport):
             except OSError:
                 pass
             self._errfile = None
+
+
+#: JSON-RPC error code of a reply refused for its size (implementation-defined server-error range)
+MESSAGE_TOO_LARGE = -32099
+_ID_RE = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
+
+
+class MessageTooLarge(Exception):
+    """A stdio server wrote a message (line) larger than the server's ``max_message_bytes``."""
+
+
+def _too_large(config: ServerConfig, size: int, head: bytes) -> Any:
+    """The reply to hand the session for an oversized line: a JSON-RPC error for its request id when the
+    line's head names one (so exactly that call fails), else a transport fault (calls in flight fail)."""
+    import mcp_types as types
+    from mcp.shared.message import SessionMessage
+
+    text = (f"the reply from server {config.name!r} is larger than its max_message_bytes "
+            f"({size:,} > {config.max_message_bytes:,} bytes) and was refused without being read; "
+            f"ask for less (page it), or raise max_message_bytes for {config.name!r} in the mcpServers config")
+    m = _ID_RE.search(head[:512])
+    if m is None:
+        return MessageTooLarge(text)
+    raw = m.group(1)
+    rid: Any = int(raw) if raw[:1] != b'"' else raw[1:-1].decode("utf-8", "replace")
+    err = types.JSONRPCError(jsonrpc="2.0", id=rid, error=types.ErrorData(code=MESSAGE_TOO_LARGE, message=text))
+    return SessionMessage(err)
+
+
+def _parse(line: bytes) -> Any:
+    import mcp_types as types
+    from mcp.shared.message import SessionMessage
+
+    try:
+        return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+    except ValueError as exc:
+        return exc
+
+
+@asynccontextmanager
+async def _stdio_streams(config: ServerConfig, env: dict[str, str], errlog: Any) -> AsyncIterator[Any]:
+    """The SDK's stdio transport, with a size limit on what the server sends.
+
+    Lines are split from the raw bytes as they arrive; a line longer than
+    ``config.max_message_bytes`` is skipped without being buffered or parsed (the SDK's
+    reader would join and validate all of it on the event loop every other server shares)
+    and its call fails at once with a clear error. The server leads its own process group;
+    on close its stdin is closed, then the group is terminated.
+    """
+    import anyio
+    from contextlib import suppress
+
+    process = await anyio.open_process([config.command or "", *config.args], env=env, cwd=config.cwd,
+                                       stderr=errlog, start_new_session=True)
+    limit = config.max_message_bytes
+    read_writer, read_stream = anyio.create_memory_object_stream[Any](0)
+    write_stream, write_reader = anyio.create_memory_object_stream[Any](0)
+
+    async def reader() -> None:
+        assert process.stdout is not None
+        buf = bytearray()
+        skipped = 0  # > 0 while skipping the rest of an oversized line
+        head = b""
+        try:
+            async with read_writer:
+                async for chunk in process.stdout:
+                    start = 0
+                    while start < len(chunk):
+                        nl = chunk.find(b"\n", start)
+                        end = len(chunk) if nl < 0 else nl
+                        if skipped:
+                            skipped += end - start
+                        else:
+                            buf += chunk[start:end]
+                            if len(buf) > limit:
+                                skipped, head = len(buf), bytes(buf[:512])
+                                buf.clear()
+                        if nl < 0:
+                            break
+                        start = nl + 1
+                        if skipped:
+                            item, skipped = _too_large(config, skipped, head), 0
+                        elif buf.strip():
+                            item = _parse(bytes(buf))
+                        else:
+                            buf.clear()
+                            continue
+                        buf.clear()
+                        await read_writer.send(item)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, OSError):
+            pass
+
+    async def writer() -> None:
+        assert process.stdin is not None
+        try:
+            async with write_reader:
+                async for message in write_reader:
+                    data = message.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
+                    await process.stdin.send(data.encode("utf-8"))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+            await read_writer.aclose()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        tg.start_soon(writer)
+        try:
+            yield read_stream, write_stream
+        finally:
+            with anyio.CancelScope(shield=True):
+                write_stream.close()
+                read_stream.close()
+                with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await process.stdin.aclose()  # type: ignore[union-attr]
+                with anyio.move_on_after(2.0):
+                    while process.returncode is None:
+                        await anyio.sleep(0.02)
+                if process.returncode is None:
+                    await anyio.to_thread.run_sync(lambda: kill_process(process.pid, 1.0, group=True))
+                    with anyio.move_on_after(2.0):
+                        while process.returncode is None:
+                            await anyio.sleep(0.02)
+                with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await process.stdout.aclose()  # type: ignore[union-attr]
+            tg.cancel_scope.cancel()
 
 
 class HttpTransport(Transport):
