@@ -41,7 +41,7 @@ def test_two_labs_deploying_through_one_broker_keep_every_deployment_in_the_stat
         first = lab.store_and_deploy(backtest(data.sample(), lab_strategy(), {"fast": 3, "slow": 200}), policy=lenient, force=True)
         assert first.ok, first.error
         per_op = lab.state()["invocation_count"] - c0
-    n = 6
+    n = 3
     procs = [run_script("_lab_worker.py", "deploy", str(hub), http_broker["url"], http_broker["token"], str(n), tag)
              for tag in ("a", "b")]
     results = [finish(p) for p in procs]
