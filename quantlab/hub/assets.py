@@ -85,7 +85,8 @@ _README = """# quantlab assets hub
 Strategies stored by quantlab with their backtest results.
 
 * `generated_bots/<name>_<YYYYmmdd-HHMMSS>.py`: the strategy code; the sibling `.json`
-  holds its parameters, metrics, data reference, costs, code SHA-256 and source.
+  holds its parameters, metrics, data reference, costs, code SHA-256 and source; a strategy the
+  code agent wrote also has `<name>_<ts>.transcript.jsonl` (every message of its generation).
 * `deployments.jsonl`: one line per deployment event (pending, running, failed, stopped).
 * Every store and every deployment event is one commit: `git log` is the audit trail,
   `git log --format='%h %(trailers:key=Quantlab-Run,valueonly)'` lists run ids.

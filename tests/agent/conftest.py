@@ -38,6 +38,13 @@ class ScriptedLLM:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
+            def send(self, status: int, payload: bytes, ctype: str = "application/json", **headers: str) -> None:
+                self.send_response(status)
+                for key, value in {"content-type": ctype, "content-length": str(len(payload)), **headers}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -54,13 +61,8 @@ class ScriptedLLM:
                 if "status" in step:
                     payload = json.dumps({"error": {"message": step.get("error", "rate limited"), "type": "rate_limit_error",
                                                     "code": str(step["status"])}}).encode()
-                    self.send_response(step["status"])
-                    if "retry_after" in step:
-                        self.send_header("retry-after", str(step["retry_after"]))
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    extra = {"retry-after": str(step["retry_after"])} if "retry_after" in step else {}
+                    self.send(step["status"], payload, **extra)
                     return
                 tools = body.get("tools") or []
                 prompt, completion = outer.usage
@@ -82,11 +84,7 @@ class ScriptedLLM:
                         ("message_stop", {"type": "message_stop"}),
                     ]
                     payload = "".join(f"event: {e}\ndata: {json.dumps(d)}\n\n" for e, d in events).encode()
-                    self.send_response(200)
-                    self.send_header("content-type", "text/event-stream")
-                    self.send_header("content-length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    self.send(200, payload, "text/event-stream")
                     return
                 if self.path.endswith("/messages"):  # Anthropic messages API
                     tool_name = tools[0]["name"] if tools else "final_result"
@@ -97,11 +95,7 @@ class ScriptedLLM:
                                      "input": step["answer"]}],
                         "usage": {"input_tokens": prompt, "output_tokens": completion},
                     }).encode()
-                    self.send_response(200)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    self.send(200, payload)
                     return
                 tool_name = tools[0]["function"]["name"] if tools else "final_result"
                 args = step["raw_args"] if "raw_args" in step else json.dumps(step["answer"])
@@ -115,11 +109,7 @@ class ScriptedLLM:
                     "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                               "total_tokens": prompt + completion},
                 }).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.send(200, payload)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
