@@ -137,6 +137,9 @@ def _decode(header: dict, body: bytes, data: Any, name: str, limits: SandboxLimi
             exc = SignalError(f"strategy {name!r} raised {header.get('type')}: {header.get('message')}{hint}{where}")
         exc.line = header.get("line")  # type: ignore[attr-defined]
         exc.exc_type = header.get("type")  # type: ignore[attr-defined]
+        # the exception as the strategy raised it ("ZeroDivisionError: ..."), with its own lines
+        exc.detail = f"{header.get('type')}: {header.get('message')}" + (  # type: ignore[attr-defined]
+            ("\n" + "\n".join(frames)) if frames else "")
         return exc
     if t == "strategy":
         return StrategyError(str(header.get("message")))

@@ -23,6 +23,8 @@ from typing import Any
 from ._zygote import _FRAME_ATTRS, _OK_EVENTS, _RUNTIME_DENY_IMPORTS, _SET_ATTRS, frame
 
 MAX_MESSAGE = 2000
+#: read-only probes libraries make on their own (CPU and cgroup limits); harmless, and Landlock refuses them
+_PROBES = ("/sys/fs/cgroup/", "/sys/devices/system/cpu/", "/proc/self/cgroup", "/proc/self/mountinfo")
 
 
 class _Refused(BaseException):
@@ -89,6 +91,8 @@ def _policy(st: _State, event: str, args: tuple) -> str | None:
         full = os.path.normpath(os.path.join(os.getcwd(), path)) if not os.path.isabs(path) else os.path.normpath(path)
         if not writing and full.startswith(st.roots):
             return None  # the libraries' own files (lazy imports, time zones)
+        if not writing and full.startswith(_PROBES):
+            return None  # libraries probing CPU counts (pandas reads cgroup limits): Landlock answers "no"
         return f"open the file {path!r}"
     if event in ("os.listdir", "os.scandir"):
         path = args[0] if args else "."

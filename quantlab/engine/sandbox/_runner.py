@@ -140,7 +140,15 @@ class _Zygote:
         self.info = json.loads(msg)["ready"]
 
     def alive(self) -> bool:
-        return self.proc.poll() is None and self.sock.fileno() >= 0
+        if self.sock.fileno() < 0:
+            return False
+        if self.owner == os.getpid():
+            return self.proc.poll() is None
+        try:  # a forked child of the owner (a sweep's pool worker) shares the zygote: is it still there?
+            os.kill(self.proc.pid, 0)
+            return True
+        except OSError:
+            return False
 
     def send(self, req: dict, fds: list[int]) -> None:
         with self.lock:
@@ -174,6 +182,11 @@ def zygote(allow: tuple[str, ...] = ()) -> _Zygote:
     key = tuple(sorted(allow))
     with _ZLOCK:
         z = _ZYGOTES.get(key)
+        if z is not None and z.owner != os.getpid() and z.alive():
+            # forked from the owner (e.g. a process-pool worker): share its zygote; requests are single
+            # datagrams on a SOCK_SEQPACKET socket, so senders in several processes do not interleave
+            z.lock = threading.Lock()
+            return z
         if z is not None and (z.owner != os.getpid() or not z.alive()):
             if z.owner == os.getpid():
                 z.close()
@@ -190,6 +203,14 @@ def shutdown() -> None:
             if z.owner == os.getpid():
                 z.close()
             del _ZYGOTES[key]
+
+
+def _after_fork_in_child() -> None:
+    global _ZLOCK
+    _ZLOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 atexit.register(shutdown)
@@ -364,6 +385,8 @@ def run_frames(task: dict, shared: SharedData | None, limits: SandboxLimits, *,
                     close(fd)
                     continue
                 if what == "result":
+                    if killed_for is not None:
+                        continue  # stopped: whatever it still sends is not a result
                     got += len(chunk)
                     if got > max_result:
                         kill("result")
@@ -381,8 +404,7 @@ def run_frames(task: dict, shared: SharedData | None, limits: SandboxLimits, *,
                 elif what == "log":
                     logged += len(chunk)
                     if logged > limits.output_bytes:
-                        kill("output")
-                        close(fd)
+                        kill("output")  # keep draining (not closing): the child must not see EPIPE first
                         continue
                     log_tail += chunk
                     flush_log()

@@ -30,16 +30,32 @@ __all__ = ["run_inprocess", "run_processes", "run_dask", "progress_bar", "is_das
 _WORKER: dict[str, Context] = {}
 
 
-def _init_worker(token: str, code: str, name: str, data: pd.DataFrame, costs: dict) -> None:
+def _limits(strategy: Strategy) -> dict | None:
+    """The sandbox limits of a sandboxed strategy (its workers sandbox it too), else None."""
+    limits = getattr(strategy, "limits", None)
+    return limits.to_dict() if limits is not None else None
+
+
+def _load(code: str, name: str, limits: dict | None) -> Strategy:
+    """The strategy in a worker: sandboxed again (never executed here) when the sweep was sandboxed."""
+    if limits is None:
+        return Strategy.from_code(code, name=name)
+    from .. import sandbox
+
+    return sandbox.load(code, name=name, limits=limits)
+
+
+def _init_worker(token: str, code: str, name: str, data: pd.DataFrame, costs: dict, limits: dict | None = None) -> None:
     """Process-pool initializer: build the context once per worker process.
 
     """
     prime_allocator()
     _WORKER.clear()
-    _WORKER[token] = Context(Strategy.from_code(code, name=name), data, costs)
+    _WORKER[token] = Context(_load(code, name, limits), data, costs)
 
 
-def _worker_context(token: str, code: str, name: str, costs: dict, path: str | None) -> Context:
+def _worker_context(token: str, code: str, name: str, costs: dict, path: str | None,
+                    limits: dict | None = None) -> Context:
     ctx = _WORKER.get(token)
     if ctx is None:
         if path is None:
@@ -49,26 +65,26 @@ def _worker_context(token: str, code: str, name: str, costs: dict, path: str | N
             data = pickle.load(fh)
         _WORKER.clear()
         prime_allocator()
-        ctx = _WORKER[token] = Context(Strategy.from_code(code, name=name), data, costs)
+        ctx = _WORKER[token] = Context(_load(code, name, limits), data, costs)
     return ctx
 
 
 def _process_chunk(token: str, code: str, name: str, costs: dict, path: str | None,
-                   start: int, combos: list[dict]) -> tuple[int, list]:
-    ctx = _worker_context(token, code, name, costs, path)
+                   start: int, combos: list[dict], limits: dict | None = None) -> tuple[int, list]:
+    ctx = _worker_context(token, code, name, costs, path, limits)
     with one_blas_thread(), HeapAllocation():
         return start, ctx.run(combos)
 
 
 def _dask_chunk(code: str, name: str, costs: dict, data: pd.DataFrame, start: int,
-                combos: list[dict]) -> tuple[int, list]:
+                combos: list[dict], limits: dict | None = None) -> tuple[int, list]:
     """Dask task: ``data`` is the scattered frame (resolved on the worker, never shipped per task)."""
-    key = (code, name, id(data), tuple(sorted(costs.items())))
+    key = (code, name, id(data), repr(sorted(costs.items())), repr(sorted((limits or {}).items())))
     cache = _DASK_CACHE.get(key)
     if cache is None:
         _DASK_CACHE.clear()
         prime_allocator()
-        cache = _DASK_CACHE[key] = Context(Strategy.from_code(code, name=name), data, costs)
+        cache = _DASK_CACHE[key] = Context(_load(code, name, limits), data, costs)
     with one_blas_thread(), HeapAllocation():
         return start, cache.run(combos)
 
@@ -145,12 +161,17 @@ def run_processes(strategy: Strategy, data: pd.DataFrame, costs: dict, combos: l
     token = f"{os.getpid()}-{time.monotonic_ns()}"
     own = not isinstance(executor, _cf.ProcessPoolExecutor)
     path = None
+    limits = _limits(strategy)
+    if limits is not None:  # start the sandbox's zygote here: forked pool workers share it
+        from ..sandbox import _runner, allowed_modules, DEFAULT_ALLOW
+
+        _runner.zygote(tuple(sorted(allowed_modules(strategy.function.allow) - DEFAULT_ALLOW)))
     if own:
         workers = (os.cpu_count() or 1) if executor == "processes" else int(executor)
         if workers < 1:
             raise SweepError(f"the number of processes must be at least 1, got {workers}.")
         pool = _cf.ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_init_worker,
-                                       initargs=(token, strategy.code, strategy.name, data, costs))
+                                       initargs=(token, strategy.code, strategy.name, data, costs, _limits(strategy)))
     else:
         pool = executor
         workers = getattr(pool, "_max_workers", None) or os.cpu_count() or 1
@@ -161,7 +182,8 @@ def run_processes(strategy: Strategy, data: pd.DataFrame, costs: dict, combos: l
     rows: list = [None] * len(combos)
     done = False
     try:
-        futs = {pool.submit(_process_chunk, token, strategy.code, strategy.name, costs, path, a, combos[a:b]): (a, b)
+        futs = {pool.submit(_process_chunk, token, strategy.code, strategy.name, costs, path, a, combos[a:b],
+                            limits): (a, b)
                 for a, b in _chunks(len(combos), size)}
         for fut in _cf.as_completed(futs):
             _collect(rows, fut, futs[fut], bar)
@@ -190,7 +212,7 @@ def run_dask(strategy: Strategy, data: pd.DataFrame, costs: dict, combos: list[d
     data_future = client.scatter(data, broadcast=True)
     rows: list = [None] * len(combos)
     futs = {client.submit(_dask_chunk, strategy.code, strategy.name, costs, data_future, a, combos[a:b],
-                          pure=False): (a, b) for a, b in _chunks(len(combos), size)}
+                          _limits(strategy), pure=False): (a, b) for a, b in _chunks(len(combos), size)}
     try:
         for fut in as_completed(list(futs)):
             _collect(rows, fut, futs[fut], bar)

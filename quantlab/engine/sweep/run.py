@@ -23,7 +23,13 @@ from .result import SweepResult, result_frame
 __all__ = ["sweep"]
 
 
-def _as_strategy(strategy: Strategy | str) -> Strategy:
+def _as_strategy(strategy: Strategy | str, sandbox: Any = False) -> Strategy:
+    if sandbox is not False and sandbox is not None:
+        from .. import sandbox as _sandbox
+
+        if isinstance(strategy, _sandbox.SandboxedStrategy):
+            return strategy
+        return _sandbox.load(strategy, limits=None if sandbox is True else sandbox)
     if isinstance(strategy, str):
         return Strategy.from_code(strategy)
     if not isinstance(strategy, Strategy):
@@ -34,7 +40,7 @@ def _as_strategy(strategy: Strategy | str) -> Strategy:
 
 def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str, Any] | Sequence[Mapping[str, Any]],
           executor: Any = None, *, progress: Any = True, chunk: int | None = None,
-          data_ref: str | None = None, **costs: Any) -> "SweepResult":
+          data_ref: str | None = None, sandbox: Any = False, **costs: Any) -> "SweepResult":
     """Backtest ``strategy`` for every parameter combination in ``grid``.
 
     Parameters
@@ -50,6 +56,9 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
     chunk : combinations per task (default: a few tasks per worker, at most 64 combinations each).
     data_ref : where the data came from (recorded, and used by :meth:`SweepResult.result` after ``from_dict``).
     **costs : ``cash``, ``fees``, ``slippage``, ``periods_per_year`` and ``fill`` as for :func:`backtest`.
+    sandbox : ``True`` (or :class:`~quantlab.engine.sandbox.SandboxLimits` / a dict of limits): the strategy's
+        code runs only in the strategy sandbox (``docs/sandbox.md``), one sandboxed child per chunk of
+        combinations, on every executor; the default runs your own code in the workers.
 
     Every row's metrics equal ``backtest(data, strategy, params, **costs).metrics``.
 
@@ -61,7 +70,7 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
     >>> len(res), list(res.frame.columns[:2])
     (3, ['n', 'total_return'])
     """
-    strategy = _as_strategy(strategy)
+    strategy = _as_strategy(strategy, sandbox)
     if isinstance(data, str):
         from ..data import from_reference
         data_ref = data_ref or data

@@ -89,15 +89,23 @@ def run_child(task: dict[str, Any]) -> dict[str, Any]:
     >>> out["ok"]["data"]["n"]
     [1, 2]
     """
-    from quantlab.engine.strategy import Strategy, StrategyError
+    from quantlab.engine import sandbox
+    from quantlab.engine.strategy import StrategyError
     from quantlab.engine.sweep import SweepError, sweep
 
     def progress(done: int, total: int) -> None:
         sys.stderr.write(json.dumps({"progress": done, "total": total}) + "\n")
         sys.stderr.flush()
 
+    # the code never runs in this process: checked, then evaluated in sandboxed children (docs/sandbox.md)
+    timeout = float(task.get("timeout") or 600)
+    limits = {"cpu_seconds": timeout, "wall_seconds": timeout}
+    if task.get("memory_mb"):
+        limits["memory_mb"] = int(task["memory_mb"])
     try:
-        strategy = Strategy.from_code(task["code"], name=task.get("name") or "strategy")
+        strategy = sandbox.load(task["code"], name=task.get("name") or "strategy", limits=limits)
+    except sandbox.SandboxError as exc:
+        return {"kind": "sandbox", "error": str(exc)}
     except StrategyError as exc:
         return {"kind": "strategy", "error": str(exc)}
     try:
@@ -124,11 +132,16 @@ def run_child(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _child_main() -> int:
+    # stdout is the result channel: keep it for the result only and point fd 1 (print, C extensions,
+    # anything a library writes) at stderr, which the tool reads as a log
+    result = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     task = json.loads(sys.stdin.read())
     _set_memory_limit(task.get("memory_mb") if not is_dask_address(task.get("executor")) else None)
     out = run_child(task)
-    sys.stdout.write(json.dumps(out, allow_nan=False))
-    sys.stdout.flush()
+    result.write(json.dumps(out, allow_nan=False))
+    result.flush()
     return 0
 
 
@@ -183,7 +196,7 @@ def register(mcp: Any, backend: Any) -> None:
                       "fill": fill},
             "executor": executor, "workers": workers or backend.pool.size,
             "runs_dir": str(backend.runs_dir), "data_root": str(backend.data_root) if backend.data_root else None,
-            "memory_mb": backend.pool.memory_mb,
+            "memory_mb": backend.pool.memory_mb, "timeout": timeout,
         }
         t0 = time.perf_counter()
         proc = await anyio.open_process([sys.executable, "-m", "quantlab.servers.backtest.sweep_tool"],
