@@ -13,8 +13,10 @@ Wire format (both directions): one JSON header line; for ``bars`` the header is
 followed by ``n * 6 * 8`` bytes (time int64, open, high, low, close, volume float64,
 column after column).
 
-When :mod:`quantlab.engine.sandbox` is available its static check
-(``check_code``) runs before the strategy is loaded here.
+The strategy itself never runs here either: :mod:`quantlab.engine.sandbox` checks
+it statically, reads its parameters and evaluates each ``signals()`` call in a
+sandboxed child (no files, network, processes or secrets), so this worker is a
+trusted harness around it.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ import sys
 from typing import Any
 
 FIELDS = ("time", "open", "high", "low", "close", "volume")
+#: limits of one sandboxed evaluation of ``signals()`` (the runner's own timeout still applies around it)
+SANDBOX_LIMITS = {"cpu_seconds": 60, "wall_seconds": 120, "memory_mb": 4096, "output_bytes": 200_000}
 
 
 def _limits(memory_mb: int, cpu_seconds: int) -> None:
@@ -52,15 +56,11 @@ class _Worker:
         self.cols: dict[str, Any] = {}
 
     def init(self, head: dict[str, Any]) -> dict[str, Any]:
-        from quantlab.engine.strategy import Strategy
+        from quantlab.engine import sandbox
 
-        try:  # the sandbox's static check, once it exists
-            from quantlab.engine.sandbox import check_code  # type: ignore[import-not-found]
-        except ImportError:
-            check_code = None
-        if check_code is not None:
-            check_code(head["code"])
-        self.strategy = Strategy.from_code(head["code"], head.get("name") or "strategy")
+        # the strategy's code never runs in this process: checked, loaded and evaluated in the strategy
+        # sandbox (docs/sandbox.md), one locked-down child per evaluation forked from this worker's zygote
+        self.strategy = sandbox.load(head["code"], name=head.get("name") or "strategy", limits=SANDBOX_LIMITS)
         self.params = self.strategy.resolve_params(head.get("params") or {})
         self.lookback = int(head.get("lookback") or 300)
         return {"ok": True, "params": self.params}

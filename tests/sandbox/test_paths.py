@@ -105,21 +105,42 @@ def test_dask_sweep_is_sandboxed(scratch):
     assert list(scratch.iterdir()) == []
 
 
-def test_a_deployment_is_sandboxed(scratch):
-    from quantlab.servers.broker.book import Broker, TradeError
+def _worker_call(proc, head: dict, payload: bytes = b"") -> dict:
+    import json
 
-    b = Broker.open(":memory:", symbols=["EURUSD"])
-    with pytest.raises(TradeError, match="line 1.*import os"):
-        b.deployments.deploy("evil", "import os\n" + corpus.HOSTILE[0][1], {}, "EURUSD", "M1", 0.1, {})
-    good = b.deployments.deploy("long", "def signals(data):\n    return data.close * 0 + 1\n", {}, "EURUSD",
-                                "M1", 0.1, {})
-    sneaky = b.deployments.deploy("sneaky", _fill(corpus.HOSTILE[24][1], scratch), {}, "EURUSD", "M1", 0.1, {})
-    b.advance(5)
-    s = b.deployments.get(sneaky["deployment_id"])
-    assert s["status"] == "failed" and "SandboxError" in s["error"] and "stolen.csv" in s["error"], s["error"]
-    g = b.deployments.get(good["deployment_id"])
-    assert g["status"] == "running" and g["lots"] > 0  # the broker and the other deployment go on
-    assert list(scratch.iterdir()) == []
+    proc.stdin.write((json.dumps(head) + "\n").encode() + payload)
+    proc.stdin.flush()
+    return json.loads(proc.stdout.readline())
+
+
+def test_a_deployment_is_sandboxed(scratch, secret_env):
+    """The runner's deployment worker (the real process the runner starts per deployment)."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    df = qdata.synthetic(400, seed=2)
+    cols = [df.index.as_unit("s").asi8.astype(np.int64)] + [df[c].to_numpy(np.float64) for c in
+                                                             ("open", "high", "low", "close", "volume")]
+    payload = b"".join(c.tobytes() for c in cols)
+    proc = subprocess.Popen([sys.executable, "-m", "quantlab.runner.worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        refused = _worker_call(proc, {"op": "init", "code": "import os\n" + SMA, "name": "evil"})
+        assert not refused["ok"] and "SandboxError" in refused["error"] and "line 1" in refused["error"]
+        sneaky = _fill(corpus.HOSTILE[24][1], scratch)  # pandas_write_file: passes the static check
+        assert _worker_call(proc, {"op": "init", "code": sneaky, "name": "sneaky"})["ok"]
+        ans = _worker_call(proc, {"op": "bars", "n": len(df), "reset": True, "want": 1}, payload)
+        assert not ans["ok"] and "SandboxError" in ans["error"] and "stolen.csv" in ans["error"], ans
+        assert secret_env not in ans["error"] and list(scratch.iterdir()) == []
+        assert _worker_call(proc, {"op": "init", "code": SMA, "name": "sma"})["ok"]  # the worker goes on
+        ans = _worker_call(proc, {"op": "bars", "n": len(df), "reset": True, "want": 3}, payload)
+        assert ans["ok"] and len(ans["targets"]) == 3
+    finally:
+        proc.stdin.close()
+        proc.wait(30)
 
 
 def test_nothing_is_left_behind(backtest_server):
