@@ -58,7 +58,7 @@ def answer_type() -> Any:
 class OfflineDriver:
     """Indicator building blocks; never a language model (see :mod:`quantlab.agent.offline`)."""
 
-    label = f"offline ({OFFLINE_LABEL})"
+    label = OFFLINE_LABEL
 
     def __init__(self, idea: str) -> None:
         self.gen = OfflineGenerator(idea)
