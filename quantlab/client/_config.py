@@ -20,6 +20,9 @@ server's ``initialize`` and ``login``::
 
 Their ``${VAR}`` are kept as written and read from the environment only at connect time
 (:meth:`OnConnectCall.resolve`), so a secret is never stored, printed or shown in a repr.
+A stdio server starts with a scrubbed environment; ``"inherit_env": ["MT5_PASSWORD"]`` hands it
+those variables from this process when it is spawned (for a server that itself connects onward,
+like quantlab's runner), again without storing their values.
 
 Example
 -------
@@ -43,6 +46,7 @@ __all__ = ["ServerConfig", "OnConnectCall", "load_config", "find_config_file"]
 ConfigSource = Mapping[str, Any] | str | os.PathLike[str] | None
 _KIND_ALIASES = {"streamable-http": "http", "streamableHttp": "http", "streamable_http": "http"}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class MissingVariableError(KeyError):
@@ -179,6 +183,7 @@ class ServerConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     kind: str | None = None
     on_connect: tuple[OnConnectCall, ...] = ()
+    inherit_env: tuple[str, ...] = ()
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
     @property
@@ -208,7 +213,7 @@ class ServerConfig:
                 f"or 'url' (streamable HTTP: url, headers); got keys {sorted(entry)}"
             )
         known = {"command", "args", "env", "cwd", "url", "headers", "type", "transport", "description", "disabled",
-                 "on_connect", "max_message_bytes"}
+                 "on_connect", "max_message_bytes", "inherit_env"}
         unknown = set(entry) - known
         if unknown:
             raise ValueError(f"server {name!r}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
@@ -229,6 +234,9 @@ class ServerConfig:
             raise ValueError(f"server {name!r}: 'on_connect' must be a list of {{\"tool\": ..., \"arguments\": {{...}}}}, "
                              f"got {type(calls).__name__}")
         on_connect = tuple(OnConnectCall.from_entry(name, i, c) for i, c in enumerate(calls))
+        inherit = entry.get("inherit_env") or []
+        if isinstance(inherit, str) or not all(isinstance(v, str) and _NAME.fullmatch(v) for v in inherit):
+            raise ValueError(f"server {name!r}: 'inherit_env' must be a list of environment variable names, got {inherit!r}")
         return cls(
             name=name,
             command=str(entry["command"]) if has_cmd else None,
@@ -241,6 +249,7 @@ class ServerConfig:
             on_connect=on_connect,
             max_message_bytes=parse_size(entry["max_message_bytes"], f"server {name!r}: max_message_bytes")
             if entry.get("max_message_bytes") is not None else DEFAULT_MAX_MESSAGE_BYTES,
+            inherit_env=tuple(inherit),
         )
 
     def to_entry(self) -> dict[str, Any]:
@@ -259,6 +268,8 @@ class ServerConfig:
                 out["env"] = dict(self.env)
             if self.cwd:
                 out["cwd"] = self.cwd
+            if self.inherit_env:
+                out["inherit_env"] = list(self.inherit_env)
         if self.on_connect:
             out["on_connect"] = [c.to_entry() for c in self.on_connect]
         if self.max_message_bytes != DEFAULT_MAX_MESSAGE_BYTES:

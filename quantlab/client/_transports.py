@@ -103,6 +103,7 @@ class StdioTransport(Transport):
 
         env = get_default_environment()
         env.update({k: os.environ[k] for k in EXTRA_INHERITED_ENV if k in os.environ})
+        env.update({k: os.environ[k] for k in self.config.inherit_env if k in os.environ})  # read at spawn, never stored
         env.update(self.config.env)
         env[_MARKER] = self._tag
         return env

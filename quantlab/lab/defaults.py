@@ -54,6 +54,9 @@ def runner_entry(broker: Mapping[str, Any], home: str | os.PathLike[str], *, hub
     >>> e = runner_entry({"command": "mt5mcp"}, "/tmp/qlhome")
     >>> e["args"][:2]
     ['-m', 'quantlab.runner']
+    >>> runner_entry({"command": "mt5mcp", "on_connect": [{"tool": "login", "arguments": {"password": "${MT5_PASSWORD}"}}]},
+    ...              "/tmp/qlhome")["inherit_env"]
+    ['MT5_PASSWORD']
     """
     import json
 
@@ -69,12 +72,13 @@ def runner_entry(broker: Mapping[str, Any], home: str | os.PathLike[str], *, hub
     if hub is not None:
         args += ["--hub", str(hub)]
     out: dict[str, Any] = {"command": sys.executable, "args": args}
-    # the variables the broker entry reads (${MT5_PASSWORD} in on_connect ...) reach the runner's environment
+    # the variables the broker entry reads (${MT5_PASSWORD} in on_connect ...) reach the runner's environment,
+    # copied from ours when it is spawned ("inherit_env"), so their values are never stored in a config
     import re
 
     names = sorted(set(re.findall(r"\$\{(\w+)\}", json.dumps(dict(broker)))))
     if names:
-        out["env"] = {n: "${" + n + "}" for n in names}
+        out["inherit_env"] = names
     return out
 
 

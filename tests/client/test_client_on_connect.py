@@ -90,3 +90,15 @@ def test_results_wrapped_by_the_sdk_are_unwrapped_even_without_validation(stdio)
                     await hub.call("t", "stats", {"values": [1.0, 3.0]})]
 
     assert asyncio.run(main()) == [[0, 1, 2], 3, {"n": 2.0, "sum": 4.0, "mean": 2.0}]
+
+
+def test_inherit_env_hands_named_variables_to_a_stdio_server_at_spawn(stdio, monkeypatch):
+    monkeypatch.setenv("QL_TEST_INHERITED", "handed-down")
+    monkeypatch.setenv("QL_TEST_NOT_LISTED", "kept-back")
+    cfg = {"t": {**stdio(), "inherit_env": ["QL_TEST_INHERITED"]}}
+    with MCPHub.from_config(cfg) as hub:
+        assert hub.call("t", "getenv", {"name": "QL_TEST_INHERITED"}) == "handed-down"
+        assert hub.call("t", "getenv", {"name": "QL_TEST_NOT_LISTED"}) == ""  # the environment stays scrubbed
+        assert "handed-down" not in repr(hub.config) and hub.config["mcpServers"]["t"]["inherit_env"] == ["QL_TEST_INHERITED"]
+    with pytest.raises(ValueError, match="'inherit_env' must be a list of environment variable names"):
+        load_config({"s": {"command": "x", "inherit_env": "PW"}})

@@ -151,3 +151,20 @@ def test_mt5mcp_live_schemas_are_the_reference(mt5mcp_entry):
     assert set(tools) == set(reference)
     for name, ref in reference.items():
         assert tool_shape(tools[name]["input_schema"], None)["input"] == tool_shape(ref["input"], None)["input"], name
+
+
+def test_lab_starts_a_runner_on_mt5mcp_with_the_password_from_the_environment_only(mt5mcp_config, tmp_path):
+    """Lab.start(config=...) with mt5mcp as the broker: the embedded runner logs in through on_connect with
+    ${MT5SIM_PASSWORD} handed down by inherit_env; the value is in no config, state or repr."""
+    from quantlab import Lab
+
+    lab = Lab.start(tmp_path / "hub", config=mt5mcp_config(account="hedging"), progress=False)
+    try:
+        report = lab.mcp.connect_all()
+        assert report.failed == [], report
+        entries = lab.mcp.config["mcpServers"]
+        shown = json.dumps(lab.mcp.config) + repr(lab.mcp) + json.dumps(lab.mcp.state(), default=str) + repr(lab)
+        assert sim.SIM_PASSWORD not in shown
+        assert entries["broker"]["inherit_env"] == ["MT5SIM_PASSWORD"] and "env" not in entries["broker"]
+    finally:
+        lab.close()
