@@ -176,6 +176,8 @@ class LLMDriver:
 
     def _model(self) -> Any:
         cfg = self.config
+        if cfg.instance is not None:
+            return cfg.instance
         try:
             if cfg.provider == "anthropic":
                 from anthropic import AsyncAnthropic

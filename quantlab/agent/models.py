@@ -6,7 +6,8 @@ A model is named by one string:
   (Ollama, vLLM, llama.cpp server, LM Studio, OpenRouter);
 * ``"anthropic:claude-sonnet-4-5"`` - Anthropic's messages API;
 * ``"offline"`` - no model at all: indicator building blocks (:mod:`quantlab.agent.offline`);
-* ``"replay:PATH"`` - the answers recorded in a saved generation or transcript, no network.
+* ``"replay:PATH"`` - the answers recorded in a saved generation or transcript, no network;
+* a pydantic-ai ``Model`` object (e.g. ``FunctionModel`` in tests) - used as it is.
 
 :func:`resolve_model` finds the model and its settings, first match wins: the arguments,
 ``quantlab.toml`` ``[llm]`` or ``pyproject.toml`` ``[tool.quantlab.llm]`` in the current
@@ -69,6 +70,7 @@ class ModelConfig:
     price_input: float | None = None
     price_output: float | None = None
     source: str = "arguments"
+    instance: Any = field(default=None, repr=False, compare=False)  # a pydantic-ai Model object, used as is
 
     @property
     def provider(self) -> str:
@@ -144,6 +146,9 @@ def resolve_model(model: "str | ModelConfig | None" = None, *, directory: str | 
     """
     if isinstance(model, ModelConfig):
         return replace(model, **{k: v for k, v in overrides.items() if v is not None})
+    if model is not None and not isinstance(model, str):  # any pydantic-ai Model (FunctionModel, TestModel, ...)
+        name = getattr(model, "model_name", None) or type(model).__name__
+        return ModelConfig(model=f"pydantic-ai:{name}", instance=model, source="arguments")
     settings, where = _file_settings(Path(directory) if directory is not None else None)
     source = "arguments"
     if model is None:

@@ -233,3 +233,28 @@ def test_async_twin_on_a_running_loop(lab, llm):
 
     gen = asyncio.run(cell())
     assert gen.best is gen.attempts[0]
+
+
+def test_function_model_in_addition(lab):
+    """pydantic-ai's own offline test model, with real model requests disallowed meanwhile."""
+    from pydantic_ai import models
+    from pydantic_ai.messages import ModelResponse, ToolCallPart
+    from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+    seen = []
+
+    def author(messages, info: AgentInfo) -> ModelResponse:
+        seen.append(messages)
+        code = SYNTAX if len(seen) == 1 else GOOD
+        tool = info.output_tools[0].name
+        return ModelResponse(parts=[ToolCallPart(tool, {"name": "SMA", "code": code, "params": {"fast": 5, "slow": 30},
+                                                        "rationale": "r"})])
+
+    previous, models.ALLOW_MODEL_REQUESTS = models.ALLOW_MODEL_REQUESTS, False
+    try:
+        gen = lab.generate("moving-average cross", model=FunctionModel(author), max_attempts=2)
+    finally:
+        models.ALLOW_MODEL_REQUESTS = previous
+    assert [c.status for c in gen.attempts] == ["failed: parses", "passed"]
+    assert "failed the 'parses' check" in str(seen[1][-1])
+    assert gen.model.startswith("pydantic-ai:")
