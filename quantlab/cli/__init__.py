@@ -16,7 +16,7 @@ import importlib
 import sys
 
 # Order is the order shown in ``quantlab --help``.
-COMMANDS = ["demo", "servers", "backtest", "generate", "broker", "hub", "deploy", "report"]
+COMMANDS = ["demo", "servers", "backtest", "generate", "broker", "paper", "hub", "deploy", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

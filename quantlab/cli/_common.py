@@ -21,11 +21,37 @@ def lab_options() -> argparse.ArgumentParser:
     return p
 
 
-def open_lab(args: argparse.Namespace) -> Any:
-    """Start a lab for a CLI command (quiet: no progress bars)."""
+def open_lab(args: argparse.Namespace, *, backtest: bool = True) -> Any:
+    """Start a lab for a CLI command (quiet: no progress bars).
+
+    With no ``--config`` and a running paper (or runner) daemon, the lab uses that daemon:
+    deployments made here trade on its clock and outlive the command. ``backtest=False``
+    leaves out the backtest server (commands that only deploy, list, stop or advance).
+    """
     from quantlab.lab import Lab
 
-    return Lab.start(args.hub, config=args.config, progress=False)
+    config = args.config
+    if config is None:
+        config = daemon_config(args.hub, backtest=backtest)
+    return Lab.start(args.hub, config=config, progress=False)
+
+
+def daemon_config(hub: str, *, backtest: bool = True) -> dict[str, Any] | None:
+    """The ``mcpServers`` config that talks to the running paper/runner daemon, or ``None`` if none runs."""
+    import sys
+    from pathlib import Path
+
+    from .paper import running_runner
+
+    st = running_runner()
+    if st is None:
+        return None
+    token = Path(st["token_file"]).read_text().strip()
+    servers: dict[str, Any] = {"runner": {"url": st["url"], "headers": {"Authorization": f"Bearer {token}"}}}
+    if backtest:
+        runs = Path(hub).expanduser() / ".git" / "quantlab" / "runs"
+        servers["backtest"] = {"command": sys.executable, "args": ["-m", "quantlab.servers.backtest", "--runs", str(runs)]}
+    return {"mcpServers": servers}
 
 
 def parse_params(pairs: list[list[str]] | None) -> dict[str, Any]:

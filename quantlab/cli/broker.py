@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from quantlab._util import kill_process, pid_alive, quantlab_home
+from quantlab._util import kill_process, pid_alive, quantlab_home  # noqa: F401 - quantlab_home used by cli.paper
 from quantlab.servers.auth import private_file
 
 __all__ = ["register", "start", "stop", "status", "default_state_dir"]
@@ -53,8 +53,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _read_state(home: Path) -> dict[str, Any] | None:
-    f = home / "broker.json"
+def _read_state(home: Path, kind: str = "broker") -> dict[str, Any] | None:
+    f = home / f"{kind}.json"
     if not f.is_file():
         return None
     try:
@@ -80,7 +80,7 @@ def _is_daemon(state: dict[str, Any]) -> bool:
         return True
     except Exception:  # noqa: BLE001 - psutil.Error: gone, or not ours to inspect
         return False
-    if "quantlab.servers.broker" not in cmdline:
+    if state.get("module", "quantlab.servers.broker") not in cmdline:
         return False
     if state.get("db") and state["db"] not in cmdline:
         return False
@@ -88,14 +88,14 @@ def _is_daemon(state: dict[str, Any]) -> bool:
     return recorded is None or abs(float(recorded) - created) < 1.0
 
 
-def status(home: str | Path | None = None) -> dict[str, Any]:
+def status(home: str | Path | None = None, kind: str = "broker") -> dict[str, Any]:
     """State of the daemon in ``home``: ``{"running": bool, "pid", "port", "url", "db", "token_file", ...}``.
 
     >>> status("/tmp/nonexistent-quantlab-home")["running"]
     False
     """
     home = Path(home).expanduser() if home else default_state_dir()
-    st = _read_state(home) or {}
+    st = _read_state(home, kind) or {}
     pid = st.get("pid")
     running = bool(pid) and _is_daemon(st) and bool(st.get("port")) and _port_open(int(st["port"]))
     return {"running": running, "home": str(home), **st}
@@ -139,35 +139,44 @@ def summary(state: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
 
 
 def start(home: str | Path | None = None, *, db: str | None = None, port: int | None = None, clock: str = "stepped",
-          extra: list[str] | None = None, timeout: float = 30.0) -> dict[str, Any]:
-    """Start the daemon (or return the running one) and wait until it accepts connections."""
+          extra: list[str] | None = None, timeout: float = 30.0, kind: str = "broker",
+          command: list[str] | None = None) -> dict[str, Any]:
+    """Start the daemon (or return the running one) and wait until it accepts connections.
+
+    ``kind`` names its files in ``home`` (``<kind>.json``, ``.pid``, ``.token``, ``.log``);
+    ``command`` replaces the broker's (``-m MODULE ...`` with ``{port}``, ``{token_file}`` and
+    ``{db}`` filled in): ``quantlab runner`` and ``quantlab paper`` start the runner this way."""
     home = Path(home).expanduser() if home else default_state_dir()
     home.mkdir(parents=True, exist_ok=True)
-    cur = status(home)
+    cur = status(home, kind)
     if cur["running"]:
         cur["already_running"] = True
         return cur
-    db = str(Path(db).expanduser().resolve()) if db else str(home / "broker.db")
+    db = str(Path(db).expanduser().resolve()) if db else str(home / f"{kind}.db")
     port = int(port) if port else _free_port()
     if _port_open(port):
         raise RuntimeError(f"port {port} on 127.0.0.1 is already in use; pass another --port.")
-    token_file = home / "broker.token"
-    log = open(private_file(home / "broker.log"), "ab")
-    cmd = [sys.executable, "-m", "quantlab.servers.broker", "--db", db, "--http", str(port), "--token-file", str(token_file),
-           "--clock", clock, *(extra or [])]
+    token_file = home / f"{kind}.token"
+    logf = home / f"{kind}.log"
+    log = open(private_file(logf), "ab")
+    if command is None:
+        command = ["-m", "quantlab.servers.broker", "--db", "{db}", "--http", "{port}", "--token-file", "{token_file}",
+                   "--clock", clock]
+    fill = {"{port}": str(port), "{token_file}": str(token_file), "{db}": db}
+    cmd = [sys.executable, *(fill.get(a, a) for a in command), *(extra or [])]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
     log.close()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = (home / "broker.log").read_text(errors="replace")[-800:]
-            raise RuntimeError(f"the broker exited with code {proc.returncode}; log {home / 'broker.log'}:\n{tail}")
+            tail = logf.read_text(errors="replace")[-800:]
+            raise RuntimeError(f"the {kind} exited with code {proc.returncode}; log {logf}:\n{tail}")
         if _port_open(port) and token_file.is_file():
             break
         time.sleep(0.1)
     else:
         proc.kill()
-        raise RuntimeError(f"the broker did not open port {port} within {timeout:.0f} s; see {home / 'broker.log'}.")
+        raise RuntimeError(f"the {kind} did not open port {port} within {timeout:.0f} s; see {logf}.")
     try:
         import psutil
 
@@ -176,21 +185,21 @@ def start(home: str | Path | None = None, *, db: str | None = None, port: int | 
         create_time = None
     state = {"pid": proc.pid, "port": port, "url": f"http://127.0.0.1:{port}/mcp", "db": db,
              "token_file": str(token_file), "clock": clock, "started": time.time(), "create_time": create_time,
-             "command": cmd}
-    private_file(home / "broker.pid").write_text(f"{proc.pid}\n")
-    private_file(home / "broker.json").write_text(json.dumps(state, indent=1))
+             "command": cmd, "module": command[1], "kind": kind}
+    private_file(home / f"{kind}.pid").write_text(f"{proc.pid}\n")
+    private_file(home / f"{kind}.json").write_text(json.dumps(state, indent=1))
     return {"running": True, "home": str(home), "already_running": False, **state}
 
 
-def stop(home: str | Path | None = None, timeout: float = 10.0) -> dict[str, Any]:
+def stop(home: str | Path | None = None, timeout: float = 10.0, kind: str = "broker") -> dict[str, Any]:
     """Stop the daemon (SIGTERM, then SIGKILL after ``timeout``); its database stays."""
     home = Path(home).expanduser() if home else default_state_dir()
-    st = _read_state(home) or {}
+    st = _read_state(home, kind) or {}
     pid = st.get("pid")
     was = bool(pid) and _is_daemon(st)  # a stale pid now used by another program is left alone
     if was:
         kill_process(int(pid), grace=timeout)
-    for name in ("broker.pid", "broker.json"):
+    for name in (f"{kind}.pid", f"{kind}.json"):
         (home / name).unlink(missing_ok=True)
     return {"stopped": was, "pid": pid, "home": str(home), "stale": bool(pid) and not was}
 

@@ -47,7 +47,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_deployments(args: argparse.Namespace) -> int:
     """List deployments with their live status."""
-    with open_lab(args) as lab:
+    with open_lab(args, backtest=False) as lab:
         frame = lab.deployments()
         print_frame(frame.assign(commit=frame["commit"].astype(str).str[:12]),
                     ["deployment_id", "strategy_name", "symbol", "status", "position", "pnl", "trades", "commit"],
@@ -57,7 +57,7 @@ def cmd_deployments(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop one deployment (its positions are closed) and record it."""
-    with open_lab(args) as lab:
+    with open_lab(args, backtest=False) as lab:
         record = lab.stop(args.deployment_id)
         print(json.dumps(record.to_dict()) if args.json else f"deployment {record.deployment_id}: {record.status}")
     return 0

@@ -49,43 +49,30 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"quantlab runner: {exc}", file=sys.stderr)
         return 2
+    import os
+
     from .server import build_server
 
-    server = build_server(broker, db=args.db, hub=args.hub, stepped={"stepped": True, "live": False}.get(args.clock), poll=args.poll,
-                          lookback=args.lookback, timeout=args.timeout, proxy=not args.no_proxy)
+    token = None
+    if args.http is not None:
+        from quantlab.servers.auth import resolve_token
+
+        os.umask(0o077)
+        token, _ = resolve_token(None, args.token_file, env="QUANTLAB_RUNNER_TOKEN", default_file=f"{args.db}.token")
+    server = build_server(broker, db=args.db, hub=args.hub, stepped={"stepped": True, "live": False}.get(args.clock),
+                          poll=args.poll, lookback=args.lookback, timeout=args.timeout, proxy=not args.no_proxy,
+                          auth_token=token)
     try:
         if args.http is not None:
-            _http(server, args.http, args.token_file or f"{args.db}.token")
+            from quantlab.servers.broker.server import run_http  # the one HTTP runner of quantlab's servers
+
+            print(f"quantlab runner: http://127.0.0.1:{args.http}/mcp", file=sys.stderr, flush=True)
+            run_http(server, args.http)
         else:
-            _stdio(server)
+            server.run("stdio")
     except KeyboardInterrupt:
         pass
     return 0
-
-
-def _stdio(server: Any) -> None:
-    """stdio, exiting when the parent goes away (stdin closes)."""
-    server.run("stdio")
-
-
-def _http(server: Any, port: int, token_file: str) -> None:
-    import os
-    import secrets
-
-    import uvicorn
-
-    from quantlab.servers.broker.server import TokenAuth  # the one bearer-token middleware
-
-    path = Path(token_file).expanduser()
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-    token = path.read_text().strip()
-    print(f"quantlab runner: http://127.0.0.1:{port}/mcp (token in {path})", file=sys.stderr, flush=True)
-    app = TokenAuth(server.streamable_http_app(host="127.0.0.1"), token)
-    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=int(port), log_level="warning", lifespan="on")).run()
 
 
 if __name__ == "__main__":

@@ -86,7 +86,8 @@ class _ProxyTool(Tool):
 
 
 def build_server(broker: Mapping[str, Any], *, db: str, hub: str | None = None, stepped: bool | None = None,
-                 poll: float = 1.0, lookback: int = 300, timeout: float = 10.0, proxy: bool = True) -> MCPServer:
+                 poll: float = 1.0, lookback: int = 300, timeout: float = 10.0, proxy: bool = True,
+                 auth_token: str | None = None) -> MCPServer:
     """The runner's :class:`MCPServer`, connected (in its lifespan) to the ``broker`` mcpServers entry."""
 
     @asynccontextmanager
@@ -118,8 +119,11 @@ def build_server(broker: Mapping[str, Any], *, db: str, hub: str | None = None, 
             finally:
                 await mcp.close()
 
+    from quantlab.servers.auth import bearer_auth
+
     mcp = MCPServer("quantlab-runner", title="quantlab runner (deployments on an MT5 MCP broker)",
-                    instructions=INSTRUCTIONS, version=__version__, log_level="WARNING", lifespan=lifespan)
+                    instructions=INSTRUCTIONS, version=__version__, log_level="WARNING", lifespan=lifespan,
+                    **(bearer_auth(auth_token) if auth_token else {}))
     tool = mcp.tool
 
     def R(ctx: Context) -> Runner:
