@@ -85,6 +85,13 @@ def _print(st: dict[str, Any], what: str, as_json: bool) -> None:
           f"quantlab commands use it until `quantlab {what} stop`")
 
 
+def _stop(home: Path, kind: str, as_json: bool) -> int:
+    st = daemon.stop(home, kind=kind)
+    print(json.dumps(st) if as_json else (f"{kind} daemon stopped (pid {st['pid']})" if st["stopped"]
+                                          else f"{kind} daemon was not running"))
+    return 0
+
+
 def _status(home: Path, kind: str, as_json: bool) -> int:
     st = daemon.status(home, kind)
     if st["running"]:
@@ -128,7 +135,7 @@ def register(subparsers: Any) -> None:
 
     s.set_defaults(func=_start)
     sub.add_parser("stop", parents=[common], help="stop the paper daemon (deployments keep their state)").set_defaults(
-        func=lambda a: (print(json.dumps(daemon.stop(paper_home(), kind="paper")) if a.json else "paper daemon stopped"), 0)[1])
+        func=lambda a: _stop(paper_home(), "paper", a.json))
     sub.add_parser("status", parents=[common], help="is it running? (exit code 3 if not)").set_defaults(
         func=lambda a: _status(paper_home(), "paper", a.json))
     p.set_defaults(func=lambda a: (p.print_help(), 0)[1])
@@ -143,7 +150,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--clock", default="auto", help="stepped, live or auto (default)")
     s.set_defaults(func=lambda a: (_print(start_runner(a.broker, hub=a.hub, port=a.port, clock=a.clock), "runner", a.json), 0)[1])
     rs.add_parser("stop", parents=[common], help="stop the runner daemon").set_defaults(
-        func=lambda a: (print(json.dumps(daemon.stop(runner_home(), kind="runner")) if a.json else "runner daemon stopped"), 0)[1])
+        func=lambda a: _stop(runner_home(), "runner", a.json))
     rs.add_parser("status", parents=[common], help="is it running? (exit code 3 if not)").set_defaults(
         func=lambda a: _status(runner_home(), "runner", a.json))
     r.set_defaults(func=lambda a: (r.print_help(), 0)[1])
