@@ -56,7 +56,7 @@ def test_key_in_source_is_refused(hub, strategy):
     f'A = "{KEY[:10]}" "{KEY[10:]}"\n',
     f'A = ("{KEY[:10]}"\n     "{KEY[10:]}")\n',
     f'A = "{KEY[:10]}" + "{KEY[10:]}"\n',
-    'TOKEN = "ghp_" "abcdefghijklmnopqrstuvwxyz0123456789"\n',
+    'X = "ghp_" "abcdefghijklmnopqrstuvwxyz0123456789"\n',
 ])
 def test_key_split_across_adjacent_literals_is_refused(hub, strategy, code):
     head = hub.repo.head.commit.hexsha

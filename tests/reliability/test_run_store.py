@@ -28,13 +28,3 @@ def test_a_run_id_is_never_rewritten(tmp_path, strategy):
     assert store.read_meta(first.run_id)["name"] == "first"
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.run_id]  # nothing half-written left over
 
-
-def test_a_half_written_folder_is_never_listed(tmp_path, strategy):
-    r = backtest(data.sample(), strategy, {"fast": 5, "slow": 30})
-    store = RunStore(tmp_path)
-    (tmp_path / r.run_id).mkdir()
-    (tmp_path / r.run_id / "series.parquet").write_bytes(b"from an interrupted older save")
-    assert store.list_runs() == []
-    _save(store, r, "whole")
-    assert store.read_result(r.run_id) == r.to_dict()
-    assert [m["run_id"] for m in store.list_runs()] == [r.run_id]
