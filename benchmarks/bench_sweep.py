@@ -5,6 +5,8 @@ Runs, in one go:
 * quantlab in-process, with the strategy's batched ``signals_many`` (all windows' means from one
   cumulative sum) and with plain ``signals()`` per combination (the generic path);
 * quantlab on 2 local processes;
+* the same two with the strategy in the sandbox (``sandbox=True``: one sandboxed child per chunk of
+  combinations, what the backtest server's ``run_sweep`` always does);
 * quantlab on a Dask ``LocalCluster`` with 1 worker and with 2 workers (1 thread each);
 * vectorbt's broadcast sweep: ``vbt.MA.run`` for the 1,000 fast and slow windows, then one
   ``Portfolio.from_signals`` over the broadcast entries/exits and the comparable metrics; its
@@ -161,6 +163,15 @@ def main(argv: list[str] | None = None) -> int:
                timed(lambda: sweep(plain, df, grid, progress=False, fees=FEES)), "generic path")
     record("quantlab processes (2)", timed(lambda: sweep(strategy, df, grid, executor=2, progress=False, fees=FEES)),
            "incl. pool start")
+    # the same sweeps with the strategy confined to the sandbox (docs/sandbox.md): what run_sweep always does
+    from quantlab.engine import sandbox as _sandbox
+
+    _sandbox.run_signals(STRATEGY, df.iloc[:100])  # start the zygote (once per process, ~1.5 s): not a sweep cost
+    record("quantlab in-process, sandboxed (signals_many)",
+           timed(lambda: sweep(STRATEGY, df, grid, progress=False, fees=FEES, sandbox=True)), "one child per chunk")
+    record("quantlab processes (2), sandboxed",
+           timed(lambda: sweep(STRATEGY, df, grid, executor=2, progress=False, fees=FEES, sandbox=True)),
+           "incl. pool start")
     dask_times: dict[int, float] = {}
     dask_cpu: dict[int, float] = {}
     for workers in (1, 2):
@@ -206,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         ratio = (n / best_secs) / vbt_rate
         print(f"best quantlab path: {best_label}: {ratio:.2f}x vectorbt's throughput "
               f"(goal >= 1.0: {'met' if ratio >= 1.0 else 'NOT met'})")
+    secs = {label: sec for label, sec, _, _ in rows}
+    print(f"sandboxed / unsandboxed wall clock: in-process "
+          f"{secs['quantlab in-process, sandboxed (signals_many)'] / secs['quantlab in-process (signals_many)']:.2f}x, "
+          f"processes (2) {secs['quantlab processes (2), sandboxed'] / secs['quantlab processes (2)']:.2f}x")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes compete for the same CPUs)")
     scale = dask_times[1] / dask_times[2]
     print(f"Dask 2 workers / 1 worker: {scale:.2f}x wall clock (goal >= 1.6: {'met' if scale >= 1.6 else 'NOT met'}); "

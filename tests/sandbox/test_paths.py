@@ -152,6 +152,15 @@ def test_nothing_is_left_behind(backtest_server):
 
 
 def _own_zygotes() -> set[int]:
+    """This process's zygotes and the one child each keeps forked ahead (they end with the process)."""
+    import psutil
+
     from quantlab.engine.sandbox import _runner
 
-    return {z.proc.pid for z in _runner._ZYGOTES.values()}
+    pids = {z.proc.pid for z in _runner._ZYGOTES.values()}
+    for pid in list(pids):
+        try:
+            pids |= {p.pid for p in psutil.Process(pid).children()}
+        except psutil.Error:
+            pass
+    return pids

@@ -128,14 +128,20 @@ def main(ctl_fd: int, allow_json: str = "[]") -> None:
     sock.send(json.dumps({"ready": info}).encode())
     import select
 
+    spare: list = []  # [pid, socket]: a child forked ahead of time, waiting for its run
+
     def reap() -> None:
-        while children:
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            if spare and spare[0] == pid:  # the waiting child died: fork another one later
+                spare[1].close()
+                spare.clear()
+                continue
             entry = children.pop(pid, None)
             if entry is None:
                 continue
@@ -147,7 +153,56 @@ def main(ctl_fd: int, allow_json: str = "[]") -> None:
                 pass
             os.close(sfd)
 
+    def close_inherited(extra: list[int]) -> None:
+        sock.close()
+        os.close(wake_r)
+        os.close(wake_w)
+        for _token, sfd in children.values():
+            os.close(sfd)
+        if spare:
+            spare[1].close()
+        for fd in extra:
+            os.close(fd)
+
+    def child_main(named: dict, req: dict) -> None:
+        code = 70
+        try:
+            code = _child.run(named, kernel, req)
+        except BaseException:  # noqa: BLE001 - the child reports through its pipe; exit code otherwise
+            code = 71
+        finally:
+            os._exit(code)
+
+    def fork_spare() -> None:
+        """Fork the next run's child now, off the caller's path: it pre-faults the heap the run's arrays
+        will use, then waits for its run's descriptors (one message, then its socket is closed)."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                close_inherited([])
+                mine.close()
+                kernel.set_pdeathsig(signal.SIGKILL)
+                _child.prefault()
+                msg, fds, _f, _a = socket.recv_fds(theirs, 65536, 8)
+                theirs.close()
+                if not msg:
+                    os._exit(0)
+                req = json.loads(msg)
+                named = dict(zip(CHILD_FDS, fds))
+                os.close(named["status"])
+            except BaseException:  # noqa: BLE001
+                os._exit(72)
+            child_main(named, req)
+        theirs.close()
+        spare[:] = [pid, mine]
+
     while True:
+        if not spare:
+            try:
+                fork_spare()
+            except OSError:
+                spare.clear()
         try:
             ready, _, _ = select.select([sock, wake_r], [], [])
         except InterruptedError:
@@ -178,21 +233,23 @@ def main(ctl_fd: int, allow_json: str = "[]") -> None:
                 os.close(fd)
             continue
         named = dict(zip(CHILD_FDS, fds))
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            code = 70
-            try:
-                sock.close()
-                os.close(wake_r)
-                os.close(wake_w)
-                for other_token, sfd in children.values():
-                    os.close(sfd)
-                os.close(named["status"])
-                code = _child.run(named, kernel, req)
-            except BaseException:  # noqa: BLE001 - the child reports through its pipe; exit code otherwise
-                code = 71
-            finally:
-                os._exit(code)
+        pid = None
+        if spare:
+            try:  # hand the run to the waiting child
+                socket.send_fds(spare[1], [msg], fds)
+                pid = spare[0]
+            except OSError:
+                pid = None
+            spare[1].close()
+            spare.clear()
+        if pid is None:
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                try:
+                    close_inherited([named["status"]])
+                except BaseException:  # noqa: BLE001
+                    os._exit(72)
+                child_main(named, req)
         children[pid] = (req["token"], named["status"])
         by_token[req["token"]] = pid
         try:
@@ -203,6 +260,8 @@ def main(ctl_fd: int, allow_json: str = "[]") -> None:
             if k != "status":
                 os.close(fd)
         reap()
+    if spare:
+        children[spare[0]] = ("", os.open(os.devnull, os.O_WRONLY))
     # the parent is gone or closed us: nothing may outlive the zygote
     for pid in list(children):
         try:
