@@ -59,6 +59,7 @@ from . import stats as _stats
 from .strategy import Strategy
 
 __all__ = ["backtest", "BacktestResult", "SignalError", "infer_periods_per_year", "simulate", "execution",
+           "window_metrics",
            "FILLS", "DEFAULT_FILL"]
 
 #: The fill conventions: ``"next_open"`` (a target decided on bar t trades at bar t+1's open)
@@ -601,6 +602,9 @@ class BacktestResult:
         self.metrics = dict(metrics)
         self.fill = fill
         self.benchmark = benchmark
+        #: with ``holdout=`` (Lab): metrics of the held-out last bars; ``metrics`` then covers the rest
+        self.metrics_oos: dict | None = None
+        self.holdout: dict | None = None
         self.equity = equity
         self.returns = returns
         self.positions = positions
@@ -668,6 +672,8 @@ class BacktestResult:
             "costs": {k: to_jsonable(v) for k, v in self.costs.items()},
             "periods_per_year": to_jsonable(self.periods_per_year),
             "fill": self.fill,
+            **({"metrics_oos": {k: to_jsonable(v) for k, v in self.metrics_oos.items()}, "holdout": self.holdout}
+               if self.metrics_oos is not None else {}),
             "created_at": self.created_at,
             "metrics": {k: to_jsonable(v) for k, v in self.metrics.items()},
             "index": self.equity.index.asi8.tolist(),
@@ -703,7 +709,7 @@ class BacktestResult:
             except Exception:  # noqa: BLE001 - keep the numbers even if the code no longer loads here
                 strategy = None
         metrics = {k: decode_number(v) for k, v in d["metrics"].items()}
-        return cls(
+        out = cls(
             metrics=metrics,
             equity=pd.Series(_dec_floats(d["equity"]), index=index, name="equity"),
             returns=pd.Series(_dec_floats(d["returns"]), index=index, name="returns"),
@@ -714,6 +720,10 @@ class BacktestResult:
             periods_per_year=decode_number(d["periods_per_year"]), run_id=d.get("run_id"),
             created_at=d.get("created_at"), code_sha256=d.get("code_sha256"), fill=d.get("fill", "close"),
         )
+        if d.get("metrics_oos") is not None:
+            out.metrics_oos = {k: decode_number(v) for k, v in d["metrics_oos"].items()}
+            out.holdout = d.get("holdout")
+        return out
 
     # -- display ---------------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -848,6 +858,43 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
         costs={"cash": cash, "fees": fees, "slippage": slippage}, periods_per_year=ppy, _data_key=data, fill=fill,
         benchmark=pd.Series(close * (cash / close[0]), index=idx_out, name="benchmark"),
     )
+
+
+def window_metrics(result: BacktestResult, start: int, stop: int | None = None, close: Any = None) -> dict[str, Any]:
+    """Metrics of bars ``[start, stop)`` of a run, as if the account started there with the equity it had.
+
+    Returns, equity and positions are the run's own on those bars; trades are those closed
+    inside the window (open = not closed by its last bar). ``close`` (the instrument's closes
+    over the whole run) gives ``benchmark_return``; else the run's ``benchmark`` is used if it
+    has one. Used for ``holdout=`` (in-sample vs out-of-sample metrics of one run).
+
+    >>> from quantlab.engine import data
+    >>> r = backtest(data.synthetic(400, seed=1), "def signals(data):\\n    return data.close * 0 + 1")
+    >>> round(window_metrics(r, 0, 400)["total_return"] - r.metrics["total_return"], 12)
+    0.0
+    """
+    n = len(result.equity)
+    stop = n if stop is None else int(stop)
+    start = int(start)
+    if not 0 <= start < stop <= n:
+        raise ValueError(f"window [{start}, {stop}) is not inside the run's {n} bars.")
+    eq = result.equity.to_numpy()
+    base = float(result.costs.get("cash", 100_000.0)) if start == 0 else float(eq[start - 1])
+    t = result.trades
+    idx = result.equity.index
+    t_lo, t_hi = idx[start], idx[stop - 1]
+    exits = t["exit_time"]
+    entered = t["entry_time"] <= t_hi
+    closed_in = exits.notna() & (exits >= t_lo) & (exits <= t_hi)
+    open_at_end = entered & (exits.isna() | (exits > t_hi))
+    trades = t[closed_in | open_at_end].copy()
+    trades.loc[open_at_end[closed_in | open_at_end].to_numpy(), "exit_time"] = pd.NaT
+    if close is None and result.benchmark is not None:
+        close = result.benchmark.to_numpy()
+    c = None if close is None else np.asarray(close, dtype=np.float64)[start:stop]
+    return _stats.compute_metrics(eq[start:stop], result.returns.to_numpy()[start:stop],
+                                  result.positions.to_numpy()[start:stop], trades, result.periods_per_year,
+                                  cash=base, close=c)
 
 
 # -- paged transport of to_dict() ---------------------------------------------------------------

@@ -975,6 +975,58 @@ class AssetsHub:
         """
         return _ledger.events_frame(self._events(commit))
 
+    # -- trials (multiple testing) ------------------------------------------------
+    @property
+    def trials_path(self) -> Path:
+        """``<git dir>/quantlab/trials.json``: trial counts per strategy family (private to this clone)."""
+        return self.quantlab_dir / "trials.json"
+
+    @staticmethod
+    def _family(name: Any) -> str:
+        return slugify(name)
+
+    def _read_trials(self) -> dict[str, int]:
+        try:
+            data = json.loads(self.trials_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return {}          # a damaged file restarts the counts rather than blocking backtests
+        return {str(k): int(v) for k, v in data.items() if isinstance(v, int)} if isinstance(data, dict) else {}
+
+    def trials(self, name: Any) -> int:
+        """How many variants of the strategy family ``name`` were tried: every backtest, sweep
+        combination and generated candidate a :class:`~quantlab.Lab` ran under that name
+        (names are compared by their slug: ``"SMA cross"`` and ``"sma-cross"`` are one family).
+
+        The deflated Sharpe ratio of a stored strategy is computed against this count.
+
+        >>> hub.record_trials("SMA cross", 12); hub.trials("sma-cross")   # doctest: +SKIP
+        12
+        """
+        return self._read_trials().get(self._family(name), 0)
+
+    def record_trials(self, name: Any, n: int = 1) -> int:
+        """Add ``n`` trials to the family ``name``; return its new count. Safe across processes
+        (under the hub's write lock, written atomically)."""
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"trials can only be added (n >= 0), got {n}.")
+        key = self._family(name)
+        with self._exclusive():
+            counts = self._read_trials()
+            counts[key] = counts.get(key, 0) + n
+            fd, tmp = tempfile.mkstemp(dir=self.quantlab_dir, prefix=".trials-", suffix=".json")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(counts, fh, indent=1, sort_keys=True)
+                os.replace(tmp, self.trials_path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            return counts[key]
+
     def deployment_status(self, commit: str | None = None) -> pd.DataFrame:
         """The latest status of each deployment (key: strategy commit + broker deployment id;
         see :mod:`quantlab.hub.ledger`), optionally only for one strategy ``commit``.

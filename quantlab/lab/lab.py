@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Coroutine,
 import pandas as pd
 
 from quantlab.client import ClientError, MCPHub
-from quantlab.engine.backtest import BacktestResult, join_pages
+from quantlab.engine.backtest import BacktestResult, join_pages, window_metrics
 from quantlab.engine.data import content_hash
 from quantlab.engine.strategy import Strategy
 from quantlab.hub import AssetsHub, StoredStrategy
@@ -46,6 +46,7 @@ from .defaults import BACKTEST, BROKER, RUNNER, embedded_servers, runner_entry
 from .results import AdvanceResult, ParityReport
 from .policy import DeploymentPolicy, PolicyCheck
 from .state import HomeLock, HubInUseError, LabState, state_from_ledger
+from . import validation as _validation
 
 if TYPE_CHECKING:
     from quantlab.engine.sweep import SweepResult
@@ -219,6 +220,21 @@ def _twins(core: Callable[..., Coroutine[Any, Any, Any]]) -> tuple[Callable[...,
     return sync, twin
 
 
+def _counted(core: Callable[..., Coroutine[Any, Any, Any]],
+             trials_of: Callable[[Any], tuple[str, int]]) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """``core`` that also adds its trials to the hub (every backtest and sweep combination counts
+    toward the deflated Sharpe of its strategy family); internal callers use ``core`` directly."""
+
+    @functools.wraps(core)
+    async def counted(self: "Lab", *args: Any, **kwargs: Any) -> Any:
+        out = await core(self, *args, **kwargs)
+        name, n = trials_of(out)
+        await asyncio.to_thread(self.hub.record_trials, name, n)
+        return out
+
+    return counted
+
+
 class Lab:
     """The quantlab workflow: backtest, validate, store, deploy, record, watch.
 
@@ -259,6 +275,7 @@ class Lab:
         self.runner_server = runner_server or broker_server
         self.progress = progress
         self._uploads: dict[str, str] = {}
+        self._frames: dict[str, pd.DataFrame] = {}      # data reference -> the frame (look-ahead, holdout)
         self._state_file = LabState(self.state_path, rebuild=self._rebuild_state,
                                     defaults={"generations": 0, "tokens": {"input": 0, "output": 0}, "cost_usd": 0.0})
         self._state_file.read()  # a bad state.json is set aside (with a warning) now, not at the first call
@@ -440,6 +457,7 @@ class Lab:
                                       {"data": base64.b64encode(buf.getvalue()).decode("ascii"), "format": "parquet-base64"},
                                       timeout=120.0)
             self._uploads[key] = answer["data"]
+        self._frames[self._uploads[key]] = data
         return self._uploads[key], None
 
     @staticmethod
@@ -464,6 +482,7 @@ class Lab:
         slippage: float = 0.0,
         periods_per_year: float | None = None,
         fill: str = "next_open",
+        holdout: float | None = None,
         timeout: float = 120.0,
     ) -> BacktestResult:
         """Backtest ``strategy`` on ``data`` through the backtest server; return the full :class:`BacktestResult`.
@@ -472,9 +491,17 @@ class Lab:
         ``"sample"``, ``"synthetic:seed=7,bars=100000"``, ``"file:<path>"``. The result equals
         :func:`quantlab.backtest` run in-process on the same inputs.
 
+        ``holdout=0.3`` keeps the last 30 % of the bars out: ``result.metrics`` then cover the
+        first 70 % (what you select on) and ``result.metrics_oos`` the held-out bars (one run on
+        all bars; each part measured from the equity it starts with).
+
         >>> r = lab.backtest(strategy, "sample", {"fast": 10}, fees=0.0005)   # doctest: +SKIP
         >>> r.metrics["sharpe"]                                              # doctest: +SKIP
         """
+        from quantlab.engine.sweep.run import holdout_start
+
+        if holdout is not None:
+            holdout_start(1_000_000, holdout)            # a bad fraction fails before the run
         strat = self._strategy(strategy)
         summary = await self._backtest_summary(strat, data, params, cash=cash, fees=fees, slippage=slippage,
                                                periods_per_year=periods_per_year, fill=fill, timeout=timeout)
@@ -498,9 +525,17 @@ class Lab:
         result = BacktestResult.from_dict(await self._fetch_run(run_id, bars))
         if result.strategy is None and strat is not None:
             result.strategy = strat
+        cut = holdout_start(len(result.equity), holdout)
+        if cut is not None:
+            frame = await asyncio.to_thread(_validation.local_frame, ref, self._frames)
+            close = frame["close"].to_numpy() if frame is not None and len(frame) == len(result.equity) else None
+            n = len(result.equity)
+            result.metrics_oos = window_metrics(result, cut, n, close)
+            result.metrics = window_metrics(result, 0, cut, close)
+            result.holdout = {"fraction": float(holdout), "start": str(result.equity.index[cut]), "bars": n - cut}
         return result
 
-    backtest, abacktest = _twins(_backtest)
+    backtest, abacktest = _twins(_counted(_backtest, lambda r: (r.name, 1)))
 
     async def _fetch_run(self, run_id: str, bars: int) -> dict[str, Any]:
         """The whole run as ``to_dict()``; runs of many bars come in pages (one big JSON message is slow)."""
@@ -526,6 +561,7 @@ class Lab:
         slippage: float = 0.0,
         periods_per_year: float | None = None,
         fill: str = "next_open",
+        holdout: float | None = None,
         timeout: float = 600.0,
     ) -> "SweepResult":
         """Run a parameter sweep on the backtest server (its ``run_sweep`` tool) and return a :class:`SweepResult`.
@@ -533,6 +569,8 @@ class Lab:
         The same as :func:`quantlab.sweep` but the work happens where the backtest server runs —
         a shared server on a bigger machine, or its Dask cluster (``executor="dask://HOST:PORT"``).
         ``grid`` is a dict of lists (every combination) or a list of parameter dicts.
+        ``holdout=0.3`` keeps the last 30 % of the bars out of the rows' metrics (so out of
+        ``best()``) and reports them per row in ``result.metrics_oos``.
 
         >>> res = lab.sweep(strategy, "sample", {"fast": [5, 10, 20], "slow": [50, 100]})   # doctest: +SKIP
         >>> res.best("sharpe")                                                              # doctest: +SKIP
@@ -553,18 +591,40 @@ class Lab:
             args["workers"] = workers
         if periods_per_year is not None:
             args["periods_per_year"] = periods_per_year
+        if holdout is not None:
+            args["holdout"] = holdout
         answer = await self._call(self.backtest_server, "run_sweep", args, timeout=timeout + 30)
         return SweepResult.from_dict(answer["result"], data=data if isinstance(data, pd.DataFrame) else None)
 
-    sweep, asweep = _twins(_sweep)
+    sweep, asweep = _twins(_counted(_sweep, lambda r: (r.strategy.name, len(r.frame))))
 
-    def validate(self, result: Any, policy: DeploymentPolicy | None = None) -> PolicyCheck:
-        """Check a result (or its metrics) against ``policy`` (default: :attr:`policy`).
+    def validate(self, result: Any, policy: DeploymentPolicy | None = None, *, data: Any = None) -> PolicyCheck:
+        """Check a result against ``policy`` (default: :attr:`policy`), after the look-ahead check.
+
+        For a :class:`BacktestResult` with its strategy, :func:`quantlab.check_lookahead` runs on
+        the data it was backtested on (``data=`` overrides it; sandboxed when the sandbox
+        exists), and ``result.metrics["causal"]`` and ``result.lookahead`` (the report) are set,
+        so ``DeploymentPolicy(require_causal=True)`` can refuse look-ahead. A dict of metrics is
+        checked as it is.
 
         >>> lab.validate(result).passed     # doctest: +SKIP
         True
         """
+        self._check_causal(result, data)
         return (policy or self.policy).check(result)
+
+    def _check_causal(self, result: Any, data: Any = None) -> None:
+        strategy = getattr(result, "strategy", None)
+        metrics = getattr(result, "metrics", None)
+        if strategy is None or not isinstance(metrics, dict) or "causal" in metrics:
+            return
+        frame = data if isinstance(data, pd.DataFrame) else _validation.local_frame(
+            data if isinstance(data, str) else getattr(result, "data_ref", None), self._frames)
+        if frame is None:
+            return                      # the policy shows "look-ahead not checked"
+        report = _validation.lookahead(strategy, frame, getattr(result, "params", None))
+        result.lookahead = report
+        metrics["causal"] = bool(report.causal)
 
     # ----------------------------------------------------------------------- store
     async def _store(self, result: BacktestResult, source: Any = None, *, allow_secrets: bool = False,
@@ -599,6 +659,11 @@ class Lab:
         existing = await asyncio.to_thread(self.hub.find, strategy.sha256, result.params)
         if existing is not None:
             return existing
+        await asyncio.to_thread(self._check_causal, result)
+        trials = await asyncio.to_thread(self.hub.trials, strategy.name)
+        added, trailers = _validation.store_annotations(result, trials)
+        result.metrics.update(added)
+        extra["trailers"] = {**trailers, **(extra.get("trailers") or {})}
         return await asyncio.to_thread(functools.partial(self.hub.store, strategy, result, source or "notebook cell",
                                                          allow_secrets, **extra))
 
@@ -792,6 +857,7 @@ class Lab:
             raise LabError(f"attempt {candidate.attempt} ({candidate.name!r}) has no backtest result ({candidate.status}).")
         try:
             step("validate", "start")
+            await asyncio.to_thread(self._check_causal, candidate.result if candidate is not None else result)
             check = policy.check(candidate.metrics if candidate is not None else result)
             if not check.passed and not force:
                 step("validate", "failed", "; ".join(check.failures))

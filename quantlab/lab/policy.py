@@ -19,6 +19,23 @@ metric                 rule                    default    why this default
   ``inf`` (no losing trade) passes ``>= 1.1``.
 * Set a threshold to ``None`` to drop that rule.
 
+Three more rules guard against a backtest that lies (issue 10):
+
+=========================  ==============================  =========  ============================================
+metric                     rule                            default    why this default
+=========================  ==============================  =========  ============================================
+``causal``                 ``require_causal``              ``True``   a strategy that reads future bars cannot trade
+                                                                      what it backtested (:func:`quantlab.check_lookahead`)
+``deflated_sharpe``        ``>= min_deflated_sharpe``      ``None``   probability the Sharpe beats the luck of all
+                                                                      trials of that strategy family (0.95 is strict)
+``oos_sharpe``             ``>= min_oos_sharpe``           ``None``   the Sharpe on the held-out bars (``holdout=``)
+=========================  ==============================  =========  ============================================
+
+``causal`` is filled in by :meth:`quantlab.Lab.validate` (which runs the look-ahead check);
+a result nobody checked has no ``causal`` and passes that rule with the reason "not
+checked". ``deflated_sharpe`` and ``oos_sharpe`` are added by the Lab when it stores a
+strategy; with a threshold set, a missing value fails.
+
 Example
 -------
 >>> policy = DeploymentPolicy(min_sharpe=1.0)
@@ -43,7 +60,7 @@ from quantlab._util import decode_number, to_jsonable
 __all__ = ["DeploymentPolicy", "PolicyCheck", "CriterionResult"]
 
 TRADE_KEYS = ("trades", "n_trades", "num_trades", "total_trades", "trade_count")
-_OPS = {">=": operator.ge, "<=": operator.le}
+_OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq}
 
 
 @dataclass(frozen=True)
@@ -125,7 +142,7 @@ class PolicyCheck:
     def __repr__(self) -> str:
         head = f"PolicyCheck({'PASSED' if self.passed else 'FAILED'}, {sum(r.passed for r in self.rows)}/{len(self.rows)} rules)"
         lines = [
-            f"  [{'pass' if r.passed else 'FAIL'}] {r.metric:<14} {r.rule} {r.threshold:<6g} value={_fmt(r.value)}"
+            f"  [{'pass' if r.passed else 'FAIL'}] {r.metric:<14} {_rule_text(r):<9} value={_value_text(r)}"
             for r in self.rows
         ]
         return "\n".join([head, *lines])
@@ -137,8 +154,8 @@ class PolicyCheck:
                     f'{"✔ pass" if ok else "✘ fail"}</span>')
 
         body = "".join(
-            f"<tr><td>{html.escape(r.metric)}</td><td>{html.escape(r.rule)} {r.threshold:g}</td>"
-            f"<td>{_fmt(r.value)}</td><td>{badge(r.passed)}</td>"
+            f"<tr><td>{html.escape(r.metric)}</td><td>{html.escape(_rule_text(r))}</td>"
+            f"<td>{html.escape(_value_text(r))}</td><td>{badge(r.passed)}</td>"
             f"<td>{'' if r.passed else html.escape(r.reason)}</td></tr>"
             for r in self.rows
         )
@@ -148,6 +165,16 @@ class PolicyCheck:
             "<tr><th>metric</th><th>rule</th><th>value</th><th></th><th>reason</th></tr>"
             f"{body}</table></div>"
         )
+
+
+def _rule_text(r: CriterionResult) -> str:
+    return "required" if r.metric == "causal" else f"{r.rule} {r.threshold:g}"
+
+
+def _value_text(r: CriterionResult) -> str:
+    if r.metric == "causal":
+        return "not checked" if r.value is None else ("yes" if r.value == 1.0 else "no")
+    return _fmt(r.value)
 
 
 def _fmt(value: float | None) -> str:
@@ -163,7 +190,9 @@ class DeploymentPolicy:
     """Minimum backtest quality for deployment (see the module doc for the rules and defaults).
 
     >>> DeploymentPolicy()
-    DeploymentPolicy(min_sharpe=0.5, max_drawdown=0.25, min_profit_factor=1.1, min_trades=5)
+    DeploymentPolicy(min_sharpe=0.5, max_drawdown=0.25, min_profit_factor=1.1, min_trades=5, require_causal=True, min_deflated_sharpe=None, min_oos_sharpe=None)
+    >>> DeploymentPolicy().check({"sharpe": 1, "max_drawdown": 0.1, "profit_factor": 1.5, "trades": 9, "causal": False}).failures
+    ['causal: the strategy looks ahead (uses bars after the one it trades on); rule causal']
     >>> DeploymentPolicy(min_trades=None).check({"sharpe": 1, "max_drawdown": 0.1, "profit_factor": 1.5}).passed
     True
     """
@@ -172,6 +201,9 @@ class DeploymentPolicy:
     max_drawdown: float | None = 0.25
     min_profit_factor: float | None = 1.1
     min_trades: int | None = 5
+    require_causal: bool = True
+    min_deflated_sharpe: float | None = None
+    min_oos_sharpe: float | None = None
 
     def rules(self) -> list[tuple[str, str, float]]:
         """The active rules as ``(metric, rule, threshold)``."""
@@ -180,6 +212,9 @@ class DeploymentPolicy:
             ("max_drawdown", "<=", self.max_drawdown),
             ("profit_factor", ">=", self.min_profit_factor),
             ("trades", ">=", self.min_trades),
+            ("causal", "==", 1.0 if self.require_causal else None),
+            ("deflated_sharpe", ">=", self.min_deflated_sharpe),
+            ("oos_sharpe", ">=", self.min_oos_sharpe),
         ]
         return [(m, r, float(t)) for m, r, t in out if t is not None]
 
@@ -198,6 +233,15 @@ class DeploymentPolicy:
             value = _number(raw)
             if value is not None and metric == "max_drawdown":
                 value = abs(value)
+            if metric == "causal":
+                if raw is None:
+                    rows.append(CriterionResult(metric, rule, threshold, None, True,
+                                                "causal: look-ahead not checked (lab.validate runs the check)"))
+                    continue
+                passed = bool(value == 1.0)
+                reason = "ok" if passed else "causal: the strategy looks ahead (uses bars after the one it trades on); rule causal"
+                rows.append(CriterionResult(metric, rule, threshold, value, passed, reason))
+                continue
             if value is None:
                 passed = False
                 reason = f"{metric}: missing from the backtest metrics; rule {rule} {threshold:g}"

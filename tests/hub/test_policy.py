@@ -21,8 +21,9 @@ def test_pass():
     assert check.passed and bool(check) and check.failures == []
     frame = check.to_frame()
     assert list(frame.columns) == ["metric", "rule", "threshold", "value", "passed", "reason"]
-    assert list(frame["metric"]) == ["sharpe", "max_drawdown", "profit_factor", "trades"]
-    assert list(frame["rule"]) == [">=", "<=", ">=", ">="]
+    # the default also requires a causal strategy (issue 10); unchecked metrics pass it as "not checked"
+    assert list(frame["metric"]) == ["sharpe", "max_drawdown", "profit_factor", "trades", "causal"]
+    assert list(frame["rule"]) == [">=", "<=", ">=", ">=", "=="]
     assert frame["passed"].all()
     assert "PASSED" in repr(check) and "✔ pass" in check._repr_html_()
 
@@ -62,7 +63,8 @@ def test_nan_summary_is_json_safe():
 
 
 def test_disabled_rules_and_trade_key_aliases():
-    check = DeploymentPolicy(min_trades=None, min_sharpe=None).check({"max_drawdown": 0.1, "profit_factor": 2})
+    check = DeploymentPolicy(min_trades=None, min_sharpe=None, require_causal=False).check(
+        {"max_drawdown": 0.1, "profit_factor": 2})
     assert check.passed and list(check.to_frame()["metric"]) == ["max_drawdown", "profit_factor"]
     assert DeploymentPolicy().check({**{k: v for k, v in GOOD.items() if k != "trades"}, "n_trades": 9}).passed
 

@@ -47,6 +47,26 @@ def result_frame(names: list[str], resolved: list[dict], rows: list) -> pd.DataF
 
 
 
+def _enc_frame(frame: pd.DataFrame) -> dict[str, Any]:
+    cols = {}
+    for c in frame.columns:
+        cols[c] = [None if (v is None or v is pd.NA) else to_jsonable(v, fallback=repr)
+                   for v in frame[c].astype(object).tolist()]
+    return {"columns": list(frame.columns), "dtypes": {c: str(t) for c, t in frame.dtypes.items()}, "data": cols}
+
+
+def _dec_frame(d: Mapping[str, Any]) -> pd.DataFrame:
+    cols = {}
+    for c in d["columns"]:
+        vals = d["data"][c] if c == "error" else [decode_number(v) for v in d["data"][c]]
+        dtype = d.get("dtypes", {}).get(c, "object")
+        try:
+            cols[c] = pd.Series(vals, dtype=dtype)
+        except (TypeError, ValueError):
+            cols[c] = pd.Series(vals, dtype=object)
+    return pd.DataFrame(cols, columns=d["columns"])
+
+
 class _LazyResults(Sequence):
     """The successful runs of a sweep as :class:`BacktestResult` objects, computed on first access."""
 
@@ -96,8 +116,10 @@ class SweepResult:
     def __init__(self, strategy: Strategy, frame: pd.DataFrame, costs: Mapping[str, float], *,
                  data: pd.DataFrame | None = None, data_ref: str | None = None, executor: str = "inprocess",
                  elapsed: float = float("nan"), params: list[dict] | None = None,
-                 param_names: list[str] | None = None) -> None:
+                 param_names: list[str] | None = None, metrics_oos: pd.DataFrame | None = None) -> None:
         self.strategy = strategy
+        #: with ``holdout=``: the same rows' metrics on the held-out last bars (``frame`` holds the rest)
+        self.metrics_oos = metrics_oos
         if param_names is None:
             cols = list(frame.columns)
             param_names = cols[: cols.index(_stats.METRICS[0])] if _stats.METRICS[0] in cols else []
@@ -190,6 +212,8 @@ class SweepResult:
                           params=[self._params[i] for i in rows] if self._params is not None else None,
                           param_names=self._param_names)
         sub._cache = {j: self._cache[i] for j, i in enumerate(rows) if i in self._cache}
+        if self.metrics_oos is not None:
+            sub.metrics_oos = self.metrics_oos.loc[rows].reset_index(drop=True)
         return sub
 
     # -- full results ------------------------------------------------------------------------
@@ -212,7 +236,7 @@ class SweepResult:
                 from ..data import from_reference
                 self._data = from_reference(self.data_ref)
             self._cache[i] = backtest(self._data, self.strategy, self.params(i), data_ref=self.data_ref,
-                                      **self.costs)
+                                      **{k: v for k, v in self.costs.items() if k != "holdout"})
         return self._cache[i]
 
     @property
@@ -268,22 +292,19 @@ class SweepResult:
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (metrics as numbers, NaN/inf as strings) for sending over MCP; see :meth:`from_dict`."""
-        cols = {}
-        for c in self.frame.columns:
-            s = self.frame[c]
-            cols[c] = [None if (v is None or v is pd.NA) else to_jsonable(v, fallback=repr) for v in s.astype(object).tolist()]
-        return {
+        out = {
             "version": 1,
             "strategy": {"name": self.strategy.name, "code": self.strategy.code},
             "param_names": self.param_names,
-            "columns": list(self.frame.columns),
-            "dtypes": {c: str(t) for c, t in self.frame.dtypes.items()},
-            "data": cols,
+            **_enc_frame(self.frame),
             "costs": to_jsonable(self.costs),
             "data_ref": self.data_ref,
             "executor": self.executor,
             "elapsed": encode_float(self.elapsed),
         }
+        if self.metrics_oos is not None:
+            out["metrics_oos"] = _enc_frame(self.metrics_oos)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], data: pd.DataFrame | None = None) -> "SweepResult":
@@ -291,20 +312,13 @@ class SweepResult:
         if d.get("version") != 1:
             raise ValueError(f"unsupported sweep result version {d.get('version')!r}; expected 1.")
         strategy = Strategy.from_code(d["strategy"]["code"], name=d["strategy"]["name"])
-        cols = {}
-        for c in d["columns"]:
-            vals = d["data"][c] if c == "error" else [decode_number(v) for v in d["data"][c]]
-            dtype = d.get("dtypes", {}).get(c, "object")
-            try:
-                cols[c] = pd.Series(vals, dtype=dtype)
-            except (TypeError, ValueError):
-                cols[c] = pd.Series(vals, dtype=object)
-        frame = pd.DataFrame(cols, columns=d["columns"])
+        frame = _dec_frame(d)
         costs = {k: decode_number(v) for k, v in d["costs"].items()}
         costs.setdefault("fill", "close")     # sweeps stored before fills were a choice filled at the close
+        oos = _dec_frame(d["metrics_oos"]) if d.get("metrics_oos") else None
         return cls(strategy, frame, costs, data=data,
                    data_ref=d.get("data_ref"), executor=d.get("executor", "?"),
-                   elapsed=decode_number(d.get("elapsed", "nan")), param_names=d.get("param_names"))
+                   elapsed=decode_number(d.get("elapsed", "nan")), param_names=d.get("param_names"), metrics_oos=oos)
 
     # -- display ----------------------------------------------------------------------------------
     def _best_text(self, metric: str = "sharpe") -> str:

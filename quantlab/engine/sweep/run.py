@@ -40,7 +40,8 @@ def _as_strategy(strategy: Strategy | str, sandbox: Any = False) -> Strategy:
 
 def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str, Any] | Sequence[Mapping[str, Any]],
           executor: Any = None, *, progress: Any = True, chunk: int | None = None,
-          data_ref: str | None = None, sandbox: Any = False, **costs: Any) -> "SweepResult":
+          data_ref: str | None = None, sandbox: Any = False, holdout: float | None = None,
+          **costs: Any) -> "SweepResult":
     """Backtest ``strategy`` for every parameter combination in ``grid``.
 
     Parameters
@@ -55,6 +56,9 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
     progress : show a tqdm progress bar; or a callable, called as ``progress(done, total)`` after every chunk.
     chunk : combinations per task (default: a few tasks per worker, at most 64 combinations each).
     data_ref : where the data came from (recorded, and used by :meth:`SweepResult.result` after ``from_dict``).
+    holdout : a fraction in (0, 1): the last ``holdout`` of the bars is kept out of ``frame`` (so out of
+        :meth:`SweepResult.best`) and the same rows' metrics on it are in ``metrics_oos``. Signals run on
+        the whole data (indicators warm up on the bars before the holdout); each part is backtested alone.
     **costs : ``cash``, ``fees``, ``slippage``, ``periods_per_year`` and ``fill`` as for :func:`backtest`.
     sandbox : ``True`` (or :class:`~quantlab.engine.sandbox.SandboxLimits` / a dict of limits): the strategy's
         code runs only in the strategy sandbox (``docs/sandbox.md``), one sandboxed child per chunk of
@@ -83,6 +87,7 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
     if len(data) == 0:
         raise ValueError("data has no bars.")
     full_costs = resolve_costs(data, costs, "sweep")
+    cut = holdout_start(len(data), holdout)
 
     combos = expand_grid(grid)
     names: list[str] = []
@@ -95,12 +100,38 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
     resolved = [strategy.resolve_params(c) for c in combos]
 
     t0 = time.perf_counter()
-    rows, label = execute(strategy, data, full_costs, resolved, executor, chunk=chunk, progress=progress,
+    run_costs = full_costs if cut is None else {**full_costs, "windows": ((0, cut), (cut, len(data)))}
+    rows, label = execute(strategy, data, run_costs, resolved, executor, chunk=chunk, progress=progress,
                           desc=f"sweep {strategy.name}")
     elapsed = time.perf_counter() - t0
+    oos = None
+    if cut is not None:
+        def part(k: int) -> list:
+            return [({key[2:]: v for key, v in m.items() if key.startswith(f"{k}:")} if m is not None else None, e)
+                    for m, e in rows]
+        rows, oos = part(0), result_frame(names, resolved, part(1))
+        full_costs = {**full_costs, "holdout": float(holdout)}  # type: ignore[arg-type]
     frame = result_frame(names, resolved, rows)
     return SweepResult(strategy, frame, full_costs, data=data, data_ref=data_ref, executor=label,
-                       elapsed=elapsed, params=resolved, param_names=names)
+                       elapsed=elapsed, params=resolved, param_names=names, metrics_oos=oos)
+
+
+def holdout_start(n: int, holdout: float | None) -> int | None:
+    """The first held-out bar for ``holdout`` (a fraction in (0, 1)) of ``n`` bars; None without holdout.
+
+    >>> holdout_start(1000, 0.3)
+    700
+    """
+    if holdout is None:
+        return None
+    h = float(holdout)
+    if not 0.0 < h < 1.0:
+        raise ValueError(f"holdout is the held-out fraction of the bars, in (0, 1), got {holdout!r}.")
+    cut = int(round(n * (1.0 - h)))
+    if cut < 2 or n - cut < 2:
+        raise ValueError(f"holdout={holdout} leaves {cut} bars in sample and {n - cut} out of sample; "
+                         "both need at least 2.")
+    return cut
 
 
 def resolve_costs(data: pd.DataFrame, costs: Mapping[str, Any], caller: str = "sweep") -> dict[str, Any]:

@@ -179,6 +179,7 @@ def register(mcp: Any, backend: Any) -> None:
         slippage: Annotated[float, Field(ge=0, lt=1, description="Slippage as a fraction of the fill price.")] = 0,
         periods_per_year: Annotated[float | None, Field(gt=0, description="Bars per year; default: inferred from the bars observed per calendar year.")] = None,
         fill: Annotated[Literal["next_open", "close"], Field(description="When a target decided on bar t trades: 'next_open' (bar t+1's open, default) or 'close' (bar t's close).")] = "next_open",
+        holdout: Annotated[float | None, Field(gt=0, lt=1, description="Fraction of the last bars kept out of the rows' metrics (and so out of the choice of the best row) and reported per row in result.metrics_oos.")] = None,
         executor: Annotated[str, Field(description=f"Where the runs execute: {EXECUTOR_HELP}")] = "processes",
         workers: Annotated[int | None, Field(ge=1, le=256, description="Local worker processes for executor='processes' (default: the server's worker count).")] = None,
         timeout: Annotated[float, Field(gt=0, le=86_400, description="Wall-clock limit in seconds; the sweep is stopped after it.")] = 600,
@@ -194,7 +195,7 @@ def register(mcp: Any, backend: Any) -> None:
         task = {
             "code": code, "name": name, "grid": grid, "data": data.strip(),
             "costs": {"cash": cash, "fees": fees, "slippage": slippage, "periods_per_year": periods_per_year,
-                      "fill": fill},
+                      "fill": fill, "holdout": holdout},
             "executor": executor, "workers": workers or backend.pool.size,
             "runs_dir": str(backend.runs_dir), "data_root": str(backend.data_root) if backend.data_root else None,
             "memory_mb": backend.pool.memory_mb, "timeout": timeout,
