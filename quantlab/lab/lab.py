@@ -505,7 +505,17 @@ class Lab:
         strat = self._strategy(strategy)
         summary = await self._backtest_summary(strat, data, params, cash=cash, fees=fees, slippage=slippage,
                                                periods_per_year=periods_per_year, fill=fill, timeout=timeout)
-        return await self._load_run(summary["run_id"], summary.get("bars", 0), strat)
+        result = await self._load_run(summary["run_id"], summary.get("bars", 0), strat)
+        cut = holdout_start(len(result.equity), holdout)
+        if cut is not None:
+            ref, _ = await self._data_ref(data)
+            frame = await asyncio.to_thread(_validation.local_frame, ref, self._frames)
+            close = frame["close"].to_numpy() if frame is not None and len(frame) == len(result.equity) else None
+            n = len(result.equity)
+            result.metrics_oos = window_metrics(result, cut, n, close)
+            result.metrics = window_metrics(result, 0, cut, close)
+            result.holdout = {"fraction": float(holdout), "start": str(result.equity.index[cut]), "bars": n - cut}
+        return result
 
     async def _backtest_summary(self, strat: Strategy, data: Any, params: Mapping[str, Any] | None, *,
                                 cash: float = 100_000.0, fees: float = 0.0, slippage: float = 0.0,
@@ -525,14 +535,6 @@ class Lab:
         result = BacktestResult.from_dict(await self._fetch_run(run_id, bars))
         if result.strategy is None and strat is not None:
             result.strategy = strat
-        cut = holdout_start(len(result.equity), holdout)
-        if cut is not None:
-            frame = await asyncio.to_thread(_validation.local_frame, ref, self._frames)
-            close = frame["close"].to_numpy() if frame is not None and len(frame) == len(result.equity) else None
-            n = len(result.equity)
-            result.metrics_oos = window_metrics(result, cut, n, close)
-            result.metrics = window_metrics(result, 0, cut, close)
-            result.holdout = {"fraction": float(holdout), "start": str(result.equity.index[cut]), "bars": n - cut}
         return result
 
     backtest, abacktest = _twins(_counted(_backtest, lambda r: (r.name, 1)))
