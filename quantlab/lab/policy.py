@@ -240,7 +240,7 @@ class DeploymentPolicy:
                     continue
                 passed = bool(value == 1.0)
                 reason = "ok" if passed else "causal: the strategy looks ahead (uses bars after the one it trades on); rule causal"
-                rows.append(CriterionResult(metric, rule, threshold, value, passed, reason))
+                rows.append(CriterionResult(metric, rule, threshold, passed, passed, reason))
                 continue
             if value is None:
                 passed = False

@@ -74,6 +74,12 @@ class DeployPanelError(RuntimeError):
     ticked, a submission is already running, or it already deployed."""
 
 
+def _badges(panel: Any) -> str:
+    from ._validation import badges_html
+
+    return badges_html(panel._result, getattr(panel._check, "policy", None))
+
+
 def check_table_html(check: PolicyCheck) -> str:
     """The policy check as an HTML table: metric, rule, value and a pass/fail badge.
 
@@ -546,7 +552,7 @@ class DeployPanel(StaticFallback, widgets.VBox):
         title = "Will deploy from the assets hub" if self._existing is not None else "Will store in the assets hub"
         return (
             f"<div><b>{title}</b><table style='{R.TABLE_STYLE}'>{table}</table>{self._code_html()}"
-            f"<div style='margin-top:6px'><b>Deployment policy</b></div>{check_table_html(self._check)}</div>"
+            f"<div style='margin-top:6px'><b>Deployment policy</b></div>{_badges(self)}{check_table_html(self._check)}</div>"
         )
 
     def _render_warning(self) -> None:

@@ -417,7 +417,9 @@ class Review(StaticFallback, widgets.VBox):
             f"<div style='margin:6px 0'><b style='font-size:14px'>{R.escape(getattr(r, 'name', None) or 'backtest')}</b>"
             f" <code>{R.escape(p)}</code><small style='color:{R.GREY}'>{R.escape(span)}</small>{verdict}</div>{warn}"
         )
-        self._metrics.value = R.metrics_html(r.metrics, c)
+        from ._validation import badges_html
+
+        self._metrics.value = badges_html(r, getattr(c, "policy", None)) + R.metrics_html(r.metrics, c)
         charts = self._charts(i)
         self._equity.value = charts["equity"]
         self._monthly.value = charts["monthly"] or b""
@@ -484,7 +486,8 @@ def review(result_or_results: Any, policy: Any = None, *, max_points: int = 2000
     result_or_results
         A ``BacktestResult``; a list, tuple or dict of them; a sweep result
         with ``.results`` (e.g. :func:`quantlab.engine.sweep.sweep`'s); or a
-        ``Generation`` from ``lab.generate`` (its attempts compared, the best shown).
+        ``Generation`` from ``lab.generate`` (its attempts compared, the best shown); or a
+        ``WalkForwardResult`` (in-sample vs out-of-sample per fold, the stitched OOS equity).
     policy
         The ``DeploymentPolicy`` whose rules give each metric its pass/fail
         badge. ``None`` uses the active Lab's policy (what ``deploy_panel`` will
@@ -506,6 +509,10 @@ def review(result_or_results: Any, policy: Any = None, *, max_points: int = 2000
     >>> rv = review(backtest(sample(), strategy))  # doctest: +SKIP
     >>> rv.metrics_table()[["label", "value", "passed"]].head(3)  # doctest: +SKIP
     """
+    from ._validation import WalkForwardView, is_walk_forward
+
+    if is_walk_forward(result_or_results):  # quantlab.review(wf): IS vs OOS per fold, stitched OOS equity
+        return WalkForwardView(result_or_results)  # type: ignore[return-value]
     if _is_generation(result_or_results):  # quantlab.review(gen): compare the attempts, show the best
         gen = result_or_results
         tried = [c for c in gen.attempts if c.run_id]  # reached the backtest (results are fetched here)
