@@ -57,7 +57,7 @@ def fresh_process(code: str) -> dict[str, float]:
 # -- contenders -------------------------------------------------------------------------------
 def quantlab_run(df):
     from quantlab.engine import backtest
-    return backtest(df, SMA_CODE)
+    return backtest(df, SMA_CODE, fill="close")   # like for like with vectorbt's price=close (bench_validation: next_open)
 
 
 ZSCORE_CODE = """

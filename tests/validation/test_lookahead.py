@@ -110,3 +110,15 @@ def test_public_names_and_doctests():
     assert quantlab.LookaheadReport is lookahead.LookaheadReport
     res = doctest.testmod(lookahead, optionflags=doctest.ELLIPSIS)
     assert res.attempted >= 3 and res.failed == 0
+
+
+def test_sandboxed_check_finds_the_same_bar(bars):
+    pytest.importorskip("quantlab.engine.sandbox")
+    code = "def signals(data):\n    return (data.close.shift(-3) / data.close - 1).clip(-1, 1) * 100 % 1\n"
+    plain = check_lookahead(code, bars, cuts=[500, 1200])
+    boxed = check_lookahead(code, bars, cuts=[500, 1200], sandbox=True)
+    assert not boxed.causal and (boxed.first_bar, boxed.cut) == (plain.first_bar, plain.cut) == (497, 500)
+    assert check_lookahead(SMA_CAUSAL, bars, cuts=[500, 1200], sandbox=True).causal
+
+
+SMA_CAUSAL = "def signals(data, n=20):\n    return (data.close > data.close.rolling(n).mean()) * 1.0\n"
