@@ -29,8 +29,15 @@ def test_paper_positions_follow_the_backtest_targets_bar_by_bar(runner, hub):
     again = runner.call("runner", "deploy_strategy", {"commit": sma.commit, "symbol": "EURUSD", "volume": 0.1})
     assert again["existing"] is True and again["deployment_id"] == d["deployment_id"]
 
+    bid = runner.call("runner", "get_symbol_info_tick", {"symbol": "EURUSD"})["bid"]
+    low = runner.call("runner", "set_alert", {"kind": "price_above", "threshold": bid / 2, "symbol": "EURUSD"})
+    far = runner.call("runner", "set_alert", {"kind": "price_below", "threshold": bid / 2,
+                                              "deployment_id": d["deployment_id"]})
     adv = runner.call("runner", "advance", {"bars": 120})
     assert adv["bars"] == 120 and adv["fills"] > 0
+    alerts = {a["id"]: a for a in runner.call("runner", "list_alerts")}
+    assert alerts[low["id"]]["status"] == "fired" and "EURUSD bid" in alerts[low["id"]]["message"]
+    assert alerts[far["id"]]["status"] == "active"
     bars = runner.call("runner", "deployment_bars", {"deployment_id": d["deployment_id"], "replay": True})
     steps, replay = bars["steps"], bars["replay"]
     assert len(steps["bar_time"]) == 120          # one decision per revealed bar
