@@ -17,7 +17,7 @@ _LAZY = {
     "StrategyError": "quantlab.engine.strategy",
     "backtest": "quantlab.engine.backtest",
     "BacktestResult": "quantlab.engine.backtest",
-    "SignalError": "quantlab.engine.backtest",
+    "SignalError": "quantlab.engine.signals",
     "SandboxError": "quantlab.engine.sandbox",
     "SandboxLimits": "quantlab.engine.sandbox",
     "DataError": "quantlab.engine.data",
@@ -30,7 +30,7 @@ _LAZY = {
     # workflow
     "Lab": "quantlab.lab.lab",
     "DeploymentPolicy": "quantlab.lab.policy",
-    "PolicyError": "quantlab.lab.lab",
+    "PolicyError": "quantlab.lab.policy",
     "PolicyCheck": "quantlab.lab.policy",
     "Generation": "quantlab.agent",
     "ModelConfig": "quantlab.agent",

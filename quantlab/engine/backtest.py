@@ -56,10 +56,11 @@ import pandas as pd
 from quantlab._util import decode_number, encode_float, to_jsonable
 
 from . import stats as _stats
+from .signals import SignalError, to_targets
 from .strategy import Strategy
 
 __all__ = ["backtest", "BacktestResult", "SignalError", "infer_periods_per_year", "simulate", "execution",
-           "window_metrics",
+           "window_metrics", "bar_returns",
            "FILLS", "DEFAULT_FILL"]
 
 #: The fill conventions: ``"next_open"`` (a target decided on bar t trades at bar t+1's open)
@@ -69,10 +70,6 @@ FILLS = ("next_open", "close")
 DEFAULT_FILL = "next_open"
 
 TRADE_COLUMNS = ("entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "return", "bars_held")
-
-
-class SignalError(ValueError):
-    """A strategy's ``signals`` output that cannot be backtested (wrong type, shape, index or range)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,62 +154,6 @@ def execution(data: pd.DataFrame, target: np.ndarray, fill: str = DEFAULT_FILL) 
             raise ValueError(f"data 'open' is NaN or infinite at {data.index[pos]}, where an order fills; "
                              "clean it with quantlab.engine.data.validate or pass fill='close'.")
     return executed, price
-
-
-def _signals_array(sig: Any, data: pd.DataFrame, name: str) -> np.ndarray:
-    n = len(data)
-    if isinstance(sig, pd.DataFrame):
-        if sig.shape[1] != 1:
-            raise SignalError(f"strategy {name!r}: signals returned a DataFrame with {sig.shape[1]} columns; "
-                              "return one pd.Series of target positions.")
-        sig = sig.iloc[:, 0]
-    if isinstance(sig, pd.Series):
-        if len(sig) != n:
-            raise SignalError(f"strategy {name!r}: signals has {len(sig)} values but the data has {n} bars; "
-                              "return one target position per bar.")
-        if not (sig.index is data.index or sig.index.equals(data.index)):
-            if isinstance(sig.index, pd.RangeIndex) and sig.index.start == 0 and sig.index.step == 1:
-                pass  # positional, e.g. pd.Series(numpy_array)
-            else:
-                raise SignalError(f"strategy {name!r}: the signals index does not match the data index; "
-                                  "return a Series indexed like `data` (e.g. pd.Series(x, index=data.index)).")
-        values = sig.to_numpy()
-    elif sig is None:
-        raise SignalError(f"strategy {name!r}: signals returned None; `return` a pd.Series of target positions.")
-    else:
-        values = np.asarray(sig)
-    if values.ndim == 2 and 1 in values.shape:
-        values = values.reshape(-1)
-    if values.ndim != 1:
-        raise SignalError(f"strategy {name!r}: signals has shape {values.shape}; expected ({n},).")
-    if values.shape[0] != n:
-        raise SignalError(f"strategy {name!r}: signals has {values.shape[0]} values but the data has {n} bars; "
-                          "return one target position per bar.")
-    if values.dtype.kind in "USTaM m" or (values.dtype.kind == "O" and n and any(
-            isinstance(x, (str, bytes)) for x in values[:1000])):
-        raise SignalError(f"strategy {name!r}: signals are not numeric (dtype {values.dtype}); "
-                          "return numbers in [-1, 1].")
-    if values.dtype != np.float64:
-        try:
-            values = values.astype(np.float64)
-        except (TypeError, ValueError):
-            raise SignalError(f"strategy {name!r}: signals are not numeric (dtype {values.dtype}); "
-                              "return numbers in [-1, 1].") from None
-    else:
-        values = values.copy()
-    if n and np.isnan(values.max() + values.min()):
-        np.nan_to_num(values, copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)  # NaN means flat
-    lo, hi = (float(values.min()), float(values.max())) if n else (0.0, 0.0)
-    if math.isinf(lo) or math.isinf(hi):
-        pos = int(np.flatnonzero(np.isinf(values))[0])
-        raise SignalError(f"strategy {name!r}: signals contain infinite values (first at bar {pos}, "
-                          f"{data.index[pos]}); return numbers in [-1, 1].")
-    if lo < -1.0 or hi > 1.0:
-        bad = np.flatnonzero((values < -1.0) | (values > 1.0))
-        pos = int(bad[0])
-        raise SignalError(f"strategy {name!r}: {bad.size} signal value(s) outside [-1, 1] (range {lo:g}..{hi:g}, "
-                          f"first {values[pos]:g} at {data.index[pos]}); clip them, e.g. sig.clip(-1, 1).")
-    return values
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,7 +457,7 @@ def simulate(close: np.ndarray, target: np.ndarray, cash: float = 100_000.0, fee
             "entry_price": ep, "exit_price": xp, "pnl": pnl}
 
 
-def _returns(equity: np.ndarray, cash: float) -> np.ndarray:
+def bar_returns(equity: np.ndarray, cash: float) -> np.ndarray:
     """Bar returns as vectorbt's ``returns_nb`` (first against ``cash``; 0 -> ±inf; sign flip below 0)."""
     r = np.empty_like(equity)
     if equity.size == 0:
@@ -794,16 +735,13 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
     >>> r.metrics["trades"] > 0
     True
     """
+    strategy = Strategy.coerce(strategy)
     if sandbox is not False and sandbox is not None:
         from . import sandbox as _sandbox
 
         if not isinstance(strategy, _sandbox.SandboxedStrategy):
             limits = None if sandbox is True else sandbox
             strategy = _sandbox.load(strategy, limits=limits)
-    if isinstance(strategy, str):
-        strategy = Strategy.from_code(strategy)
-    if not isinstance(strategy, Strategy):
-        raise TypeError(f"strategy must be a quantlab Strategy or its source code, got {type(strategy).__name__}.")
     if not isinstance(data, pd.DataFrame) or "close" not in data.columns:
         raise TypeError("data must be an OHLCV pandas DataFrame with a 'close' column "
                         "(see quantlab.engine.data.validate).")
@@ -823,7 +761,7 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
     resolved = strategy.resolve_params(params)
     # a shallow copy (no data copied under copy-on-write) keeps the caller's frame unchanged
     sig = strategy.function(data.copy(deep=False), **resolved)
-    target = _signals_array(sig, data, strategy.name)
+    target = to_targets(sig, data, strategy.name)
     close = data["close"].to_numpy(dtype=np.float64)
     if not np.isfinite(close).all():
         raise ValueError("data 'close' contains NaN or infinite values; clean it with quantlab.engine.data.validate.")
@@ -831,7 +769,7 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
     executed, price = execution(data, target, fill)
     out = simulate(close, executed, cash, fees, slippage, price=price)
     equity, units = out["equity"], out["units"]
-    rets = _returns(equity, cash)
+    rets = bar_returns(equity, cash)
     idx = data.index if data.index.unit == "ns" else data.index.as_unit("ns")
     n = idx.size
     ei, xi = out["entry_idx"], out["exit_idx"]
@@ -899,6 +837,8 @@ def window_metrics(result: BacktestResult, start: int, stop: int | None = None, 
 
 # -- paged transport of to_dict() ---------------------------------------------------------------
 PER_BAR_KEYS = ("index", "equity", "returns", "positions")
+#: bars per page when a result travels in pages (the backtest server's ``get_run`` and its clients)
+PAGE_BARS = 100_000
 
 
 def join_pages(pages: "list[Mapping[str, Any]]") -> dict[str, Any]:
@@ -921,8 +861,21 @@ def join_pages(pages: "list[Mapping[str, Any]]") -> dict[str, Any]:
     return d
 
 
+def _follow_pages(first: Mapping[str, Any]):
+    """The one paging loop: yields each next offset, is sent that page, returns the joined dict."""
+    pages = [first]
+    nxt = (first.get("page") or {}).get("next_offset")
+    while nxt is not None:
+        page = yield nxt
+        pages.append(page)
+        nxt = (page.get("page") or {}).get("next_offset")
+    return join_pages(pages)
+
+
 def fetch_all_pages(first: Mapping[str, Any], fetch: Any) -> dict[str, Any]:
     """Follow ``first["page"]["next_offset"]`` with ``fetch(offset) -> page`` and join the pages.
+
+    :func:`afetch_all_pages` is the same for an ``async`` fetch.
 
     >>> pages = {0: {"index": [1], "equity": [1.0], "returns": [0.0], "positions": [0.0], "name": "x",
     ...              "page": {"next_offset": 1}},
@@ -930,9 +883,30 @@ def fetch_all_pages(first: Mapping[str, Any], fetch: Any) -> dict[str, Any]:
     >>> fetch_all_pages(pages[0], pages.__getitem__)["equity"]
     [1.0, 2.0]
     """
-    pages = [first]
-    nxt = (first.get("page") or {}).get("next_offset")
-    while nxt is not None:
-        pages.append(fetch(nxt))
-        nxt = pages[-1]["page"]["next_offset"]
-    return join_pages(pages)
+    loop = _follow_pages(first)
+    try:
+        offset = next(loop)
+        while True:
+            offset = loop.send(fetch(offset))
+    except StopIteration as done:
+        return done.value
+
+
+async def afetch_all_pages(first: Mapping[str, Any], fetch: Any) -> dict[str, Any]:
+    """:func:`fetch_all_pages` with ``await fetch(offset)`` (e.g. an MCP ``get_run`` call).
+
+    >>> import asyncio
+    >>> pages = {0: {"index": [1], "equity": [1.0], "returns": [0.0], "positions": [0.0], "page": {"next_offset": 1}},
+    ...          1: {"index": [2], "equity": [2.0], "returns": [1.0], "positions": [1.0], "page": {"next_offset": None}}}
+    >>> async def get(offset):
+    ...     return pages[offset]
+    >>> asyncio.run(afetch_all_pages(pages[0], get))["index"]
+    [1, 2]
+    """
+    loop = _follow_pages(first)
+    try:
+        offset = next(loop)
+        while True:
+            offset = loop.send(await fetch(offset))
+    except StopIteration as done:
+        return done.value

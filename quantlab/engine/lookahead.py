@@ -44,7 +44,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .backtest import SignalError, _signals_array
+from .backtest import SignalError
+from .signals import to_targets
 from .strategy import Strategy
 
 __all__ = ["check_lookahead", "LookaheadReport", "DEFAULT_CUTS"]
@@ -176,10 +177,10 @@ def _evaluator(strategy: Strategy, resolved: dict, sandbox: bool, limits: Any):
 
         def run(frame: pd.DataFrame) -> np.ndarray:
             kw = {} if limits is None else {"limits": limits}
-            return _signals_array(run_signals(strategy, frame, resolved, **kw), frame, strategy.name)
+            return to_targets(run_signals(strategy, frame, resolved, **kw), frame, strategy.name)
     else:
         def run(frame: pd.DataFrame) -> np.ndarray:
-            return _signals_array(strategy.function(frame.copy(deep=False), **resolved), frame, strategy.name)
+            return to_targets(strategy.function(frame.copy(deep=False), **resolved), frame, strategy.name)
     return run
 
 
@@ -230,10 +231,7 @@ def check_lookahead(strategy: Strategy | str, data: pd.DataFrame, params: Mappin
     (False, 'look-ahead')
     """
     t0 = time.perf_counter()
-    if isinstance(strategy, str):
-        strategy = Strategy.from_code(strategy)
-    if not isinstance(strategy, Strategy):
-        raise TypeError(f"strategy must be a quantlab Strategy or its source code, got {type(strategy).__name__}.")
+    strategy = Strategy.coerce(strategy)
     if not isinstance(data, pd.DataFrame) or not isinstance(data.index, pd.DatetimeIndex):
         raise TypeError("data must be an OHLCV pandas DataFrame with a DatetimeIndex "
                         "(see quantlab.engine.data.validate).")

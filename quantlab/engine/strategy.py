@@ -32,6 +32,7 @@ import ast
 import hashlib
 import html
 import inspect
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -136,6 +137,35 @@ class Strategy:
         if not p.is_file():
             raise FileNotFoundError(f"strategy file not found: {p} (give the path to a .py file that defines `signals`).")
         return cls.from_code(p.read_text(encoding="utf-8"), name=name or p.stem)
+
+    @classmethod
+    def coerce(cls, strategy: "Strategy | str | os.PathLike[str]", name: str | None = None) -> "Strategy":
+        """The one way any quantlab entry point turns its ``strategy`` argument into a :class:`Strategy`.
+
+        A :class:`Strategy` is returned as is; a path to a ``.py`` file (a ``str`` ending in
+        ``.py`` without a newline, or a ``PathLike``) is loaded with :meth:`from_file`; any other
+        ``str`` is source code for :meth:`from_code`. ``name`` names a strategy built here.
+        Anything else raises ``TypeError`` saying what to pass.
+
+        >>> Strategy.coerce("def signals(data):\\n    return data.close * 0", name="flat").name
+        'flat'
+        >>> s = Strategy.coerce("def signals(data):\\n    return data.close * 0")
+        >>> Strategy.coerce(s) is s
+        True
+        >>> Strategy.coerce(42)
+        Traceback (most recent call last):
+        ...
+        TypeError: strategy must be a quantlab Strategy, its source code or the path of a .py file, got int.
+        """
+        if isinstance(strategy, cls):
+            return strategy
+        if isinstance(strategy, os.PathLike) or (
+                isinstance(strategy, str) and strategy.rstrip().endswith(".py") and "\n" not in strategy):
+            return cls.from_file(os.fspath(strategy).strip(), name=name)
+        if isinstance(strategy, str):
+            return cls.from_code(strategy, name=name)
+        raise TypeError("strategy must be a quantlab Strategy, its source code or the path of a .py file, "
+                        f"got {type(strategy).__name__}.")
 
     # -- properties -----------------------------------------------------------
     @property

@@ -45,7 +45,8 @@ import numpy as np
 import pandas as pd
 
 from . import stats as _stats
-from .backtest import _returns, _signals_array, execution, simulate
+from .backtest import bar_returns, execution, simulate
+from .signals import to_targets
 from .strategy import Strategy, StrategyError
 from .sweep.grid import SweepError, expand_grid
 from .sweep.run import execute, resolve_costs
@@ -238,9 +239,8 @@ def walk_forward(strategy: Strategy | str, data: pd.DataFrame | str,
     -------
     WalkForwardResult
     """
-    from .sweep.run import _as_strategy
 
-    strategy = _as_strategy(strategy)
+    strategy = Strategy.coerce(strategy)
     if isinstance(data, str):
         from .data import from_reference
         data_ref = data_ref or data
@@ -316,11 +316,11 @@ def walk_forward(strategy: Strategy | str, data: pd.DataFrame | str,
         else:
             if j not in targets:
                 sig = strategy.function(data.copy(deep=False), **resolved[j])
-                targets[j] = _signals_array(sig, data, strategy.name)
+                targets[j] = to_targets(sig, data, strategy.name)
             executed, price = execution(data.iloc[c:d], targets[j][c:d], full_costs["fill"])
             out = simulate(data["close"].to_numpy(dtype=np.float64)[c:d], executed, cash, full_costs["fees"],
                            full_costs["slippage"], price=price)
-            rets_w = _returns(out["equity"], cash)
+            rets_w = bar_returns(out["equity"], cash)
             units_w = out["units"] * level
             pnl.append(out["pnl"] * level)
             xi = out["exit_idx"]

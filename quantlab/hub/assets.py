@@ -260,14 +260,6 @@ def _split(strategy: Any, result: Any) -> tuple[Any, Any]:
     return strategy, result
 
 
-def _as_strategy(strategy: Any, name: str | None) -> Strategy:
-    if isinstance(strategy, Strategy):
-        return strategy
-    if isinstance(strategy, str):
-        return Strategy.from_code(strategy, name=name)
-    raise TypeError(f"store a quantlab Strategy (or its source code as a str), got {type(strategy).__name__}.")
-
-
 def _normalize_source(source: Any) -> dict[str, Any]:
     if source is None:
         return {"type": "hand-written"}
@@ -531,7 +523,7 @@ class AssetsHub:
     def _prepare(self, strategy: Any, result: Any, source: Any, when: datetime) -> tuple[Strategy, dict[str, Any], str]:
         strategy, result = _split(strategy, result)
         fields = _result_fields(result)
-        strategy = _as_strategy(strategy, fields["name"])
+        strategy = Strategy.coerce(strategy, fields["name"])
         from quantlab import __version__
 
         created_at = when.isoformat(timespec="seconds")

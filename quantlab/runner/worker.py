@@ -69,7 +69,7 @@ class _Worker:
         import numpy as np
         import pandas as pd
 
-        from quantlab.engine.backtest import _signals_array  # the backtest's own rule: same targets as the backtest
+        from quantlab.engine.signals import to_targets  # the backtest's own rule: same targets as the backtest
 
         n = int(head["n"])
         arrays = {}
@@ -91,7 +91,7 @@ class _Worker:
         data = pd.DataFrame({"open": c["open"], "high": c["high"], "low": c["low"], "close": c["close"],
                              "volume": c["volume"]}, index=idx)
         sig = self.strategy.function(data, **self.params)
-        targets = _signals_array(sig, data, self.strategy.name)
+        targets = to_targets(sig, data, self.strategy.name)
         return {"ok": True, "targets": targets[-want:].tolist()}
 
 

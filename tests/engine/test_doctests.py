@@ -7,7 +7,8 @@ import importlib
 import pytest
 
 MODULES = ["quantlab.engine.data", "quantlab.engine.backtest", "quantlab.engine.stats",
-           "quantlab.engine.plotting", "quantlab.engine", "quantlab.data"]
+           "quantlab.engine.plotting", "quantlab.engine", "quantlab.data", "quantlab.engine.signals",
+           "quantlab.engine.strategy"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .. import stats as _stats
-from ..backtest import _returns, _signals_array, execution, simulate
+from ..backtest import bar_returns, execution, simulate
+from ..signals import to_targets
 from ..strategy import Strategy, StrategyError
 
 __all__ = ["BATCH_HOOK", "Context"]
@@ -108,7 +109,7 @@ class Context:
         executed, price = execution(data, target, self.fill)
         out = simulate(close, executed, self.cash, self.fees, self.slippage, price=price)
         equity, units = out["equity"], out["units"]
-        rets = _returns(equity, self.cash)
+        rets = bar_returns(equity, self.cash)
         xi = out["exit_idx"]
         closed = xi >= 0
         exit_ns = np.where(closed, i8[np.where(closed, xi, 0)], _NAT)
@@ -163,7 +164,7 @@ class Context:
             try:
                 # a shallow copy (copy-on-write): a strategy that adds columns cannot affect the next run
                 sig = cols[j] if cols is not None else s.function(self.data.copy(deep=False), **params)
-                target = _signals_array(sig, self.data, s.name)
+                target = to_targets(sig, self.data, s.name)
                 rows.append((self.metrics(target), None))
             except Exception as exc:  # noqa: BLE001 - a failing combination is reported in its row
                 rows.append((None, f"{type(exc).__name__}: {exc}"))
@@ -186,7 +187,7 @@ class Context:
                     rows[i] = (None, getattr(sig, "detail", None) or f"{type(sig).__name__}: {sig}")
                     continue
                 try:
-                    rows[i] = (self.metrics(_signals_array(sig, self.data, s.name)), None)
+                    rows[i] = (self.metrics(to_targets(sig, self.data, s.name)), None)
                 except Exception as exc:  # noqa: BLE001 - a failing combination is reported in its row
                     rows[i] = (None, f"{type(exc).__name__}: {exc}")
         except (sandbox.SandboxError, StrategyError) as exc:

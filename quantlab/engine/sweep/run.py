@@ -24,16 +24,13 @@ __all__ = ["sweep"]
 
 
 def _as_strategy(strategy: Strategy | str, sandbox: Any = False) -> Strategy:
+    """``strategy`` as a :class:`Strategy` (:meth:`Strategy.coerce`), loaded into the sandbox unless ``sandbox=False``."""
+    strategy = Strategy.coerce(strategy)
     if sandbox is not False and sandbox is not None:
         from .. import sandbox as _sandbox
 
-        if isinstance(strategy, _sandbox.SandboxedStrategy):
-            return strategy
-        return _sandbox.load(strategy, limits=None if sandbox is True else sandbox)
-    if isinstance(strategy, str):
-        return Strategy.from_code(strategy)
-    if not isinstance(strategy, Strategy):
-        raise TypeError(f"strategy must be a quantlab Strategy or its source code, got {type(strategy).__name__}.")
+        if not isinstance(strategy, _sandbox.SandboxedStrategy):
+            strategy = _sandbox.load(strategy, limits=None if sandbox is True else sandbox)
     return strategy
 
 
