@@ -69,7 +69,7 @@ def probe(config: dict[str, Any], *, timeout: float = 20.0, retries: int = 0) ->
     with MCPHub.from_config(config, max_retries=retries, connect_timeout=timeout) as hub:
         report = hub.connect_all()
         for name, res in report.items():
-            cfg = hub.aio._servers[name].config
+            cfg = hub.aio.server_config(name)
             row: dict[str, Any] = {
                 "server": name, "ok": res.ok, "transport": cfg.transport, "target": cfg.target,
                 "connect_s": round(res.seconds, 3), "latency_ms": None, "tools": sorted(res.tools), "error": None,

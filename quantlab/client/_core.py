@@ -389,6 +389,19 @@ class AsyncMCPHub:
         """
         return {"mcpServers": {k: s.config.to_entry() for k, s in self._servers.items()}}
 
+    def server_config(self, name: str) -> ServerConfig:
+        """The parsed :class:`ServerConfig` of server ``name`` (transport, target, ...).
+
+        >>> AsyncMCPHub.from_config({"a": {"url": "http://h/mcp"}}).server_config("a").transport
+        'http'
+        """
+        return self._server(name).config
+
+    @property
+    def child_pids(self) -> list[int]:
+        """The process ids of the stdio servers this hub started and still holds."""
+        return [s.transport.pid for s in self._servers.values() if s.transport.pid]
+
     def backoff_delays(self) -> list[float]:
         """This hub's waits between connection attempts (``[1.0, 2.0, 4.0]`` by default)."""
         return backoff_delays(self.max_retries, self.backoff_base, self.backoff_cap)

@@ -101,7 +101,7 @@ class _Loop:
 
 def _shutdown(loop: _Loop, aio: AsyncMCPHub, timeout: float = 10.0) -> None:
     """Close every session on the hub's loop, stop the loop, then kill any server left (by pid)."""
-    pids = [s.transport.pid for s in aio._servers.values() if s.transport.pid]
+    pids = aio.child_pids
     if threading.current_thread() is loop.thread:  # collected on its own loop: cannot wait for itself
         loop.loop.call_soon(lambda: asyncio.ensure_future(aio.close()).add_done_callback(lambda _: loop.loop.stop()))
         return

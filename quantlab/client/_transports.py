@@ -298,10 +298,12 @@ class HttpTransport(Transport):
 
 @asynccontextmanager
 async def _http_streams(url: str, headers: dict[str, str]) -> AsyncIterator[Any]:
+    import httpx2
     from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
 
-    async with create_mcp_http_client(headers=headers or None) as http:
+    # the SDK's documented way to set headers: our own client, with the MCP transports' timeouts
+    # (30 s to connect/write, 300 s to read: a server may hold a response stream open)
+    async with httpx2.AsyncClient(headers=headers or None, timeout=httpx2.Timeout(30.0, read=300.0)) as http:
         async with streamable_http_client(url, http_client=http) as streams:
             yield streams
 

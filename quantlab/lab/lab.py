@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Coroutine,
 
 import pandas as pd
 
-from quantlab.client import ClientError, MCPHub
-from quantlab.engine.backtest import BacktestResult, join_pages, window_metrics
+from quantlab.client import ClientError, MCPHub, ToolError
+from quantlab.engine.backtest import PAGE_BARS, BacktestResult, afetch_all_pages, window_metrics
 from quantlab.engine.data import content_hash
 from quantlab.engine.strategy import Strategy
 from quantlab.hub import AssetsHub, StoredStrategy
@@ -44,7 +44,8 @@ from quantlab.servers.broker.constants import TIMEFRAME_MINUTES, parse_timeframe
 from .activity import DeploymentActivity
 from .defaults import BACKTEST, BROKER, RUNNER, embedded_servers, runner_entry
 from .results import AdvanceResult, ParityReport
-from .policy import DeploymentPolicy, PolicyCheck
+from .errors import LabError
+from .policy import DeploymentPolicy, PolicyCheck, PolicyError
 from .state import HomeLock, HubInUseError, LabState, state_from_ledger
 from . import validation as _validation
 
@@ -54,22 +55,6 @@ if TYPE_CHECKING:
 __all__ = ["Lab", "LabError", "PolicyError", "DeploymentRecord", "StoreDeployOutcome", "AdvanceResult", "ParityReport"]
 
 StepCallback = Callable[[str, str, str], None]
-_PAGE_BARS = 100_000  # rows per get_run page for big runs
-
-
-class LabError(RuntimeError):
-    """A workflow step failed; the message says which step and what to do."""
-
-
-class PolicyError(LabError):
-    """The result fails the deployment policy; pass ``force=True`` to deploy anyway (recorded in the ledger)."""
-
-    def __init__(self, check: PolicyCheck) -> None:
-        self.check = check
-        super().__init__(
-            "the backtest fails the deployment policy: " + "; ".join(check.failures)
-            + ". Improve the strategy, or deploy anyway with force=True (`--force` on the command line; recorded as forced in the ledger)."
-        )
 
 
 def _now() -> str:
@@ -462,13 +447,7 @@ class Lab:
 
     @staticmethod
     def _strategy(strategy: Strategy | str, name: str | None = None) -> Strategy:
-        if isinstance(strategy, Strategy):
-            return strategy
-        if isinstance(strategy, (str, os.PathLike)) and str(strategy).endswith(".py") and "\n" not in str(strategy):
-            return Strategy.from_file(strategy, name=name)
-        if isinstance(strategy, str):
-            return Strategy.from_code(strategy, name=name)
-        raise TypeError(f"strategy must be a Strategy, source code or a .py path, not {type(strategy).__name__}.")
+        return Strategy.coerce(strategy, name)
 
     # ----------------------------------------------------------------------- backtest
     async def _backtest(
@@ -542,13 +521,13 @@ class Lab:
     async def _fetch_run(self, run_id: str, bars: int) -> dict[str, Any]:
         """The whole run as ``to_dict()``; runs of many bars come in pages (one big JSON message is slow)."""
         args: dict[str, Any] = {"run_id": run_id, "part": "all"}
-        if bars > _PAGE_BARS:
-            args.update(offset=0, limit=_PAGE_BARS)
-        pages = [await self._call(self.backtest_server, "get_run", args, timeout=120.0)]
-        while (pages[-1].get("page") or {}).get("next_offset") is not None:
-            args.update(offset=pages[-1]["page"]["next_offset"], limit=_PAGE_BARS)
-            pages.append(await self._call(self.backtest_server, "get_run", args, timeout=120.0))
-        return join_pages(pages)
+        if bars > PAGE_BARS:
+            args.update(offset=0, limit=PAGE_BARS)
+
+        def page(offset: int) -> Awaitable[Any]:
+            return self._call(self.backtest_server, "get_run", {**args, "offset": offset, "limit": PAGE_BARS}, timeout=120.0)
+
+        return await afetch_all_pages(await self._call(self.backtest_server, "get_run", args, timeout=120.0), page)
 
     async def _sweep(
         self,
@@ -788,6 +767,7 @@ class Lab:
                       broker=self.runner_server, forced=record.forced, policy=check.to_dict(), symbol=symbol,
                       timeframe=record.timeframe, volume=record.volume, triggered_at=record.triggered_at)
         await asyncio.to_thread(self.hub.record_deployment, ledger)
+        failure: ClientError | None = None
         try:
             answer = await self._call(self.runner_server, "deploy_strategy", {
                 "commit": stored.commit, "symbol": symbol, "volume": float(volume), "timeframe": int(timeframe),
@@ -795,6 +775,7 @@ class Lab:
                 "config": {"comment": f"quantlab {stored.commit[:8]}", **dict(config or {})},
             }, timeout=60.0)
         except ClientError as exc:
+            failure = exc
             record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
         else:
             record.deployment_id = str(answer.get("deployment_id"))
@@ -806,7 +787,7 @@ class Lab:
         await asyncio.to_thread(self.hub.record_deployment, ledger)
         self._touch(record)
         if record.status == "failed":
-            refused = (record.error or "").startswith("ToolError")
+            refused = isinstance(failure, ToolError)  # the runner answered and refused; else it was not reached
             advice = ("fix the request and deploy again" if refused
                       else "deploy again once the broker is reachable (nothing will be stored twice)")
             raise LabError(

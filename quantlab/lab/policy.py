@@ -57,7 +57,9 @@ import pandas as pd
 
 from quantlab._util import decode_number, to_jsonable
 
-__all__ = ["DeploymentPolicy", "PolicyCheck", "CriterionResult"]
+from .errors import LabError
+
+__all__ = ["DeploymentPolicy", "PolicyCheck", "CriterionResult", "PolicyError"]
 
 TRADE_KEYS = ("trades", "n_trades", "num_trades", "total_trades", "trade_count")
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq}
@@ -254,3 +256,14 @@ class DeploymentPolicy:
                 reason = "ok" if passed else f"{metric}: {value:g} {other} {threshold:g} (rule {rule} {threshold:g})"
             rows.append(CriterionResult(metric, rule, threshold, value, passed, reason))
         return PolicyCheck(tuple(rows), self)
+
+
+class PolicyError(LabError):
+    """The result fails the deployment policy; pass ``force=True`` to deploy anyway (recorded in the ledger)."""
+
+    def __init__(self, check: PolicyCheck) -> None:
+        self.check = check
+        super().__init__(
+            "the backtest fails the deployment policy: " + "; ".join(check.failures)
+            + ". Improve the strategy, or deploy anyway with force=True (`--force` on the command line; recorded as forced in the ledger)."
+        )

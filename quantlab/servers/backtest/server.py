@@ -16,7 +16,8 @@ Run it with ``python -m quantlab.servers.backtest --runs DIR [--data-root DIR] [
 Example
 -------
 >>> server, backend = build_server("/tmp/qlruns")
->>> sorted(t.name for t in server._tool_manager.list_tools())
+>>> import asyncio
+>>> sorted(t.name for t in asyncio.run(server.list_tools()))
 ['get_run', 'list_datasets', 'list_runs', 'run_backtest', 'run_sweep', 'upload_data']
 """
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pydantic import Field
 from typing_extensions import TypedDict
 
 from quantlab._util import to_jsonable
+from quantlab.engine.backtest import PAGE_BARS as _ENGINE_PAGE_BARS
 from quantlab.servers.backtest.store import RunNotFound, RunStore, check_run_id
 from quantlab.servers.backtest.worker import EQUITY_POINTS, WorkerFailure, WorkerPool
 
@@ -55,8 +57,8 @@ INLINE_TEXT_ROWS = 20_000
 #: get_run(part="all") without paging is refused beyond this many bars: one JSON-RPC
 #: message of N rows costs the Python SDK's stdio reader O(N^2) (1M bars: > 1 min)
 MAX_UNPAGED_BARS = 100_000
-#: the page size the error message suggests
-PAGE_BARS = 100_000
+#: the page size the error message suggests (the engine's, which clients use too)
+PAGE_BARS = _ENGINE_PAGE_BARS
 
 INSTRUCTIONS = """\
 Backtest trading strategies. A strategy is Python source defining

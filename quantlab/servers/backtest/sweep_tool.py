@@ -12,7 +12,8 @@ Example
 -------
 >>> from quantlab.servers.backtest.server import build_server
 >>> server, backend = build_server("/tmp/qlruns", workers=1)
->>> "run_sweep" in [t.name for t in server._tool_manager.list_tools()]
+>>> import asyncio
+>>> "run_sweep" in [t.name for t in asyncio.run(server.list_tools())]
 True
 """
 from __future__ import annotations

@@ -1,0 +1,8 @@
+"""The workflow layer's error base: every ``Lab`` step that fails raises a :class:`LabError` (or a subclass)."""
+from __future__ import annotations
+
+__all__ = ["LabError"]
+
+
+class LabError(RuntimeError):
+    """A workflow step failed; the message says which step and what to do."""
