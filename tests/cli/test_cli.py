@@ -22,11 +22,34 @@ def ql(*args: str, cwd, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.mark.parametrize("command", ["", "servers", "backtest", "broker", "hub", "deploy", "deployments", "stop",
-                                     "demo", "report"])
-def test_every_subcommand_has_help(command, tmp_path):
-    proc = ql(*([command] if command else []), "--help", cwd=tmp_path)
-    assert "usage: quantlab" in proc.stdout
+SUBCOMMANDS = ["demo", "servers", "backtest", "generate", "broker", "hub", "deploy", "deployments", "stop", "report"]
+
+
+def test_top_level_help_lists_every_subcommand_in_order(tmp_path):
+    out = ql("--help", cwd=tmp_path).stdout
+    listed = [line.split()[0] for line in out.split("COMMAND\n", 1)[1].split("\n\n")[0].splitlines()
+              if line.startswith("    ") and not line.startswith("     ")]
+    assert listed == SUBCOMMANDS
+
+
+@pytest.mark.parametrize("command, options", [
+    ("servers", ["--config"]), ("backtest", ["--param", "--json", "--server"]), ("broker", ["start", "stop", "status"]),
+    ("hub", ["list", "show", "log"]), ("deploy", ["--force", "--symbol"]), ("deployments", ["--json"]),
+    ("stop", ["deployment_id"]), ("demo", ["--out"]), ("report", ["--many", "--executor"]), ("generate", ["--json"]),
+])
+def test_every_subcommand_has_its_own_help(command, options, tmp_path):
+    text = ql(command, "--help", cwd=tmp_path).stdout
+    assert text.startswith(f"usage: quantlab {command} ")
+    for option in options:
+        assert option in text, f"quantlab {command} --help does not mention {option}"
+
+
+def test_a_subcommand_that_fails_to_import_is_an_error_not_a_missing_command(monkeypatch):
+    import quantlab.cli as cli
+
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, "no_such_command"])
+    with pytest.raises(ModuleNotFoundError, match="quantlab.cli.no_such_command"):
+        cli.build_parser()
 
 
 def test_backtest_prints_metrics_and_json(tmp_path):
