@@ -1,5 +1,8 @@
 """``AsyncMCPHub``: the one async core. Named connections to several MCP servers at once.
 
+(Size: connecting, retrying, schema checks and the call path all work on one per-server record
+(``_Server``); errors, config, transports, state tables and the sync face have their own modules.)
+
 Every connection is owned by one long-lived task on the loop that opened it (the SDK's
 anyio task groups and cancel scopes are entered and exited by that same task), so a
 session opened in one notebook cell keeps working in later cells, and calls may come

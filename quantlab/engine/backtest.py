@@ -1,5 +1,9 @@
 """Vectorised backtest of target-position signals.
 
+(Size: one module on purpose: the execution model, its fast path and ``BacktestResult`` with its
+exact JSON and paged round trip share the array helpers and change together. The signals rule
+is :mod:`.signals`, the metrics :mod:`.stats`, sweeps :mod:`.sweep`.)
+
 Execution convention
 --------------------
 * A strategy returns a *target position* per bar in ``[-1, 1]`` (fraction of
@@ -154,6 +158,24 @@ def execution(data: pd.DataFrame, target: np.ndarray, fill: str = DEFAULT_FILL) 
             raise ValueError(f"data 'open' is NaN or infinite at {data.index[pos]}, where an order fills; "
                              "clean it with quantlab.engine.data.validate or pass fill='close'.")
     return executed, price
+
+
+def check_data(data: Any, hint: str = "(see quantlab.engine.data.validate)") -> pd.DataFrame:
+    """``data`` if it is a non-empty OHLCV DataFrame with a DatetimeIndex; else ``TypeError`` /
+    ``ValueError`` saying what to pass (``hint`` ends the first message).
+
+    >>> check_data([1, 2])
+    Traceback (most recent call last):
+    ...
+    TypeError: data must be an OHLCV pandas DataFrame with a 'close' column (see quantlab.engine.data.validate).
+    """
+    if not isinstance(data, pd.DataFrame) or "close" not in data.columns:
+        raise TypeError(f"data must be an OHLCV pandas DataFrame with a 'close' column {hint}.")
+    if not isinstance(data.index, pd.DatetimeIndex):
+        raise TypeError("data must have a DatetimeIndex; use quantlab.engine.data.validate(df) to normalise it.")
+    if len(data) == 0:
+        raise ValueError("data has no bars.")
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -742,13 +764,7 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
         if not isinstance(strategy, _sandbox.SandboxedStrategy):
             limits = None if sandbox is True else sandbox
             strategy = _sandbox.load(strategy, limits=limits)
-    if not isinstance(data, pd.DataFrame) or "close" not in data.columns:
-        raise TypeError("data must be an OHLCV pandas DataFrame with a 'close' column "
-                        "(see quantlab.engine.data.validate).")
-    if not isinstance(data.index, pd.DatetimeIndex):
-        raise TypeError("data must have a DatetimeIndex; use quantlab.engine.data.validate(df) to normalise it.")
-    if len(data) == 0:
-        raise ValueError("data has no bars.")
+    check_data(data)
     cash = float(cash)
     fees = float(fees)
     slippage = float(slippage)

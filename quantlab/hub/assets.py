@@ -1,5 +1,8 @@
 """The Git assets hub: strategies, their backtest metrics and the deployments ledger, in Git.
 
+(Size: :class:`AssetsHub` is one class whose methods share one repository handle and its lock;
+the commit message, file names, the secret guard and the ledger have their own modules.)
+
 Layout of a hub (a normal Git repository with a working tree)::
 
     assets-hub/

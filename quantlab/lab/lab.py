@@ -1,5 +1,8 @@
 """``quantlab.Lab``: the workflow in one object.
 
+(Size: one class of workflow steps, each one coroutine with a sync and an async face; the policy,
+defaults, state file, errors, deployment activity and the agent live in their own modules.)
+
 backtest (through the backtest MCP server) → validate (a :class:`DeploymentPolicy`) →
 store (the Git assets hub) → deploy (the paper broker MCP server) → record (the
 hub's deployments ledger), with the agent state kept across kernel restarts.

@@ -11,6 +11,17 @@ from quantlab.lab.policy import DeploymentPolicy, PolicyCheck
 GOOD = {"sharpe": 1.2, "max_drawdown": 0.1, "profit_factor": 1.6, "trades": 12}
 
 
+@pytest.fixture(scope="module")
+def result():
+    """A real backtest of an SMA cross on synthetic data."""
+    from quantlab import backtest
+    from quantlab.engine.data import synthetic
+
+    code = ("def signals(data, fast=5, slow=20):\n"
+            "    return (data.close.rolling(fast).mean() > data.close.rolling(slow).mean()).astype(float)\n")
+    return backtest(synthetic(600, seed=7), code, fees=0.0005, data_ref="synthetic:seed=7,bars=600")
+
+
 def test_defaults_documented():
     p = DeploymentPolicy()
     assert (p.min_sharpe, p.max_drawdown, p.min_profit_factor, p.min_trades) == (0.5, 0.25, 1.1, 5)

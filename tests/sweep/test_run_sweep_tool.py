@@ -23,8 +23,16 @@ pytestmark = pytest.mark.timeout(180)
 def _params(runs):
     from mcp import StdioServerParameters
 
-    return StdioServerParameters(command=sys.executable, env=dict(os.environ),
+    # the mark tells this test's processes from other sweeps running on the same machine
+    return StdioServerParameters(command=sys.executable, env={**os.environ, "QUANTLAB_TEST_MARK": str(runs)},
                                  args=["-m", "quantlab.servers.backtest", "--runs", str(runs), "--workers", "2"])
+
+
+def _mark(proc) -> str | None:
+    try:
+        return proc.environ().get("QUANTLAB_TEST_MARK")
+    except psutil.Error:  # gone meanwhile
+        return None
 
 
 def _drive(runs, script):
@@ -103,6 +111,7 @@ def test_run_sweep_errors_and_timeout_over_stdio(tmp_path):
     out = _drive(tmp_path / "runs", script)
     leftovers = [p for p in psutil.process_iter(["cmdline", "create_time", "status"])
                  if "quantlab.servers.backtest.sweep_tool" in " ".join(p.info["cmdline"] or [])
+                 and _mark(p) == str(tmp_path / "runs")
                  and p.info["create_time"] >= started - 1 and p.info["status"] != psutil.STATUS_ZOMBIE]
     assert leftovers == []                                   # the timed-out child and its workers are gone
     for kind in ("grid", "code", "data", "executor", "timeout"):

@@ -12,7 +12,7 @@ import pandas as pd
 
 from quantlab._util import dask_address, is_dask_address
 
-from ..backtest import DEFAULT_FILL, check_fill, infer_periods_per_year
+from ..backtest import DEFAULT_FILL, check_data, check_fill, infer_periods_per_year
 from ..strategy import Strategy, StrategyError
 from .allocator import HeapAllocation, one_blas_thread
 from .core import Context
@@ -76,13 +76,7 @@ def sweep(strategy: Strategy | str, data: pd.DataFrame | str, grid: Mapping[str,
         from ..data import from_reference
         data_ref = data_ref or data
         data = from_reference(data)
-    if not isinstance(data, pd.DataFrame) or "close" not in data.columns:
-        raise TypeError("data must be an OHLCV pandas DataFrame with a 'close' column or a data reference "
-                        "such as 'sample' (see quantlab.engine.data).")
-    if not isinstance(data.index, pd.DatetimeIndex):
-        raise TypeError("data must have a DatetimeIndex; use quantlab.engine.data.validate(df) to normalise it.")
-    if len(data) == 0:
-        raise ValueError("data has no bars.")
+    check_data(data, "or a data reference such as 'sample' (see quantlab.engine.data)")
     full_costs = resolve_costs(data, costs, "sweep")
     cut = holdout_start(len(data), holdout)
 
