@@ -63,7 +63,7 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from quantlab.engine.strategy import Strategy, StrategyError
 
 from . import ledger as _ledger
-from quantlab._util import decode_number, to_jsonable
+from quantlab._util import atomic_write_text, decode_number, to_jsonable
 
 from .message import commit_message, format_drawdown, format_number, one_line
 from .secrets import SecretFinding, find_secrets, find_secrets_in
@@ -1011,15 +1011,7 @@ class AssetsHub:
         with self._exclusive():
             counts = self._read_trials()
             counts[key] = counts.get(key, 0) + n
-            fd, tmp = tempfile.mkstemp(dir=self.quantlab_dir, prefix=".trials-", suffix=".json")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(counts, fh, indent=1, sort_keys=True)
-                os.replace(tmp, self.trials_path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            atomic_write_text(self.trials_path, json.dumps(counts, indent=1, sort_keys=True))
             return counts[key]
 
     def deployment_status(self, commit: str | None = None) -> pd.DataFrame:
