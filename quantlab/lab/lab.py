@@ -749,7 +749,14 @@ class Lab:
         'running'
         """
         stored = await self._resolve_stored(target)
-        check = (policy or self.policy).check(stored.metrics)
+        metrics = dict(stored.metrics)
+        if (policy or self.policy).require_causal and "causal" not in metrics:   # stored before the check existed
+            frame = await asyncio.to_thread(_validation.local_frame, stored.metadata.get("data_ref"), self._frames)
+            if frame is not None:
+                code = await asyncio.to_thread(self.hub.load, stored.commit)
+                report = await asyncio.to_thread(_validation.lookahead, code, frame, stored.params)
+                metrics["causal"] = bool(report.causal)
+        check = (policy or self.policy).check(metrics)
         if not check.passed and not force:
             raise PolicyError(check)
         if symbol is None:

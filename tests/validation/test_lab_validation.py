@@ -114,3 +114,12 @@ def test_stored_commit_carries_deflated_and_oos_sharpe(lab):
 
 def _lenient():
     return dict(min_sharpe=None, max_drawdown=None, min_profit_factor=None, min_trades=None)
+
+
+def test_deploy_checks_a_strategy_stored_without_the_check(lab):
+    # stored straight into the hub (as before issue 10): no "causal" in its metrics
+    peek = quantlab.backtest(quantlab.data.sample(), Strategy.from_code(PEEK, name="old-peek"), data_ref="sample")
+    stored = lab.hub.store(peek)
+    assert "causal" not in stored.metrics
+    with pytest.raises(PolicyError, match="looks ahead"):
+        lab.deploy(stored, policy=LENIENT)
