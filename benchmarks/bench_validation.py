@@ -21,20 +21,7 @@ import numpy as np
 
 warnings.filterwarnings("ignore")
 
-SMA = """
-def signals(data, fast=10, slow=50):
-    close = data["close"]
-    return (close.rolling(fast).mean() > close.rolling(slow).mean()).astype(float)
-"""
-
-
-def best_of(fn, repeat=3):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+from bench_engine import SMA_CODE as SMA, best_of  # noqa: E402 - the same strategy and timer as bench_engine
 
 
 def main() -> None:
