@@ -694,8 +694,7 @@ class AsyncMCPHub:
         schema = spec.input_schema
         if schema:
             try:
-                import jsonschema
-
+                jsonschema = _import_jsonschema()
                 cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
                 validator = cls(schema, format_checker=None)
             except Exception:  # noqa: BLE001 - a server's odd schema must not block calls
@@ -862,6 +861,27 @@ def _value(result: Any, unwrap: bool) -> Any:
     return _content(result)
 
 
+def _import_jsonschema() -> Any:
+    """``jsonschema``, imported without its optional ``rfc3987_syntax`` format checks.
+
+    That module builds a grammar at import time (2+ s of CPU; 10 s on a busy machine) for the
+    ``iri`` formats, which the client never checks (``format_checker=None``): every CLI command
+    and server start paid for it. It is hidden only while jsonschema imports.
+    """
+    import sys
+
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        import jsonschema
+
+        return jsonschema
+    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment] - makes its import fail (suppressed)
+    try:
+        import jsonschema
+    finally:
+        del sys.modules["rfc3987_syntax"]
+    return jsonschema
+
+
 def _text(result: Any) -> str:
     return "\n".join(getattr(c, "text", "") for c in result.content if getattr(c, "type", None) == "text").strip()
 
@@ -876,6 +896,7 @@ def _content(result: Any) -> Any:
 
 
 def _arguments_error(server: str, tool: str, validator: Any, args: Mapping[str, Any]) -> ArgumentsError:
+    _import_jsonschema()
     from jsonschema.exceptions import best_match
 
     errors = list(validator.iter_errors(args))
