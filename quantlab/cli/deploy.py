@@ -22,9 +22,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     """Deploy a strategy file (backtested and stored first) or a stored strategy (commit or name)."""
     from quantlab.engine.strategy import Strategy
 
-    with open_lab(args) as lab:
-        target = args.strategy
-        if target.endswith(".py") or Path(target).is_file():
+    target = args.strategy
+    is_file = target.endswith(".py") or Path(target).is_file()
+    with open_lab(args, backtest=is_file) as lab:  # a stored strategy needs no backtest server
+        if is_file:
             strategy = Strategy.from_file(target)
             result = lab.backtest(strategy, args.data, parse_params(args.param), fees=args.fees, slippage=args.slippage)
             outcome = lab.store_and_deploy(result, symbol=args.symbol, timeframe=args.timeframe, volume=args.volume,
