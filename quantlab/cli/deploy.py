@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=cmd_deploy.__doc__)
     p.add_argument("strategy", help="a .py file defining signals(data, **params), or a hub commit / strategy name")
     p.add_argument("--symbol", default=None, help="broker symbol (default: the broker's first)")
-    p.add_argument("--timeframe", type=int, default=1, help="bar size in minutes (default 1)")
+    p.add_argument("--timeframe", type=int, default=None, help="bar size in minutes (default: the backtest's bars, e.g. 60 for hourly data)")
     p.add_argument("--volume", type=float, default=0.1, help="lots at target position 1 (default 0.1)")
     p.add_argument("--data", default="sample", help="data reference for the backtest (default 'sample')")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="strategy parameter")

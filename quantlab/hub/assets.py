@@ -65,7 +65,7 @@ from quantlab.engine.strategy import Strategy, StrategyError
 from . import ledger as _ledger
 from quantlab._util import atomic_write_text, decode_number, to_jsonable
 
-from .message import commit_message, format_drawdown, format_number, one_line
+from .message import commit_message, context_trailers, format_drawdown, format_number, one_line
 from .secrets import SecretFinding, find_secrets, find_secrets_in
 from .slug import BOTS_DIR, reserve_path, slugify, strategy_path
 
@@ -235,7 +235,8 @@ def _parse_author(author: Any) -> tuple[str, str] | None:
 def _result_fields(result: Any) -> dict[str, Any]:
     """Read what the hub needs from a BacktestResult (or a plain dict)."""
     if result is None:
-        return {"metrics": {}, "params": None, "run_id": None, "data_ref": None, "costs": None, "name": None}
+        return {"metrics": {}, "params": None, "run_id": None, "data_ref": None, "costs": None, "name": None,
+                "bar_seconds": None}
     if isinstance(result, Mapping):
         get = result.get
         metrics = result.get("metrics", result if "sharpe" in result else {})
@@ -243,6 +244,13 @@ def _result_fields(result: Any) -> dict[str, Any]:
         def get(key: str, default: Any = None) -> Any:
             return getattr(result, key, default)
         metrics = getattr(result, "metrics", {})
+    size = None
+    equity = get("equity")
+    if isinstance(equity, pd.Series):
+        from quantlab.engine.data import bar_size
+
+        step = bar_size(equity.index)
+        size = step.total_seconds() if step is not None else None
     return {
         "metrics": dict(metrics or {}),
         "params": get("params"),
@@ -250,6 +258,7 @@ def _result_fields(result: Any) -> dict[str, Any]:
         "data_ref": get("data_ref"),
         "costs": get("costs"),
         "name": get("name"),
+        "bar_seconds": size if size is not None else get("bar_seconds"),
     }
 
 
@@ -539,13 +548,17 @@ class AssetsHub:
             "metrics": fields["metrics"],
             "data_ref": fields["data_ref"],
             "costs": fields["costs"],
+            "bar_seconds": fields["bar_seconds"],
             "run_id": run_id,
             "code_sha256": strategy.sha256,
             "quantlab_version": __version__,
             "source": _normalize_source(source),
             "created_at": created_at,
         })
-        message = commit_message(strategy.name, fields["metrics"], created_at, "" if run_id is None else str(run_id), strategy.sha256)
+        params = fields["params"] if fields["params"] is not None else strategy.params
+        context = context_trailers(params, fields["data_ref"], fields["bar_seconds"], fields["costs"]) if result is not None else ""
+        message = commit_message(strategy.name, fields["metrics"], created_at, "" if run_id is None else str(run_id),
+                                 strategy.sha256, context=context)
         return strategy, metadata, message
 
     @staticmethod

@@ -12,6 +12,10 @@ The message has exactly this shape (then Git trailers, readable with
 
     Quantlab-Run: <run id>
     Quantlab-Code-SHA256: <hash>
+    Quantlab-Params: {"fast": 10, "slow": 100}        (what the numbers mean: the
+    Quantlab-Data: sample                            backtest's params, data reference,
+    Quantlab-Bar-Size: 1h                            bar size and costs; each line only
+    Quantlab-Costs: fees=0.0002 slippage=0 cash=100000   when known)
 
 Formatting of the values:
 
@@ -51,7 +55,7 @@ from quantlab._util import decode_number
 from quantlab._util import decode_number as from_jsonable_number  # noqa: F401
 from quantlab._util import to_jsonable  # noqa: F401
 
-__all__ = ["commit_message", "format_number", "format_drawdown", "one_line"]
+__all__ = ["commit_message", "context_trailers", "format_bar_size", "format_number", "format_drawdown", "one_line"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
@@ -98,8 +102,53 @@ def format_drawdown(value: Any, decimals: int = 2) -> str:
     return format_number(abs(x) * 100 if not math.isnan(x) else x, decimals)
 
 
-def commit_message(name: str, metrics: Mapping[str, Any], generated: str, run_id: str, code_sha256: str) -> str:
-    """The commit message for a stored strategy (ends with one newline). See the module doc."""
+def format_bar_size(seconds: Any) -> str | None:
+    """A bar size in seconds as ``'1min'``, ``'4h'``, ``'1d'`` (``None`` when unknown).
+
+    >>> format_bar_size(60), format_bar_size(14400), format_bar_size(86400), format_bar_size(None)
+    ('1min', '4h', '1d', None)
+    """
+    x = _as_float(seconds)
+    if math.isnan(x) or x <= 0:
+        return None
+    s = int(round(x))
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if s % size == 0:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def context_trailers(params: Any = None, data_ref: Any = None, bar_seconds: Any = None,
+                     costs: Mapping[str, Any] | None = None) -> str:
+    """The trailers that say what a backtest's numbers mean: params, data, bar size, costs.
+
+    >>> print(context_trailers({"fast": 10}, "sample", 3600, {"fees": 0.0002, "slippage": 0.0, "cash": 100000.0}), end="")
+    Quantlab-Params: {"fast": 10}
+    Quantlab-Data: sample
+    Quantlab-Bar-Size: 1h
+    Quantlab-Costs: fees=0.0002 slippage=0 cash=100000
+    """
+    import json
+
+    lines = []
+    if params is not None:
+        lines.append(f"Quantlab-Params: {one_line(json.dumps(params, sort_keys=True, default=str))}")
+    if data_ref:
+        lines.append(f"Quantlab-Data: {one_line(data_ref)}")
+    bar = format_bar_size(bar_seconds)
+    if bar:
+        lines.append(f"Quantlab-Bar-Size: {bar}")
+    if costs:
+        lines.append("Quantlab-Costs: " + " ".join(
+            f"{k}={_as_float(costs[k]):g}" for k in ("fees", "slippage", "cash") if k in costs))
+    return "".join(f"{line}\n" for line in lines)
+
+
+def commit_message(name: str, metrics: Mapping[str, Any], generated: str, run_id: str, code_sha256: str,
+                   *, context: str = "") -> str:
+    """The commit message for a stored strategy (ends with one newline). See the module doc.
+
+    ``context`` (from :func:`context_trailers`) follows the seed's two trailers."""
     return (
         f"Strategy: {one_line(name) or 'strategy'}\n"
         "Backtest Results:\n"
@@ -110,4 +159,5 @@ def commit_message(name: str, metrics: Mapping[str, Any], generated: str, run_id
         "\n"
         f"Quantlab-Run: {one_line(run_id) or 'unknown'}\n"
         f"Quantlab-Code-SHA256: {code_sha256}\n"
+        f"{context}"
     )

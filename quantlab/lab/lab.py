@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import difflib
 import functools
 import html
 import io
@@ -38,7 +39,7 @@ import pandas as pd
 
 from quantlab.client import ClientError, MCPHub, ToolError
 from quantlab.engine.backtest import PAGE_BARS, BacktestResult, afetch_all_pages, window_metrics
-from quantlab.engine.data import content_hash
+from quantlab.engine.data import bar_size, content_hash
 from quantlab.engine.strategy import Strategy
 from quantlab.hub import AssetsHub, StoredStrategy
 
@@ -62,6 +63,18 @@ StepCallback = Callable[[str, str, str], None]
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _bar_minutes(bar_seconds: Any, name: str) -> int:
+    """The deployment timeframe (minutes) for a backtest's bar size; 1 minute when it is unknown."""
+    if bar_seconds is None:
+        return 1
+    minutes = float(bar_seconds) / 60.0
+    if minutes not in TIMEFRAME_MINUTES.values():
+        supported = ", ".join(str(m) for m in sorted(TIMEFRAME_MINUTES.values()))
+        raise LabError(f"{name!r} was backtested on {minutes:g}-minute bars, which the broker does not offer "
+                       f"({supported}); pass timeframe=… explicitly.")
+    return int(minutes)
 
 
 def _broker_id(deployment_id: Any) -> Any:
@@ -709,6 +722,21 @@ class Lab:
 
     symbols, asymbols = _twins(_symbols)
 
+    async def _check_symbol(self, symbol: str) -> None:
+        """Raise :class:`LabError` unless the broker trades ``symbol`` (before anything is stored or sent).
+        A broker that cannot be reached is not asked: the deploy step reports that (and keeps the commit)."""
+        try:
+            symbols = await self._symbols()
+        except ClientError:
+            return
+        if symbol in symbols:
+            return
+        close = difflib.get_close_matches(str(symbol).upper(), symbols, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+        listed = ", ".join(symbols[:12]) + ("…" if len(symbols) > 12 else "")
+        raise LabError(f"the broker {self.broker_server!r} has no symbol {symbol!r}; {hint}it trades {listed or 'nothing'} "
+                       f"(lab.symbols() lists them). Nothing was stored or deployed.")
+
     async def _resolve_stored(self, target: Any) -> StoredStrategy:
         if isinstance(target, StoredStrategy):
             return target
@@ -727,7 +755,7 @@ class Lab:
         self,
         target: Any,
         symbol: str | None = None,
-        timeframe: int = 1,
+        timeframe: int | None = None,
         volume: float = 0.1,
         *,
         policy: DeploymentPolicy | None = None,
@@ -743,6 +771,7 @@ class Lab:
         same commit on the same symbol again returns the running deployment.
         Raises :class:`LabError` when the broker refuses or cannot be reached (the ledger
         says ``failed``; the commit is kept; call again once the broker is back).
+        ``timeframe`` (minutes) defaults to the stored backtest's bar size (1 when unknown).
 
         >>> rec = lab.deploy(stored, symbol="EURUSD", volume=0.1)   # doctest: +SKIP
         >>> rec.status                                              # doctest: +SKIP
@@ -764,6 +793,10 @@ class Lab:
             if not symbols:
                 raise LabError(f"the broker {self.broker_server!r} lists no symbols; pass symbol=… explicitly.")
             symbol = symbols[0]
+        else:
+            await self._check_symbol(symbol)
+        if timeframe is None:
+            timeframe = _bar_minutes(stored.metadata.get("bar_seconds"), stored.name)
         base = dict(strategy_name=stored.name, commit=stored.commit, symbol=symbol, timeframe=int(timeframe),
                     volume=float(volume), broker=self.runner_server, forced=bool(force and not check.passed))
         running = await asyncio.to_thread(self._running_for, stored.commit, symbol)
@@ -812,7 +845,7 @@ class Lab:
         self,
         result: BacktestResult,
         symbol: str | None = None,
-        timeframe: int = 1,
+        timeframe: int | None = None,
         volume: float = 0.1,
         policy: DeploymentPolicy | None = None,
         force: bool = False,
@@ -822,6 +855,8 @@ class Lab:
         """Validate → store → deploy → record, reporting each step; return a :class:`StoreDeployOutcome`.
 
         A result that fails the policy raises :class:`PolicyError` unless ``force=True``.
+        A ``symbol`` the broker does not trade raises :class:`LabError` before anything is stored.
+        ``timeframe`` (minutes) defaults to the backtest's bar size.
         If the deploy fails, the commit stays, the ledger says ``failed`` with the reason and
         the outcome carries the error; calling again for the same code and params neither
         stores nor deploys twice. ``on_step(step, status, detail)`` is called for
@@ -855,6 +890,15 @@ class Lab:
             if not check.passed and not force:
                 step("validate", "failed", "; ".join(check.failures))
                 raise PolicyError(check)
+            try:
+                if symbol is not None:
+                    await self._check_symbol(symbol)  # before anything is stored
+                if timeframe is None:  # the backtest's own bars, so "100 bars" means the same time on paper
+                    step_size = bar_size(result.equity.index)
+                    timeframe = _bar_minutes(step_size.total_seconds() if step_size is not None else None, result.name)
+            except LabError as exc:
+                step("validate", "failed", str(exc))
+                raise
             step("validate", "done", "passed" if check.passed else "failed, forced")
             outcome = StoreDeployOutcome(check=check, steps=steps)
             step("store", "start")

@@ -11,8 +11,10 @@ import git as gitpython
 import pytest
 
 from quantlab.engine.backtest import backtest
+from quantlab.engine.data import bar_size
 from quantlab.engine.strategy import Strategy, StrategyError
 from quantlab.hub import AssetsHub, DetachedHeadError, HubError, IndexLockError, SecretsFoundError, StoredStrategy
+from quantlab.hub.message import format_bar_size
 
 FIXED = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 
@@ -40,6 +42,14 @@ def test_commit_message_byte_for_byte(hub, strategy, result, git):
         f"Quantlab-Run: {result.run_id}\n"
         f"Quantlab-Code-SHA256: {strategy.sha256}\n"
     )
+    # then what the numbers mean: params, data, bar size, costs (the seed's message stays first, unchanged)
+    p, c = result.params, result.costs
+    expected += (
+        f"Quantlab-Params: {json.dumps(p, sort_keys=True)}\n"
+        + (f"Quantlab-Data: {result.data_ref}\n" if result.data_ref else "")
+        + f"Quantlab-Bar-Size: {format_bar_size(bar_size(result.equity.index).total_seconds())}\n"
+        f"Quantlab-Costs: fees={c['fees']:g} slippage={c['slippage']:g} cash={c['cash']:g}\n"
+    )
     # %B adds one newline after the raw message; the commit object holds it exactly
     assert git(hub.path, "log", "-1", "--format=%B") == expected + "\n"
     raw = git(hub.path, "cat-file", "commit", "HEAD")
@@ -52,7 +62,9 @@ def test_trailers_parse_with_real_git(hub, strategy, result, git):
     hub.store(strategy, result)
     message = git(hub.path, "log", "-1", "--format=%B")
     parsed = git(hub.path, "interpret-trailers", "--parse", input=message)
-    assert parsed == f"Quantlab-Run: {result.run_id}\nQuantlab-Code-SHA256: {strategy.sha256}\n"
+    assert parsed.startswith(f"Quantlab-Run: {result.run_id}\nQuantlab-Code-SHA256: {strategy.sha256}\n")
+    keys = [line.split(":", 1)[0] for line in parsed.splitlines()]
+    assert {"Quantlab-Params", "Quantlab-Bar-Size", "Quantlab-Costs"} <= set(keys)
     only = git(hub.path, "log", "-1", "--format=%(trailers:key=Quantlab-Run,valueonly)").strip()
     assert only == result.run_id
 

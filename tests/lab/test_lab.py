@@ -37,7 +37,7 @@ def test_dataframe_is_uploaded_once_and_backtested(lab, strategy):
 def test_store_and_deploy_then_trade_and_stop(lab, strategy):
     result = lab.backtest(strategy, "sample")
     steps = []
-    outcome = lab.store_and_deploy(result, volume=0.1, policy=LENIENT, on_step=lambda *s: steps.append(s))
+    outcome = lab.store_and_deploy(result, timeframe=1, volume=0.1, policy=LENIENT, on_step=lambda *s: steps.append(s))
     assert outcome.ok, outcome.error
     assert [s[:2] for s in steps if s[1] != "start"] == [
         ("validate", "done"), ("store", "done"), ("deploy", "done"), ("record", "done")]
@@ -53,7 +53,7 @@ def test_store_and_deploy_then_trade_and_stop(lab, strategy):
 
     # the same code and params again: no second commit, no second deployment
     head = lab.hub.repo.head.commit.hexsha
-    again = lab.store_and_deploy(result, volume=0.1, policy=LENIENT)
+    again = lab.store_and_deploy(result, timeframe=1, volume=0.1, policy=LENIENT)
     assert again.stored.commit == outcome.stored.commit
     assert again.record.deployment_id == dep_id and again.record.existing
     assert lab.hub.repo.head.commit.hexsha == head

@@ -17,7 +17,7 @@ from .conftest import SMA
 def test_lab_deploys_through_the_runner_and_paper_matches_the_backtest(tmp_path):
     with Lab.start(tmp_path / "hub", progress=False) as lab:
         result = lab.backtest(Strategy.from_code(SMA, name="sma"), "sample")
-        outcome = lab.store_and_deploy(result, symbol="EURUSD", volume=0.1, force=True)
+        outcome = lab.store_and_deploy(result, symbol="EURUSD", timeframe=1, volume=0.1, force=True)
         assert outcome.ok, outcome.error
         dep = outcome.record.deployment_id
 

@@ -92,9 +92,11 @@ def test_click_returns_at_once_and_cannot_double_submit(lab, failing):
 def test_failure_shows_the_error_and_reenables(lab, sma, data):
     passing = backtest(data, sma, params={"fast": 5, "slow": 20})  # its own commit: nothing runs for it yet
     panel = deploy_panel(passing, lab, symbol="NO-SUCH-SYMBOL")
+    head = git.Repo(lab.hub.path).head.commit.hexsha
     outcome = panel.click(timeout=120)
-    assert outcome is None or not outcome.ok
-    assert panel.error and "NO-SUCH-SYMBOL" in panel.error
+    assert outcome is None and "no symbol 'NO-SUCH-SYMBOL'" in panel.error and "Nothing was stored" in panel.error
+    assert git.Repo(lab.hub.path).head.commit.hexsha == head  # checked against the broker before storing
+    assert ("validate", "failed") == panel.steps[-1][:2]
     assert html.escape(panel.error) in panel.outcome_view.value
     assert not panel.deployed and not panel.deploy_button.disabled  # can retry after fixing the symbol
     assert "failed:" in repr(panel)
