@@ -50,7 +50,7 @@ def test_pause_and_resume_with_the_checkbox(lab):
 
 
 def test_chart_shows_the_paper_market_with_fills_position_and_pnl(lab, passing):
-    outcome = lab.store_and_deploy(passing, force=True)
+    outcome = lab.store_and_deploy(passing, timeframe=1, force=True)  # minute bars: trades within 240 steps
     assert outcome.ok, outcome.error
     dep = outcome.record.deployment_id
     lab.advance(240)
@@ -80,7 +80,7 @@ def test_chart_shows_the_paper_market_with_fills_position_and_pnl(lab, passing):
 
 
 def test_table_shows_deployments_with_units_and_stops_one(lab, passing):
-    outcome = lab.store_and_deploy(passing, force=True)
+    outcome = lab.store_and_deploy(passing, timeframe=1, force=True)  # minute bars: trades within 240 steps
     dep = outcome.record.deployment_id
     m = monitor(lab, interval=60, autostart=False, expected=False)
     try:
