@@ -14,8 +14,9 @@ followed by ``n * 6 * 8`` bytes (time int64, open, high, low, close, volume floa
 column after column).
 
 The strategy itself never runs here either: :mod:`quantlab.engine.sandbox` checks
-it statically, reads its parameters and evaluates each ``signals()`` call in a
-sandboxed child (no files, network, processes or secrets), so this worker is a
+it statically, reads its parameters and evaluates the ``signals()`` calls in one
+long-lived sandboxed child of this deployment (:class:`~quantlab.engine.sandbox.SignalSession`:
+no files, network, processes or secrets; limits per evaluation), so this worker is a
 trusted harness around it.
 """
 from __future__ import annotations
@@ -54,14 +55,21 @@ class _Worker:
         self.params: dict[str, Any] = {}
         self.lookback = 300
         self.cols: dict[str, Any] = {}
+        self.session: Any = None
 
     def init(self, head: dict[str, Any]) -> dict[str, Any]:
         from quantlab.engine import sandbox
 
         # the strategy's code never runs in this process: checked, loaded and evaluated in the strategy
-        # sandbox (docs/sandbox.md), one locked-down child per evaluation forked from this worker's zygote
+        # sandbox (docs/sandbox.md); its parameters are read once here
         self.strategy = sandbox.load(head["code"], name=head.get("name") or "strategy", limits=SANDBOX_LIMITS)
         self.params = self.strategy.resolve_params(head.get("params") or {})
+        # one long-lived sandboxed child for this deployment evaluates every bar (docs/sandbox.md,
+        # "sessions"): no fork per bar; the per-evaluation limits still hold (the session enforces them)
+        if self.session is not None:
+            self.session.close()
+        self.session = sandbox.SignalSession(head["code"], self.params, name=self.strategy.name,
+                                             limits=SANDBOX_LIMITS)
         self.lookback = int(head.get("lookback") or 300)
         return {"ok": True, "params": self.params}
 
@@ -90,7 +98,7 @@ class _Worker:
         idx = pd.DatetimeIndex(pd.to_datetime(c["time"], unit="s", utc=True), name="time")
         data = pd.DataFrame({"open": c["open"], "high": c["high"], "low": c["low"], "close": c["close"],
                              "volume": c["volume"]}, index=idx)
-        sig = self.strategy.function(data, **self.params)
+        sig = self.session(data)
         targets = to_targets(sig, data, self.strategy.name)
         return {"ok": True, "targets": targets[-want:].tolist()}
 

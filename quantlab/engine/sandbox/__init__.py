@@ -44,10 +44,11 @@ from ._config import DEFAULT_ALLOW, NEVER_ALLOW, allowed_modules, configured_all
 from ._errors import SandboxError
 from ._limits import SandboxLimits
 from ._runner import SharedData, run_frames, shutdown
+from ._session import SignalSession
 from ._static import check_code
 
 __all__ = [
-    "check_code", "run_signals", "iter_signals", "load", "SandboxedStrategy", "SandboxError", "SignalError",
+    "check_code", "run_signals", "iter_signals", "load", "SignalSession", "SandboxedStrategy", "SandboxError", "SignalError",
     "SandboxLimits", "SharedData", "mechanisms", "shutdown", "allowed_modules", "configured_allow",
     "DEFAULT_ALLOW", "NEVER_ALLOW",
 ]

@@ -27,6 +27,9 @@ MAX_MESSAGE = 2000
 _PROBES = ("/sys/fs/cgroup/", "/sys/devices/system/cpu/", "/proc/self/cgroup", "/proc/self/mountinfo")
 
 
+_NOT_YET = object()
+
+
 class _Refused(BaseException):
     """Raised inside the strategy when it does something forbidden (not an ``Exception``:
     ``except Exception`` in the strategy does not swallow it; the refusal is recorded anyway)."""
@@ -145,6 +148,62 @@ def _read_all(fd: int) -> bytes:
         chunks.append(b)
     os.close(fd)
     return b"".join(chunks)
+
+
+#: a task that starts with this is a *session* (``SignalSession``): a length-prefixed task, then the
+#: task pipe stays open and carries one data frame per evaluation (``!II`` header/payload lengths)
+STREAM_MAGIC = b"QLSTREAM"
+
+
+class _TaskReader:
+    """Reads the task pipe: the whole pipe for a one-shot run, or frames for a session."""
+
+    def __init__(self, fd: int):
+        self.fd, self.buf = fd, bytearray()
+
+    def _fill(self, n: int) -> bool:
+        while len(self.buf) < n:
+            b = os.read(self.fd, 1 << 20)
+            if not b:
+                return False
+            self.buf += b
+        return True
+
+    def task(self) -> tuple[bytes, bool]:
+        if not self._fill(len(STREAM_MAGIC)) or bytes(self.buf[:len(STREAM_MAGIC)]) != STREAM_MAGIC:
+            self.buf += _read_all(self.fd)  # a one-shot run: the pipe holds the task only
+            return bytes(self.buf), False
+        k = len(STREAM_MAGIC)
+        self._fill(k + 8)
+        (size,) = struct.unpack_from("!Q", self.buf, k)
+        self._fill(k + 8 + size)
+        body = bytes(self.buf[k + 8:k + 8 + size])
+        del self.buf[:k + 8 + size]
+        return body, True
+
+    def frame(self) -> tuple[dict, bytes] | None:
+        """The next evaluation request, or None when the parent closed the session."""
+        if not self._fill(8):
+            return None
+        hl, pl = struct.unpack_from("!II", self.buf, 0)
+        if not self._fill(8 + hl + pl):
+            return None
+        head = json.loads(bytes(self.buf[8:8 + hl]))
+        body = bytes(self.buf[8 + hl:8 + hl + pl])
+        del self.buf[:8 + hl + pl]
+        return head, body
+
+
+def _frame_data(head: dict, body: bytes, np: Any, pd: Any) -> Any:
+    """Rebuild the OHLCV frame a session request carries: int64 ns index, then float64 columns."""
+    n = int(head["n"])
+    cols = list(head["cols"])
+    i8 = np.frombuffer(body, dtype=np.int64, count=n)
+    vals = np.frombuffer(body, dtype=np.float64, offset=8 * n, count=n * len(cols)).reshape(len(cols), n)
+    idx = pd.DatetimeIndex(i8.view("datetime64[ns]"), name=head.get("index_name"))
+    if head.get("tz"):
+        idx = idx.tz_localize("UTC").tz_convert(head["tz"])
+    return pd.DataFrame({c: vals[j].copy() for j, c in enumerate(cols)}, index=idx)
 
 
 def _load_data(fd: int, layout: dict) -> Any:
@@ -338,7 +397,9 @@ def run(fds: dict[str, int], kernel: Any, req: dict) -> int:
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    task = pickle.loads(_read_all(fds["task"]))  # from the parent (trusted), before any strategy code
+    reader = _TaskReader(fds["task"])
+    raw, stream = reader.task()
+    task = pickle.loads(raw)  # from the parent (trusted), before any strategy code
     data = _load_data(fds["data"], task.get("layout") or {})
     out = _Out(fds["result"])
     import numpy as np
@@ -405,8 +466,30 @@ def run(fds: dict[str, int], kernel: Any, req: dict) -> int:
             safe_defaults[k] = {"__repr__": repr(v)[:200]}
     hook = namespace.get("signals_many")
     out.send({"t": "inspect", "params": params, "defaults": safe_defaults, "batch": callable(hook)})
-    combos = task.get("combos") or []
+    combos = [] if stream else (task.get("combos") or [])
     strat = _strategy.Strategy(name=name, code=code, _fn=fn, _params=defaults)
+
+    def evaluate(frame_data: Any, params: dict, sig: Any) -> tuple[dict, Any] | None:
+        """signals(frame_data, **params) (or the batch's ``sig``) as a frame; None after a violation."""
+        try:
+            if sig is _NOT_YET:
+                sig = strat.function(frame_data.copy(deep=False), **strat.resolve_params(params))
+            if violation():
+                return None
+            head, payload = _encode(sig, frame_data, np, pd)
+        except _strategy.StrategyError as exc:
+            head, payload = {"t": "strategy", "message": str(exc)}, b""
+        except BaseException as exc:  # noqa: BLE001
+            if violation():
+                return None
+            if isinstance(exc, MemoryError):
+                head, payload = {"t": "memory", "message": str(exc)[:200]}, b""
+            else:
+                head, payload = _exc_header(st, exc, code_lines), b""
+        if violation():
+            return None
+        return head, payload
+
     i = 0
     batch = task.get("batch") and callable(hook) and len(combos) > 1
     step = max(2, int(16 * 2**20 // (8 * max(1, len(data) if data is not None else 1))))
@@ -432,29 +515,36 @@ def run(fds: dict[str, int], kernel: Any, req: dict) -> int:
             if violation():
                 return 0
         for j, params in enumerate(chunk):
-            try:
-                if cols is not None:
-                    sig = cols[j]
-                else:
-                    sig = strat.function(data.copy(deep=False), **strat.resolve_params(params))
-                if violation():
-                    return 0
-                head, payload = _encode(sig, data, np, pd)
-            except _strategy.StrategyError as exc:
-                head, payload = {"t": "strategy", "message": str(exc)}, b""
-            except BaseException as exc:  # noqa: BLE001
-                if violation():
-                    return 0
-                if isinstance(exc, MemoryError):
-                    head, payload = {"t": "memory", "message": str(exc)[:200]}, b""
-                else:
-                    head, payload = _exc_header(st, exc, code_lines), b""
-            if violation():
+            got = evaluate(data, params, cols[j] if cols is not None else _NOT_YET)
+            if got is None:
                 return 0
+            head, payload = got
             head["i"] = i + j
             out.send(head, payload)
-            sig = None
         i += len(chunk)
+    if stream:  # a session: one evaluation per request until the parent closes the pipe
+        params = (task.get("combos") or [{}])[0]
+        seq = 0
+        while True:
+            req = reader.frame()
+            if req is None:
+                break
+            frame_data = _frame_data(req[0], req[1], np, pd)
+            req = None
+            got = evaluate(frame_data, params, _NOT_YET)
+            if got is None:
+                return 0
+            head, payload = got
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            head["i"], head["cpu"] = seq, usage.ru_utime + usage.ru_stime
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except BaseException:  # noqa: BLE001
+                pass
+            out.send(head, payload)
+            seq += 1
+            frame_data = None
     try:
         sys.stdout.flush()
         sys.stderr.flush()
