@@ -769,6 +769,18 @@ class Runner:
         counts = await asyncio.gather(*(self._act(d, now, cache) for d in deps))
         return int(sum(counts))
 
+    def _steps_to_next_bar(self, now: int | None, base: int | None, left: int) -> int:
+        """How many base bars the paper market can move before the next bar of a running deployment
+        completes (1 while the base bar is not known yet; everything that is left when nothing runs)."""
+        frames = [int(r["timeframe"]) * 60 for r in self.store.q(
+            "SELECT DISTINCT timeframe FROM deployments WHERE status = 'running'")]
+        if not frames:
+            return left
+        if now is None or not base:
+            return 1
+        nxt = min((now // secs + 1) * secs for secs in frames)
+        return max(1, min(left, -(-(nxt - now) // base)))
+
     async def advance(self, bars: int = 1) -> dict[str, Any]:
         """Step the paper broker ``bars`` bars, one at a time, and act on every completed bar.
 
@@ -783,17 +795,29 @@ class Runner:
         t0 = None
         end = False
         info: dict[str, Any] = {}
+        now = base = None
         async with self._lock:
-            for _ in range(bars):
-                info = await self._b("advance", {"bars": 1}, timeout=60.0)
-                if not info.get("advanced", 1):
+            while moved < bars:
+                # Base bars in which no running deployment's bar completes change nothing for the
+                # deployments: step over them in one call (the broker still checks its pending
+                # orders and SL/TP on every base bar), and act exactly where a bar completes.
+                step = self._steps_to_next_bar(now, base, bars - moved)
+                info = await self._b("advance", {"bars": step}, timeout=60.0)
+                advanced = int(info.get("advanced", step))
+                if advanced <= 0:
                     end = True
                     break
-                moved += 1
+                moved += advanced
+                before = now
                 now = _epoch(info["time"]) if "time" in info else await self._now(self.store.one(
                     "SELECT symbol FROM deployments LIMIT 1")["symbol"])
+                if before is not None and advanced == 1 and now > before:
+                    base = now - before  # the broker's base bar, learned from a single step
                 t0 = t0 or now
                 fills += await self._step(now)
+                if advanced < step:
+                    end = True
+                    break
             if moved:
                 await self._alerts(now)
         end = end or bool(info.get("end_of_data"))
