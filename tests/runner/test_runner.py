@@ -57,6 +57,25 @@ def test_paper_positions_follow_the_backtest_targets_bar_by_bar(runner, hub):
     assert {"status", "signal", "fill"} <= kinds
 
 
+def test_hourly_deployment_acts_once_per_completed_hour_when_stepped_in_minutes(runner, hub):
+    """advance() steps over the minutes in which no hourly bar completes, and still acts on every hour."""
+    sma = hub.stored["sma"]
+    d = runner.call("runner", "deploy_strategy", {"commit": sma.commit, "symbol": "EURUSD", "volume": 0.1,
+                                                  "timeframe": 60})
+    adv = runner.call("runner", "advance", {"bars": 60 * 12 + 30})
+    assert adv["bars"] == 60 * 12 + 30
+    bars = runner.call("runner", "deployment_bars", {"deployment_id": d["deployment_id"], "replay": True})
+    steps, replay = bars["steps"], bars["replay"]
+    times = steps["bar_time"]
+    assert len(times) in (12, 13)                       # one decision per completed hour
+    assert all(b - a == 3600 for a, b in zip(times, times[1:]))
+    assert all(t % 3600 == 0 for t in times)
+    assert not any(steps["skipped"])                    # no hour was missed and traded after the fact
+    full = dict(zip(replay["time"], replay["target"]))
+    assert [full[t] for t in times] == steps["target"]
+    runner.call("runner", "stop_deployment", {"deployment_id": d["deployment_id"]})
+
+
 def test_fractional_targets_are_sized_in_volume_steps(runner, hub):
     d = runner.call("runner", "deploy_strategy", {"commit": hub.stored["half"].commit, "symbol": "EURUSD",
                                                   "volume": 0.05})
