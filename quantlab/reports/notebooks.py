@@ -72,8 +72,29 @@ def first_line(text: Any) -> str:
     return lines[0] if lines else ""
 
 
-def export_html(notebook: str | os.PathLike[str], output: str | os.PathLike[str] | None = None) -> Path:
+#: Cells with one of these tags are left out of the exported page: papermill's parameter
+#: cells and notes addressed to whoever edits the notebook, not to its reader.
+HIDDEN_TAGS = frozenset({"parameters", "injected-parameters", "author-notes"})
+
+
+def report_title(nb: Any, default: str) -> str:
+    """The exported page's title: ``nb.metadata.title``, else the strategy a papermill run was
+    given (``strategy`` parameter, its file stem), else ``default`` (the notebook's name)."""
+    if nb.metadata.get("title"):
+        return str(nb.metadata["title"])
+    strategy = (nb.metadata.get("papermill") or {}).get("parameters", {}).get("strategy")
+    if strategy:
+        return f"{Path(str(strategy)).stem} — strategy report"
+    return default
+
+
+def export_html(notebook: str | os.PathLike[str], output: str | os.PathLike[str] | None = None, *,
+                include_input: bool = False) -> Path:
     """Write the notebook as a standalone HTML page (``.html`` beside it by default).
+
+    The page is for a reader, not the author: code input cells and prompts are left out
+    (``include_input=True`` keeps them), cells tagged ``parameters``/``injected-parameters``/
+    ``author-notes`` are dropped, and the title is the strategy's name (:func:`report_title`).
 
     Live widget views are dropped where an output also carries a static rendering, so the
     page shows quantlab's HTML/PNG fallbacks offline instead of empty widget placeholders.
@@ -93,7 +114,12 @@ def export_html(notebook: str | os.PathLike[str], output: str | os.PathLike[str]
             if data and WIDGET_VIEW in data and len(data) > 1:
                 del data[WIDGET_VIEW]
     nb.metadata.pop("widgets", None)
-    body, _ = HTMLExporter().from_notebook_node(nb, resources={"metadata": {"name": notebook.stem}})
+    nb.cells = [c for c in nb.cells if not HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", []))]
+    title = report_title(nb, notebook.stem)
+    nb.metadata["title"] = title
+    exporter = HTMLExporter(exclude_input=not include_input, exclude_input_prompt=not include_input,
+                            exclude_output_prompt=not include_input)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     output.write_text(body, encoding="utf-8")
     return output
 

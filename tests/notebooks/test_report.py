@@ -115,9 +115,9 @@ def _quantlab(*args, cwd=None, timeout=240):
 def test_cli_report_writes_notebook_and_html(tmp_path):
     proc = _quantlab("report", "--strategy", str(SMA), "-p", "fast", "10", "-p", "slow", "100",
                      "--min-sharpe", "1.5", "--fail-on-policy", "-o", str(tmp_path / "sma.ipynb"))
-    # Sharpe is 1.39 after the default fees: the stricter threshold from the command line fails it
+    # Sharpe is about 1.2 after the default fees (observed bars per year): the stricter threshold fails it
     assert proc.returncode == 3, proc.stderr
-    assert re.search(r"verdict   FAIL \(sharpe: 1\.3\d+ < 1\.5", proc.stdout), proc.stdout
+    assert re.search(r"verdict   FAIL \(sharpe: 1\.\d+ < 1\.5", proc.stdout), proc.stdout
     page = (tmp_path / "sma.html").read_text()
     assert "VERDICT: FAIL" in page
     assert page.count("data:image/png;base64,") >= 2            # equity/drawdown + monthly heat map
@@ -163,3 +163,48 @@ def test_cli_report_many_on_a_dask_local_cluster(tmp_path):
         assert f"href='{name}.html'" in index and (tmp_path / "out" / f"{name}.html").is_file()
     assert "3 reports, 2 ran, 1 pass the policy" in index
     assert "strategy file not found" in index
+
+
+def test_report_html_is_for_a_reader_title_and_verdict_first(tmp_path):
+    """The HTML page has no code input cells, the strategy's name as title, no parameter
+    cells, and the formatted verdict/summary before anything else."""
+    from html.parser import HTMLParser
+
+    outcome = run_report(str(SMA), tmp_path / "sma.ipynb", params={"fast": 5, "slow": 30})
+    page = Path(outcome.html).read_text(encoding="utf-8")
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.inputs, self.code_cells, self.title, self._in_title, self.text = 0, 0, "", False, []
+
+        def handle_starttag(self, tag, attrs):
+            cls = dict(attrs).get("class") or ""
+            classes = cls.split()
+            code_cell_with_input = "jp-CodeCell" in classes and "jp-mod-noInput" not in classes
+            if code_cell_with_input or "jp-CodeMirrorEditor" in classes or "jp-InputPrompt" in classes:
+                self.inputs += 1
+            self.code_cells += "jp-CodeCell" in classes
+            self._in_title = tag == "title"
+
+        def handle_endtag(self, tag):
+            self._in_title = False
+
+        def handle_data(self, data):
+            if self._in_title:
+                self.title += data
+            elif data.strip():
+                self.text.append(data.strip())
+
+    parsed = Cells()
+    parsed.feed(page)
+    assert parsed.code_cells > 3 and parsed.inputs == 0, "code input cells leaked into the report"
+    assert parsed.title.startswith("sma_cross")
+    assert "injected-parameters" not in page and "fast = 5" not in page and "min_sharpe = 0.5" not in page
+    body = [t for t in parsed.text if not t.startswith(("<", "{", "/*", "@", ".", ":", "window", "(", "var", "require"))]
+    first = body.index("sma_cross") if "sma_cross" in body else -1
+    verdict = next(i for i, t in enumerate(body) if t.startswith("Verdict:"))
+    assert 0 <= first < verdict < body.index("Metrics")
+    assert f"Verdict: {outcome.verdict}" in page
+    # formatted percentages in the summary, e.g. "Max drawdown" 12.34%
+    assert re.search(r"Max drawdown</th><td[^>]*>-?\d+\.\d\d%", page)
