@@ -13,7 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import lab_options, open_lab, parse_params, print_frame
+from ._common import (DATA_HELP, check_param_types, cost_options, format_costs, lab_options, open_lab, parse_params,
+                      print_frame, run_strategy)
 
 __all__ = ["register"]
 
@@ -27,7 +28,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     with open_lab(args, backtest=is_file) as lab:  # a stored strategy needs no backtest server
         if is_file:
             strategy = Strategy.from_file(target)
-            result = lab.backtest(strategy, args.data, parse_params(args.param), fees=args.fees, slippage=args.slippage)
+            params = parse_params(args.param)
+            check_param_types(strategy, params)
+            result = run_strategy(strategy, target, lambda: lab.backtest(strategy, args.data, params, cash=args.cash,
+                                                                         fees=args.fees, slippage=args.slippage))
+            print(f"costs    {format_costs(result.costs)}")
             outcome = lab.store_and_deploy(result, symbol=args.symbol, timeframe=args.timeframe, volume=args.volume,
                                            force=args.force, source="command line")
             check = outcome.check
@@ -66,16 +71,14 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     common = lab_options()
-    p = subparsers.add_parser("deploy", parents=[common], help="backtest, store and deploy a strategy to paper trading",
+    p = subparsers.add_parser("deploy", parents=[common, cost_options()], help="backtest, store and deploy a strategy to paper trading",
                               description=cmd_deploy.__doc__)
     p.add_argument("strategy", help="a .py file defining signals(data, **params), or a hub commit / strategy name")
     p.add_argument("--symbol", default=None, help="broker symbol (default: the broker's first)")
     p.add_argument("--timeframe", type=int, default=None, help="bar size in minutes (default: the backtest's bars, e.g. 60 for hourly data)")
     p.add_argument("--volume", type=float, default=0.1, help="lots at target position 1 (default 0.1)")
-    p.add_argument("--data", default="sample", help="data reference for the backtest (default 'sample')")
+    p.add_argument("--data", default="sample", help=DATA_HELP)
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="strategy parameter")
-    p.add_argument("--fees", type=float, default=0.0, help="fees as a fraction of traded notional")
-    p.add_argument("--slippage", type=float, default=0.0, help="slippage as a fraction of the price")
     p.add_argument("--force", action="store_true", help="deploy although the policy fails (recorded in the ledger)")
     p.set_defaults(func=cmd_deploy)
 

@@ -65,13 +65,19 @@ from .strategy import Strategy
 
 __all__ = ["backtest", "BacktestResult", "SignalError", "infer_periods_per_year", "simulate", "execution",
            "window_metrics", "bar_returns",
-           "FILLS", "DEFAULT_FILL"]
+           "FILLS", "DEFAULT_FILL", "DEFAULT_FEES", "DEFAULT_SLIPPAGE", "DEFAULT_CASH"]
 
 #: The fill conventions: ``"next_open"`` (a target decided on bar t trades at bar t+1's open)
 #: and ``"close"`` (at bar t's own close, vectorbt's default).
 FILLS = ("next_open", "close")
 #: The default: a signal computed from bar t's close cannot also trade at that close.
 DEFAULT_FILL = "next_open"
+#: The one default for costs, used by ``quantlab.backtest``, ``Lab.backtest``/``sweep``, the CLI and
+#: reports (a fraction of traded notional; slippage a fraction of the price). Results always record
+#: the costs they used (``result.costs``), and every place that prints metrics shows them.
+DEFAULT_FEES = 0.0
+DEFAULT_SLIPPAGE = 0.0
+DEFAULT_CASH = 100_000.0
 
 TRADE_COLUMNS = ("entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "return", "bars_held")
 
@@ -731,7 +737,7 @@ def _trades_frame(entry_time, exit_time, side, size, entry_price, exit_price, pn
 # entry point
 # ---------------------------------------------------------------------------------------------
 def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, Any] | None = None,
-             cash: float = 100_000, fees: float = 0.0, slippage: float = 0.0,
+             cash: float = DEFAULT_CASH, fees: float = DEFAULT_FEES, slippage: float = DEFAULT_SLIPPAGE,
              periods_per_year: float | None = None, data_ref: str | None = None,
              fill: str = DEFAULT_FILL, sandbox: Any = False) -> BacktestResult:
     """Backtest ``strategy`` on OHLCV ``data`` (see the module docstring for the execution convention).

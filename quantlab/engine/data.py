@@ -346,6 +346,22 @@ def _resolve_file(rel: str, data_root: str | os.PathLike[str] | None) -> Path:
     return target
 
 
+_FILE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+def is_local_path(ref: Any) -> bool:
+    """Whether ``ref`` names a local bars file (a path object, or text ending in ``.csv``,
+    ``.csv.gz`` or ``.parquet``) rather than a data reference such as ``'sample'``.
+
+    >>> is_local_path("bars.csv"), is_local_path("sample"), is_local_path("file:bars.csv")
+    (True, False, False)
+    """
+    if isinstance(ref, os.PathLike):
+        return True
+    return (isinstance(ref, str) and not ref.strip().startswith(("file:", "upload:", "synthetic:"))
+            and ref.strip().lower().endswith(_FILE_SUFFIXES))
+
+
 def from_reference(ref: str, data_root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Resolve a data reference string to a validated OHLCV frame.
 

@@ -39,7 +39,8 @@ import pandas as pd
 
 from quantlab.client import ClientError, MCPHub, ToolError
 from quantlab.engine.backtest import PAGE_BARS, BacktestResult, afetch_all_pages, window_metrics
-from quantlab.engine.data import bar_size, content_hash
+from quantlab.engine.data import bar_size, content_hash, is_local_path
+from quantlab.engine.data import load as load_bars
 from quantlab.engine.strategy import Strategy
 from quantlab.hub import AssetsHub, StoredStrategy
 
@@ -445,7 +446,12 @@ class Lab:
         return await self.mcp.aio.call(server, tool, dict(arguments or {}), timeout=timeout)
 
     async def _data_ref(self, data: Any) -> tuple[str, str | None]:
-        """A data reference the backtest server understands; uploads a DataFrame once."""
+        """A data reference the backtest server understands; uploads a DataFrame once.
+
+        A local ``.csv``/``.parquet`` path is loaded here (readable errors from
+        :func:`quantlab.engine.data.load`) and uploaded by content hash like a DataFrame."""
+        if is_local_path(data):
+            data = await asyncio.to_thread(load_bars, data)
         if isinstance(data, str):
             return data, data
         if not isinstance(data, pd.DataFrame):
@@ -482,8 +488,9 @@ class Lab:
     ) -> BacktestResult:
         """Backtest ``strategy`` on ``data`` through the backtest server; return the full :class:`BacktestResult`.
 
-        ``data`` is a DataFrame (uploaded once, cached by content hash) or a reference:
-        ``"sample"``, ``"synthetic:seed=7,bars=100000"``, ``"file:<path>"``. The result equals
+        ``data`` is a DataFrame or a local ``"bars.csv"``/``"bars.parquet"`` path (uploaded once,
+        cached by content hash) or a reference: ``"sample"``, ``"synthetic:seed=7,bars=100000"``,
+        ``"file:<path under the server's data root>"``. The result equals
         :func:`quantlab.backtest` run in-process on the same inputs.
 
         ``holdout=0.3`` keeps the last 30 % of the bars out: ``result.metrics`` then cover the

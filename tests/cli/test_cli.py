@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -58,8 +59,20 @@ def test_backtest_prints_metrics_and_json(tmp_path):
     out = json.loads(ql("backtest", "sma.py", "-p", "fast", "5", "--json", cwd=tmp_path).stdout)
     assert out["params"] == {"fast": 5, "slow": 50}
     assert out["metrics"]["trades"] > 0
-    text = ql("backtest", "sma.py", cwd=tmp_path).stdout
-    assert text.startswith("BacktestResult(name='sma'")
+    assert out["costs"] == {"cash": 100000.0, "fees": 0.0, "slippage": 0.0}
+    text = ql("backtest", "sma.py", "--fees", "0.0002", cwd=tmp_path).stdout
+    lines = text.splitlines()
+    parsed = [re.match(r"^(\S.*?)  +(\S.*)$", line) for line in lines]
+    assert all(parsed), text
+    assert len({m.start(2) for m in parsed}) == 1  # one column for the values: aligned labels
+    rows = {m.group(1): m.group(2) for m in parsed}
+    assert list(rows)[:2] == ["Strategy", "Params"]
+    assert rows["Strategy"] == "sma" and rows["Params"] == "fast=10, slow=50" and rows["Data"] == "sample"
+    assert rows["Costs"] == "fees 0.02%, slippage 0%, cash 100,000"
+    assert rows["Bars"] == "4,000" and rows["# Trades"].isdigit() and len(rows["Run id"]) == 16
+    assert float(rows["Return [%]"]) == pytest.approx(100 * json.loads(ql(
+        "backtest", "sma.py", "--fees", "0.0002", "--json", cwd=tmp_path).stdout)["metrics"]["total_return"], abs=0.006)
+    assert "BacktestResult(" not in text and "{" not in text
 
 
 def test_missing_strategy_file_is_one_readable_line(tmp_path):
@@ -82,3 +95,64 @@ def test_deploy_list_stop_cycle(tmp_path):
     assert rows[0]["status"] == "stopped"
     log = ql("hub", "log", cwd=tmp_path).stdout
     assert "Strategy: sma" in log and "stopped" in log
+
+
+BAD = "def signals(data):\n    x = 1\n    return data['Close']\n"
+
+
+@pytest.mark.parametrize("server", [False, True])
+def test_a_strategy_that_raises_names_itself_its_exception_and_its_line(tmp_path, server):
+    (tmp_path / "bad.py").write_text(BAD)
+    proc = ql("backtest", "bad.py", *(["--server"] if server else []), cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip() == ("quantlab backtest: error: strategy 'bad' raised KeyError: 'Close' "
+                                   "(bad.py line 3: return data['Close'])")
+
+
+def test_a_custom_exception_keeps_its_message_and_line(tmp_path):
+    (tmp_path / "boom.py").write_text("def signals(data):\n    raise RuntimeError('my custom boom')\n")
+    err = ql("backtest", "boom.py", cwd=tmp_path, check=False).stderr.strip()
+    assert err == ("quantlab backtest: error: strategy 'boom' raised RuntimeError: my custom boom "
+                   "(boom.py line 2: raise RuntimeError('my custom boom'))")
+
+
+def test_a_parameter_of_the_wrong_type_is_refused_before_the_backtest(tmp_path):
+    (tmp_path / "sma.py").write_text(SMA)
+    proc = ql("backtest", "sma.py", "-p", "fast", "abc", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("quantlab backtest: error: bad parameter -p fast abc: strategy 'sma' expects a whole "
+                                   "number for 'fast' (default 10), got the text 'abc'.")
+    half = ql("backtest", "sma.py", "-p", "slow", "7.5", cwd=tmp_path, check=False)
+    assert "bad parameter -p slow 7.5: strategy 'sma' expects a whole number for 'slow' (default 50), got 7.5." in half.stderr
+
+
+@pytest.mark.parametrize("option, value", [("--fees", "-1"), ("--slippage", "abc")])
+def test_costs_are_checked_in_the_users_words(tmp_path, option, value):
+    (tmp_path / "sma.py").write_text(SMA)
+    proc = ql("backtest", "sma.py", option, value, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    name = option.lstrip("-")
+    assert f"argument {option}: {name} must be" in proc.stderr and "0.0002 = 0.02%" in proc.stderr
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_data_from_a_local_file_in_process_and_through_the_server(tmp_path, suffix):
+    from quantlab.engine.data import sample
+
+    (tmp_path / "sma.py").write_text(SMA)
+    frame = sample().iloc[:1500] * 1.0
+    if suffix == "csv":
+        frame.rename_axis("time").reset_index().to_csv(tmp_path / "bars.csv", index=False)
+    else:
+        frame.to_parquet(tmp_path / "bars.parquet")
+    local = json.loads(ql("backtest", "sma.py", "--data", f"bars.{suffix}", "--json", cwd=tmp_path).stdout)
+    remote = json.loads(ql("backtest", "sma.py", "--data", f"bars.{suffix}", "--server", "--json", cwd=tmp_path).stdout)
+    on_sample = json.loads(ql("backtest", "sma.py", "--json", cwd=tmp_path).stdout)
+    assert local["metrics"] == pytest.approx(remote["metrics"], rel=1e-9)
+    assert local["metrics"]["trades"] != on_sample["metrics"]["trades"]  # it read the file, not the sample
+
+
+def test_a_missing_data_file_is_one_readable_line(tmp_path):
+    (tmp_path / "sma.py").write_text(SMA)
+    proc = ql("backtest", "sma.py", "--data", "nope.csv", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1 and "nope.csv" in proc.stderr
