@@ -33,7 +33,7 @@ def test_lab_trades_on_real_mt5mcp_through_the_runner_hedging(tmp_path, mt5mcp_c
         assert info["mode"] == "live" and info["hedging"] is True
         assert "deploy_strategy" not in info["broker_tools"] and "order_send" in info["broker_tools"]
         result = lab.backtest(Strategy.from_code(FLIP, name="flip"), "sample")
-        rec = lab.deploy(lab.store(result), symbol="EURUSD", volume=0.1, force=True)
+        rec = lab.deploy(lab.store(result), symbol="EURUSD", volume=0.1, timeframe=1, force=True)  # minute bars: a live test
         dep = int(rec.deployment_id)
 
         def reversed_once():
