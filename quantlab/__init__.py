@@ -18,6 +18,7 @@ _LAZY = {
     "backtest": "quantlab.engine.backtest",
     "BacktestResult": "quantlab.engine.backtest",
     "SignalError": "quantlab.engine.signals",
+    "options": "quantlab._util.errors",
     "SandboxError": "quantlab.engine.sandbox",
     "SandboxLimits": "quantlab.engine.sandbox",
     "DataError": "quantlab.engine.data",

@@ -12,6 +12,8 @@ without breaking the layering. Each idea lives here once:
 - :mod:`.procs` — is a process alive, stop a process or its group (:func:`pid_alive`,
   :func:`kill_process`).
 - :mod:`.home` — ``$QUANTLAB_HOME`` (:func:`quantlab_home`).
+- :mod:`.errors` — :class:`QuantlabErrorMixin`: short IPython tracebacks for quantlab's
+  exception base classes (user frames + one hint), the full chain on demand.
 - :mod:`.dask` — a Dask scheduler address given by a user (:func:`is_dask_address`,
   :func:`dask_address`).
 

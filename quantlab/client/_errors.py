@@ -25,6 +25,8 @@ tool 'run' on server 'backtest' failed: no data for 'XYZ'
 """
 from __future__ import annotations
 
+from quantlab._util.errors import QuantlabErrorMixin
+
 import builtins
 from typing import Any
 
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 
-class ClientError(Exception):
+class ClientError(QuantlabErrorMixin, Exception):
     """Base class of every error raised by :mod:`quantlab.client`.
 
     ``server`` (and ``tool`` where it applies) name what failed.

@@ -7,6 +7,8 @@ silently on paper.
 """
 from __future__ import annotations
 
+from quantlab._util.errors import QuantlabErrorMixin
+
 import math
 from typing import Any
 
@@ -16,7 +18,7 @@ import pandas as pd
 __all__ = ["to_targets", "SignalError"]
 
 
-class SignalError(ValueError):
+class SignalError(QuantlabErrorMixin, ValueError):
     """A strategy's ``signals`` output that cannot be backtested (wrong type, shape, index or range)."""
 
 

@@ -28,6 +28,8 @@ Example
 """
 from __future__ import annotations
 
+from quantlab._util.errors import QuantlabErrorMixin
+
 import ast
 import hashlib
 import html
@@ -41,7 +43,7 @@ from typing import Any, Callable, Mapping
 __all__ = ["Strategy", "StrategyError"]
 
 
-class StrategyError(ValueError):
+class StrategyError(QuantlabErrorMixin, ValueError):
     """Strategy source that cannot be used: it does not parse, has no
     ``signals`` function, or its signature does not accept the parameters."""
 

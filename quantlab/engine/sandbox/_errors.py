@@ -1,10 +1,12 @@
 """The sandbox's error type (``SignalError`` stays the engine's one class)."""
 from __future__ import annotations
 
+from quantlab._util.errors import QuantlabErrorMixin
+
 __all__ = ["SandboxError"]
 
 
-class SandboxError(RuntimeError):
+class SandboxError(QuantlabErrorMixin, RuntimeError):
     """Strategy code that the sandbox refused or stopped.
 
     ``kind`` says why: ``static`` (refused before it ran: a forbidden import,
