@@ -14,6 +14,7 @@ without breaking the layering. Each idea lives here once:
 - :mod:`.home` — ``$QUANTLAB_HOME`` (:func:`quantlab_home`).
 - :mod:`.errors` — :class:`QuantlabErrorMixin`: short IPython tracebacks for quantlab's
   exception base classes (user frames + one hint), the full chain on demand.
+- :mod:`.colours` — black or white text by a background's luminance (:func:`text_colour_on`).
 - :mod:`.dask` — a Dask scheduler address given by a user (:func:`is_dask_address`,
   :func:`dask_address`).
 

@@ -17,6 +17,8 @@ Example
 """
 from __future__ import annotations
 
+from quantlab._util.colours import text_colour_on
+
 import base64
 import html
 import io
@@ -560,7 +562,7 @@ def monthly_heatmap_png(returns: pd.Series, *, title: str = "Monthly returns") -
                 v = values[i, j]
                 if np.isfinite(v):
                     ax.text(j, i, f"{v * 100:.1f}", ha="center", va="center", fontsize=8,
-                            color="black" if abs(v) < 0.6 * lim else "white")
+                            color=text_colour_on(im.cmap(im.norm(v))))
     ax.set_title(f"{title} (%)", loc="left", fontsize=11)
     cb = fig.colorbar(im, cax=cax)
     cb.ax.yaxis.set_major_formatter(_percent_formatter())

@@ -168,6 +168,18 @@ def test_heatmap_is_a_figure_of_the_metric(df, sma):
     img = ax.images[0].get_array()
     assert img.shape == (2, 3)
     assert img[1, 2] == res.frame.query("fast == 6 and slow == 50")["sharpe"].item()
+    # every annotation contrasts with its cell: dark text on the light (yellow) end, light on the dark end
+    from quantlab._util.colours import relative_luminance
+    im = ax.images[0]
+    texts = ax.texts
+    assert len(texts) == 6
+    colours = set()
+    for t in texts:
+        c, r = (round(v) for v in t.get_position())
+        bg = relative_luminance(im.cmap(im.norm(img[r, c])))
+        colours.add(t.get_color())
+        assert (t.get_color() == "black") == (bg > 0.179), (t.get_text(), t.get_color(), bg)
+    assert colours == {"black", "white"}   # the extremes of viridis need different text colours
     with pytest.raises(KeyError, match="unknown parameter"):
         res.plot_heatmap("fast", "nope")
 

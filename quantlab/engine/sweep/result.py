@@ -1,6 +1,8 @@
 """The outcome of a sweep: :class:`SweepResult` (rows, picking, full results, the heat map, JSON)."""
 from __future__ import annotations
 
+from quantlab._util.colours import text_colour_on
+
 import html
 import math
 from collections.abc import Mapping, Sequence
@@ -286,7 +288,8 @@ class SweepResult:
         if table.size <= 100:
             for (r, c), v in np.ndenumerate(table.to_numpy()):
                 if math.isfinite(v):
-                    ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=7, color="white")
+                    ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=7,
+                            color=text_colour_on(im.cmap(im.norm(v))))
         return fig
 
     # -- serialisation ------------------------------------------------------------------------
