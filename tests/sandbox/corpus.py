@@ -79,7 +79,7 @@ HOSTILE = [
      "import pandas as pd\ndef signals(data):\n    try:\n        pd.read_csv('/etc/passwd')\n    except BaseException:\n"
      "        pass\n" + T, "forbidden", ["line 4", "open"]),
     # -- limits ------------------------------------------------------------------------------------
-    ("endless_loop", "def signals(data):\n    while True:\n        pass\n", "timeout", ["did not finish"]),
+    ("endless_loop", "def signals(data):\n    while True:\n        pass\n", "timeout", ["was stopped"]),  # wall clock or CPU limit, whichever hits first
     ("memory_bomb", "import numpy as np\ndef signals(data):\n    keep = []\n    while True:\n"
      "        keep.append(np.ones(50_000_000))\n", "memory", ["memory"]),
     ("huge_output", "def signals(data):\n    while True:\n        print('x' * 10_000)\n", "output", ["printed more than"]),
