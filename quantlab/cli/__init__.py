@@ -31,7 +31,44 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:  # a subcommand that fails to import raises here: it never vanishes from --help
         importlib.import_module(f"quantlab.cli.{name}").register(sub)
+    _plain_help(parser)
     return parser
+
+
+def plain_text(text: str | None) -> str | None:
+    """Docstring RST as a terminal shows it: ``code`` -> code, :func:`x.y` -> y, :class:`~a.B` -> B.
+
+    >>> plain_text("Run ``quantlab report`` on :func:`quantlab.lab.Lab.backtest` (:class:`~quantlab.Lab`).")
+    'Run quantlab report on Lab.backtest (Lab).'
+    """
+    import re
+
+    if not text:
+        return text
+    text = re.sub(r":[a-z]+:`([^`]+)`", lambda m: _role_name(m.group(1)), text)
+    return re.sub(r"``([^`]+)``", r"\1", text)
+
+
+def _role_name(target: str) -> str:
+    """``~a.b.C`` -> ``C``; ``a.b.C.d`` -> ``C.d`` (the last two parts, as Sphinx shows a method)."""
+    if target.startswith("~"):
+        return target[1:].split(".")[-1]
+    parts = target.split(".")
+    return ".".join(parts[-2:]) if len(parts) > 2 else target
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """Strip RST markup from every description, epilog and option help under ``parser``."""
+    parser.description = plain_text(parser.description)
+    parser.epilog = plain_text(parser.epilog)
+    for action in parser._actions:
+        if isinstance(action.help, str):
+            action.help = plain_text(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = plain_text(choice.help)
+            for child in set(action.choices.values()):
+                _plain_help(child)
 
 
 def main(argv: list[str] | None = None) -> int:

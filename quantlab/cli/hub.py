@@ -18,7 +18,7 @@ import sys
 __all__ = ["register"]
 
 
-from ._common import default_hub as _default_hub, print_frame
+from ._common import default_hub as _default_hub, print_frame, print_table
 
 
 def _open(args: argparse.Namespace):
@@ -82,8 +82,12 @@ def cmd_log(args: argparse.Namespace) -> int:
         if args.json:
             print(frame.to_json(orient="records", date_format="iso"))
             return 0
-        for r in frame.itertuples(index=False):
-            print(f"{r.commit[:12]}  {r.date.strftime('%Y-%m-%d %H:%M:%S')}  {r.kind:<10}  {r.subject}")
+        if frame.empty:
+            print("no commits yet")
+            return 0
+        rows = [{"commit": r.commit[:7], "date": r.date.strftime("%Y-%m-%d %H:%M"), "kind": r.kind, "subject": r.subject}
+                for r in frame.itertuples(index=False)]
+        print_table(rows, ["commit", "date", "kind", "subject"])
     return 0
 
 

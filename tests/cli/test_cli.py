@@ -156,3 +156,28 @@ def test_a_missing_data_file_is_one_readable_line(tmp_path):
     (tmp_path / "sma.py").write_text(SMA)
     proc = ql("backtest", "sma.py", "--data", "nope.csv", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1 and "nope.csv" in proc.stderr
+
+
+@pytest.mark.parametrize("command", [[c] for c in SUBCOMMANDS] + [["hub", "log"], ["broker", "start"]])
+def test_help_texts_have_no_raw_rst(command, tmp_path):
+    text = ql(*command, "--help", cwd=tmp_path).stdout
+    assert text.startswith("usage: quantlab ")
+    assert "``" not in text and not re.search(r":[a-z]+:`", text), text
+
+
+def test_hub_log_shows_short_shas_and_left_aligned_subjects(tmp_path):
+    import subprocess as sp
+
+    (tmp_path / "sma.py").write_text(SMA)
+    ql("deploy", "sma.py", "--force", cwd=tmp_path)  # stores the strategy, then deploys it
+    lines = ql("hub", "log", cwd=tmp_path).stdout.splitlines()
+    assert lines[0].split() == ["COMMIT", "DATE", "KIND", "SUBJECT"]
+    subject_col = lines[0].index("SUBJECT")
+    full = sp.run(["git", "-C", str(tmp_path / "assets-hub"), "log", "--format=%H %s"], capture_output=True, text=True,
+                  check=True).stdout.splitlines()
+    assert len(lines) == 1 + len(full) >= 3
+    for line, entry in zip(lines[1:], full):
+        sha, subject = entry.split(" ", 1)
+        assert line.split()[0] == sha[:7]
+        shown = line[subject_col:]  # every subject starts in the same column (git's %s joins a wrapped first paragraph)
+        assert shown and not shown.startswith(" ") and subject.startswith(shown)
