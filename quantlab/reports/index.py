@@ -1,6 +1,9 @@
 """The HTML index of a batch of reports: one table row per report, linked to its HTML page."""
 from __future__ import annotations
 
+from quantlab._util import decode_number
+from quantlab.engine.formatting import fmt_metric
+
 import html as _html
 import os
 from pathlib import Path
@@ -34,7 +37,7 @@ def reports_table_html(frame: pd.DataFrame, base: str | os.PathLike[str] | None 
             verdict = "<b style='color:#9a6700'>ERROR</b>"
             details = f"<span style='color:#cf222e'>{esc(str(row.get('error')))}</span>"
         metrics = row.get("metrics") or {}
-        cells = "".join(f"<td style='text-align:right'>{esc(_fmt(metrics.get(k)))}</td>" for k in keys)
+        cells = "".join(f"<td style='text-align:right'>{esc(_fmt(k, metrics.get(k)))}</td>" for k in keys)
         seconds = row.get("seconds") or 0.0
         body.append(f"<tr><td>{link}</td><td>{verdict}</td>{cells}<td>{seconds:.1f}s</td><td>{details}</td></tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -60,10 +63,6 @@ def write_index(frame: pd.DataFrame, path: str | os.PathLike[str], *, executor: 
     return path
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    try:
-        return f"{float(value):.4g}"
-    except (TypeError, ValueError):
-        return str(value)
+def _fmt(name: str, value: Any) -> str:
+    """The metric as the single reports show it (percents, 2-decimal ratios, counts)."""
+    return "" if value is None else fmt_metric(name, decode_number(value))

@@ -18,6 +18,7 @@ Example
 from __future__ import annotations
 
 from quantlab._util.colours import text_colour_on
+from quantlab.engine.formatting import COUNT, PERCENT, RATIO, fmt_metric, is_missing  # noqa: F401 - re-exported
 
 import base64
 import html
@@ -82,9 +83,6 @@ SHORT_LABELS: dict[str, str] = {
     "entry_time": "entry time", "exit_time": "exit time", "entry_price": "entry price", "exit_price": "exit price",
     "bars_held": "bars held",
 }
-PERCENT = {"total_return", "benchmark_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure", "return"}
-RATIO = {"sharpe", "sortino", "calmar", "profit_factor"}
-COUNT = {"trades", "open_trades", "bars_held", "size"}
 
 GREEN, RED, GREY, AMBER = "#1a7f37", "#cf222e", "#6e7781", "#9a6700"
 #: the colour of each deployment status (:data:`quantlab.hub.DEPLOYMENT_STATUSES`)
@@ -103,43 +101,6 @@ def escape(value: Any) -> str:
 def metric_label(name: str) -> str:
     """The display label of a metric (``'sharpe'`` -> ``'Sharpe ratio'``)."""
     return METRIC_LABELS.get(name, str(name).replace("_", " ").capitalize())
-
-
-def is_missing(value: Any) -> bool:
-    try:
-        return value is None or (isinstance(value, float) and math.isnan(value)) or bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def fmt_metric(name: str, value: Any) -> str:
-    """Format one metric value for people: percents, ratios with 2 decimals, counts.
-
-    >>> fmt_metric("win_rate", 0.5), fmt_metric("trades", 12.0), fmt_metric("profit_factor", float("inf"))
-    ('50.00%', '12', '∞')
-    """
-    if isinstance(value, (pd.Timedelta,)) or hasattr(value, "total_seconds"):
-        return str(value)
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if is_missing(value):
-        return "—"
-    if not isinstance(value, (Number, np.number)):
-        return str(value)
-    v = float(value)
-    if math.isinf(v):
-        return "∞" if v > 0 else "−∞"
-    if name in PERCENT:
-        return f"{v:.2%}"
-    if name in RATIO:
-        return f"{v:.2f}"
-    if name in COUNT or name.endswith("_duration"):
-        return f"{v:,.0f}" if v == round(v) else f"{v:,.2f}"
-    if name in {"pnl", "expectancy"}:
-        return f"{v:,.2f}" if abs(v) >= 1 else f"{v:.4g}"
-    if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-3):
-        return f"{v:.4g}"
-    return f"{v:,.4f}".rstrip("0").rstrip(".") if v != round(v) else f"{v:,.0f}"
 
 
 def status_html(status: Any) -> str:

@@ -163,6 +163,22 @@ def test_cli_report_many_on_a_dask_local_cluster(tmp_path):
         assert f"href='{name}.html'" in index and (tmp_path / "out" / f"{name}.html").is_file()
     assert "3 reports, 2 ran, 1 pass the policy" in index
     assert "strategy file not found" in index
+    assert re.search(r"<td style='text-align:right'>-\d+\.\d\d%</td>", index)   # drawdowns as in the single reports
+
+
+def test_many_index_formats_numbers_as_the_single_reports_do():
+    import pandas as pd
+
+    from quantlab.engine.formatting import fmt_metric
+    from quantlab.reports import reports_table_html
+
+    metrics = {"total_return": 0.123456, "sharpe": 1.176381, "max_drawdown": -0.0812, "profit_factor": "inf",
+               "trades": 42.0}
+    page = reports_table_html(pd.DataFrame([{"name": "x", "ok": True, "verdict": "PASS", "metrics": metrics,
+                                             "html": None, "seconds": 1.0}]))
+    for cell in ("12.35%", "1.18", "-8.12%", "∞", "42"):
+        assert f">{cell}</td>" in page, page
+    assert fmt_metric("total_return", 0.123456) == "12.35%"
 
 
 def test_report_html_is_for_a_reader_title_and_verdict_first(tmp_path):
