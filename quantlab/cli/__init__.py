@@ -35,6 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def for_the_command_line(message: str) -> str:
+    """An error message in the command line's words: no MCP plumbing, commands instead of API names.
+
+    >>> for_the_command_line("tool 'stop_deployment' on server 'broker' failed: Error executing tool "
+    ...                      "stop_deployment: no deployment 9; list them with list_deployments (`quantlab deployments`)..")
+    'no deployment 9; list them with `quantlab deployments`.'
+    """
+    import re
+
+    message = re.sub(r"tool '\w+' on server '[\w-]+' failed: (?:Error executing tool \w+: )?(?:\[\w+\] )?", "", message)
+    message = re.sub(r"(?:list_deployments|lab\.deployments\(\)) \((`quantlab deployments`)\)", r"\1", message)
+    return message.replace("..", ".")
+
+
 def plain_text(text: str | None) -> str | None:
     """Docstring RST as a terminal shows it: ``code`` -> code, :func:`x.y` -> y, :class:`~a.B` -> B.
 
@@ -86,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI turns errors into one readable line
         if getattr(args, "debug", False):
             raise
-        print(f"quantlab {args.command}: error: {exc}", file=sys.stderr)
+        print(f"quantlab {args.command}: error: {for_the_command_line(str(exc))}", file=sys.stderr)
         return 1
 
 

@@ -181,3 +181,10 @@ def test_hub_log_shows_short_shas_and_left_aligned_subjects(tmp_path):
         assert line.split()[0] == sha[:7]
         shown = line[subject_col:]  # every subject starts in the same column (git's %s joins a wrapped first paragraph)
         assert shown and not shown.startswith(" ") and subject.startswith(shown)
+
+
+def test_errors_speak_the_command_lines_words(tmp_path):
+    proc = ql("stop", "99", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "no deployment 99" in proc.stderr and "`quantlab deployments`" in proc.stderr
+    for plumbing in ("list_deployments", "lab.deployments()", "Error executing tool", "on server", ".."):
+        assert plumbing not in proc.stderr, proc.stderr
