@@ -12,8 +12,9 @@ time        2
 """
 from __future__ import annotations
 
-import html
 from typing import Any, Iterable
+
+from quantlab._util import html as qh
 
 __all__ = ["text_tables", "html_tables"]
 
@@ -55,16 +56,11 @@ def html_tables(tables: Iterable[Table]) -> str:
     """
     parts = ['<div class="quantlab-client">']
     for title, rows in tables:
-        parts.append(f"<p><b>{html.escape(title)}</b></p>")
+        parts.append(f"<p><b>{qh.escape(title)}</b></p>")
         if not rows:
             parts.append("<p><i>(none)</i></p>")
             continue
         cols = list(rows[0])
-        parts.append('<table border="1" class="dataframe"><thead><tr>')
-        parts.extend(f"<th>{html.escape(c)}</th>" for c in cols)
-        parts.append("</tr></thead><tbody>")
-        for r in rows:
-            parts.append("<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c), 120))}</td>" for c in cols) + "</tr>")
-        parts.append("</tbody></table>")
+        parts.append(qh.table(cols, ([_cell(r.get(c), 120) for c in cols] for r in rows), css_class="dataframe"))
     parts.append("</div>")
     return "".join(parts)

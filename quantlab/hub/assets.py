@@ -60,6 +60,8 @@ import git
 import pandas as pd
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
+from quantlab._util import html as qh
+
 from quantlab.engine.strategy import Strategy, StrategyError
 
 from . import ledger as _ledger
@@ -203,11 +205,11 @@ class CodeDiff(str):
             if line.startswith(("+++", "---")):
                 color = "font-weight:bold"
             elif line.startswith("+"):
-                color = "color:#1a7f37;background:#e6ffec"
+                color = f"color:{qh.GREEN};background:{qh.GREEN_BG}"
             elif line.startswith("-"):
-                color = "color:#cf222e;background:#ffebe9"
+                color = f"color:{qh.RED};background:{qh.RED_BG}"
             elif line.startswith("@@"):
-                color = "color:#8250df"
+                color = f"color:{qh.PURPLE}"
             out.append(f"<span style='{color}'>{html.escape(line)}</span>")
         return "<pre>" + "\n".join(out) + "</pre>"
 

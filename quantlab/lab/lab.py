@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Coroutine,
 
 import pandas as pd
 
+from quantlab._util import html as qh
 from quantlab.client import ClientError, MCPHub, ToolError
 from quantlab.engine.backtest import PAGE_BARS, BacktestResult, afetch_all_pages, window_metrics
 from quantlab.engine.data import bar_size, content_hash, is_local_path
@@ -85,10 +86,8 @@ def _broker_id(deployment_id: Any) -> Any:
 
 
 def _table(rows: list[tuple[str, Any]]) -> str:
-    body = "".join(
-        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{v}</td></tr>" for k, v in rows
-    )
-    return f"<table>{body}</table>"
+    """A key/value table whose values are already HTML."""
+    return qh.kv_table((k, qh.raw(v)) for k, v in rows)
 
 
 def _candidate_of(obj: Any) -> Any:
@@ -159,16 +158,15 @@ class DeploymentRecord:
         )
 
     def _repr_html_(self) -> str:
-        colour = {"running": "#1a7f37", "failed": "#cf222e", "stopped": "#57606a"}.get(self.status, "#9a6700")
         rows = [
-            ("status", f"<b style='color:{colour}'>{html.escape(self.status)}</b>"),
+            ("status", qh.status_html(self.status)),
             ("deployment", f"<code>{html.escape(str(self.deployment_id))}</code>"),
             ("symbol", html.escape(str(self.symbol))),
             ("commit", f"<code>{html.escape((self.commit or '')[:12])}</code>"),
             ("triggered", html.escape(self.triggered_at)),
         ]
         if self.error:
-            rows.append(("error", f"<span style='color:#cf222e'>{html.escape(self.error)}</span>"))
+            rows.append(("error", qh.coloured(self.error, qh.RED)))
         return f"<div><b>Deployment</b> <code>{html.escape(self.strategy_name)}</code>{_table(rows)}</div>"
 
 
@@ -198,8 +196,8 @@ class StoreDeployOutcome:
 
     def _repr_html_(self) -> str:
         rows = [(s, f"{html.escape(st)} {html.escape(d)}") for s, st, d in self.steps]
-        head = "<b style='color:#1a7f37'>stored and deployed</b>" if self.ok else (
-            f"<b style='color:#cf222e'>failed</b>: {html.escape(str(self.error))}")
+        head = qh.verdict(True, "stored and deployed") if self.ok else (
+            f"{qh.verdict(False, 'failed')}: {html.escape(str(self.error))}")
         return f"<div>{head}{_table(rows)}</div>"
 
 

@@ -47,7 +47,6 @@ True
 """
 from __future__ import annotations
 
-import html
 import math
 import operator
 from dataclasses import asdict, dataclass, field
@@ -56,6 +55,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from quantlab._util import decode_number, to_jsonable
+from quantlab._util import html as qh
 
 from .errors import LabError
 
@@ -150,23 +150,13 @@ class PolicyCheck:
         return "\n".join([head, *lines])
 
     def _repr_html_(self) -> str:
-        def badge(ok: bool) -> str:
-            color = "#1a7f37" if ok else "#cf222e"
-            return (f'<span style="padding:0 6px;border-radius:8px;color:#fff;background:{color}">'
-                    f'{"✔ pass" if ok else "✘ fail"}</span>')
-
-        body = "".join(
-            f"<tr><td>{html.escape(r.metric)}</td><td>{html.escape(_rule_text(r))}</td>"
-            f"<td>{html.escape(_value_text(r))}</td><td>{badge(r.passed)}</td>"
-            f"<td>{'' if r.passed else html.escape(r.reason)}</td></tr>"
+        rows = (
+            [r.metric, _rule_text(r), _value_text(r), qh.raw(qh.badge(r.passed)), "" if r.passed else r.reason]
             for r in self.rows
         )
-        verdict = badge(self.passed).replace("pass", "policy passed").replace("fail", "policy failed")
-        return (
-            f"<div><b>Deployment policy</b> {verdict}<table>"
-            "<tr><th>metric</th><th>rule</th><th>value</th><th></th><th>reason</th></tr>"
-            f"{body}</table></div>"
-        )
+        verdict = qh.badge(self.passed, "✔ policy passed" if self.passed else "✘ policy failed")
+        table = qh.table(["metric", "rule", "value", "", "reason"], rows)
+        return f"<div><b>Deployment policy</b> {verdict}{table}</div>"
 
 
 def _rule_text(r: CriterionResult) -> str:

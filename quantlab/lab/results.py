@@ -20,6 +20,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from quantlab._util import html as qh
+
 __all__ = ["AdvanceResult", "ParityReport"]
 
 
@@ -31,9 +33,8 @@ def _when(t: Any) -> str:
 
 
 def _table(rows: list[tuple[str, Any]]) -> str:
-    body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{v}</td></tr>"
-                   for k, v in rows)
-    return f"<table>{body}</table>"
+    """A key/value table whose values are already HTML."""
+    return qh.kv_table((k, qh.raw(v)) for k, v in rows)
 
 
 @dataclass
@@ -120,7 +121,6 @@ class ParityReport:
 
     def _repr_html_(self) -> str:
         s = self.summary
-        colour = "#1a7f37" if self.matches else "#cf222e"
         head = "paper matches the backtest" if self.matches else "paper differs from the backtest"
         rows = [(k.replace("_", " "), html.escape(f"{v:.6g}" if isinstance(v, float) else str(v))) for k, v in s.items()]
         diffs = self.differences()
@@ -129,7 +129,7 @@ class ParityReport:
             extra = "<p>first differing bars:</p>" + diffs.head(10).to_html(float_format=lambda x: f"{x:.6g}")
         return (f"<div><b>Parity</b> deployment <code>{html.escape(self.deployment_id)}</code> "
                 f"<code>{html.escape(self.name)}</code> on {html.escape(self.symbol)}: "
-                f"<b style='color:{colour}'>{head}</b>{_table(rows)}{extra}</div>")
+                f"{qh.verdict(self.matches, head)}{_table(rows)}{extra}</div>")
 
     @classmethod
     def build(cls, bars: Mapping[str, Any], result: Any, *, volume_step: float | None = None) -> "ParityReport":

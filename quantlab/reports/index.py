@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from quantlab._util import html as qh
+
 __all__ = ["reports_table_html", "write_index"]
 
 
@@ -30,12 +32,11 @@ def reports_table_html(frame: pd.DataFrame, base: str | os.PathLike[str] | None 
         href = os.path.relpath(target, base) if target and base is not None else target
         link = f"<a href='{esc(str(href))}'>{esc(row['name'])}</a>" if target else esc(row["name"])
         if row.get("ok"):
-            colour = "#1a7f37" if row.get("verdict") == "PASS" else "#cf222e"
-            verdict = f"<b style='color:{colour}'>{esc(str(row.get('verdict')))}</b>"
+            verdict = qh.verdict(row.get("verdict") == "PASS", str(row.get("verdict")))
             details = esc("; ".join(row.get("failures") or []))
         else:
-            verdict = "<b style='color:#9a6700'>ERROR</b>"
-            details = f"<span style='color:#cf222e'>{esc(str(row.get('error')))}</span>"
+            verdict = qh.verdict(None, "ERROR")
+            details = qh.coloured(str(row.get("error")), qh.RED)
         metrics = row.get("metrics") or {}
         cells = "".join(f"<td style='text-align:right'>{esc(_fmt(k, metrics.get(k)))}</td>" for k in keys)
         seconds = row.get("seconds") or 0.0

@@ -84,13 +84,12 @@ SHORT_LABELS: dict[str, str] = {
     "bars_held": "bars held",
 }
 
-GREEN, RED, GREY, AMBER = "#1a7f37", "#cf222e", "#6e7781", "#9a6700"
-#: the colour of each deployment status (:data:`quantlab.hub.DEPLOYMENT_STATUSES`)
-STATUS_COLOURS: dict[str, str] = {"running": GREEN, "pending": AMBER, "stopped": GREY, "failed": RED}
-TABLE_STYLE = "border-collapse:collapse;font-size:12px;font-family:system-ui,-apple-system,Segoe UI,sans-serif"
-TH_STYLE = "text-align:left;white-space:nowrap;padding:3px 10px;border-bottom:2px solid #d0d7de;background:#f6f8fa;color:#24292f"
-TD_STYLE = "padding:2px 10px;border-bottom:1px solid #eaeef2;white-space:nowrap"
-TDR_STYLE = TD_STYLE + ";text-align:right;font-variant-numeric:tabular-nums"
+from quantlab._util.html import (  # noqa: E402  (the one palette, badge and status map)
+    AMBER, BLUE, GREEN, GREY, HIGHLIGHT_BG, INK, RED, STATUS_COLOURS, TABLE_STYLE, TD_STYLE, TDR_STYLE, TH_STYLE, badge,
+)
+from quantlab._util.html import Raw as _Raw  # noqa: E402
+from quantlab._util.html import raw  # noqa: E402
+from quantlab._util.html import status_html as _status_html  # noqa: E402
 
 
 def escape(value: Any) -> str:
@@ -109,8 +108,7 @@ def status_html(status: Any) -> str:
     >>> status_html("failed")
     "<b class='quantlab-status' style='color:#cf222e'>failed</b>"
     """
-    text = "" if is_missing(status) else str(status)
-    return f"<b class='quantlab-status' style='color:{STATUS_COLOURS.get(text.lower(), GREY)}'>{escape(text)}</b>"
+    return _status_html(None if is_missing(status) else status)
 
 
 def signed_html(name: str, value: Any) -> str:
@@ -123,19 +121,6 @@ def signed_html(name: str, value: Any) -> str:
         return "—"
     v = float(value or 0)
     return f"<span style='color:{GREEN if v > 0 else RED if v < 0 else GREY}'>{escape(fmt_metric(name, value))}</span>"
-
-
-def badge(passed: Any, text: str | None = None) -> str:
-    """An inline pass/fail badge (``None`` -> empty string)."""
-    if passed is None or is_missing(passed):
-        return ""
-    ok = bool(passed)
-    color = GREEN if ok else RED
-    label = text or ("✔ pass" if ok else "✘ fail")
-    return (
-        f'<span style="display:inline-block;padding:0 6px;border-radius:8px;font-size:11px;'
-        f'color:#fff;background:{color}">{escape(label)}</span>'
-    )
 
 
 # -- policy ------------------------------------------------------------------------
@@ -294,7 +279,7 @@ def frame_html(
     )
     rows = []
     for label, rec in zip(shown.index, shown.itertuples(index=False, name=None)):
-        bg = ";background:#fff8c5;color:#24292f" if highlight is not None and label == highlight else ""
+        bg = f";background:{HIGHLIGHT_BG};color:{INK}" if highlight is not None and label == highlight else ""
         cells = [f"<td style='{TD_STYLE}{bg}'>{escape(label)}</td>"] if index else []
         for c, v in zip(cols, rec):
             html_v = v if isinstance(v, _Raw) else escape(_fmt_cell(str(c), v))
@@ -309,15 +294,6 @@ def frame_html(
         f"<div style='{wrap}'><table class='{css_class}' style='{TABLE_STYLE}'>"
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{note}"
     )
-
-
-class _Raw(str):
-    """A cell value that is already HTML (not escaped by :func:`frame_html`)."""
-
-
-def raw(html_text: str) -> _Raw:
-    """Mark ``html_text`` as trusted HTML for a :func:`frame_html` cell."""
-    return _Raw(html_text)
 
 
 def raw_column(df: pd.DataFrame, column: str, cells: Iterable[Any]) -> None:
@@ -426,12 +402,12 @@ def equity_drawdown_png(
                                 gridspec_kw=dict(left=0.105, right=0.985, top=0.93, bottom=0.075, hspace=0.07))
     if len(equity):
         x, y = _xy(_downsample(equity, max_points))
-        ax_eq.plot(x, y, color="#0969da", linewidth=1.0)
+        ax_eq.plot(x, y, color=BLUE, linewidth=1.0)
         ax_eq.axhline(float(equity.iloc[0]), color=GREY, linewidth=0.6, linestyle=":")
         if benchmark is not None and len(benchmark.dropna()):
             bx, by = _xy(_downsample(pd.Series(benchmark).dropna(), max_points))
             ax_eq.plot(bx, by, color=GREY, linewidth=0.9, linestyle="--", label="buy & hold")
-            ax_eq.plot([], [], color="#0969da", linewidth=1.0, label="strategy")
+            ax_eq.plot([], [], color=BLUE, linewidth=1.0, label="strategy")
             ax_eq.legend(loc="upper left", fontsize=8, frameon=False)
     else:
         ax_eq.text(0.5, 0.5, "no equity data", ha="center", va="center", transform=ax_eq.transAxes, color=GREY)

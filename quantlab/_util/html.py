@@ -1,0 +1,145 @@
+"""The one place quantlab's HTML reprs take their palette, badges and tables from.
+
+Stdlib only, below the engine, so every layer (hub, client, lab, reports, widgets) can use
+it without importing pandas or the widgets. Cell values are escaped unless marked with
+:func:`raw`.
+
+Example
+-------
+>>> from quantlab._util import html as qh
+>>> qh.table(["name", "trades"], [["sma", 12]])[:6]
+'<table'
+>>> qh.status_colour("failed") == qh.RED
+True
+>>> qh.badge(True)[:5]
+'<span'
+"""
+from __future__ import annotations
+
+import html as _html
+import math
+from typing import Any, Iterable, Sequence
+
+__all__ = [
+    "GREEN", "RED", "GREY", "AMBER", "BLUE", "PURPLE", "GREEN_BG", "RED_BG", "HIGHLIGHT_BG", "INK",
+    "STATUS_COLOURS", "TABLE_STYLE", "TH_STYLE", "TD_STYLE", "TDR_STYLE",
+    "Raw", "raw", "escape", "status_colour", "coloured", "status_html", "badge", "verdict",
+    "table", "kv_table",
+]
+
+# -- palette -----------------------------------------------------------------------
+GREEN, RED, GREY, AMBER = "#1a7f37", "#cf222e", "#6e7781", "#9a6700"
+BLUE, PURPLE, INK = "#0969da", "#8250df", "#24292f"
+GREEN_BG, RED_BG, HIGHLIGHT_BG = "#e6ffec", "#ffebe9", "#fff8c5"
+
+#: the colour of each deployment status; the keys are exactly
+#: :data:`quantlab.hub.DEPLOYMENT_STATUSES` (a test holds them together)
+STATUS_COLOURS: dict[str, str] = {"running": GREEN, "pending": AMBER, "stopped": GREY, "failed": RED}
+
+TABLE_STYLE = "border-collapse:collapse;font-size:12px;font-family:system-ui,-apple-system,Segoe UI,sans-serif"
+TH_STYLE = f"text-align:left;white-space:nowrap;padding:3px 10px;border-bottom:2px solid #d0d7de;background:#f6f8fa;color:{INK}"
+TD_STYLE = "padding:2px 10px;border-bottom:1px solid #eaeef2;white-space:nowrap"
+TDR_STYLE = TD_STYLE + ";text-align:right;font-variant-numeric:tabular-nums"
+
+
+class Raw(str):
+    """Text that is already HTML: :func:`table` and :func:`kv_table` do not escape it."""
+
+
+def raw(html_text: str) -> Raw:
+    """Mark ``html_text`` as trusted HTML for a table cell."""
+    return Raw(html_text)
+
+
+def escape(value: Any) -> str:
+    """HTML-escape ``str(value)`` (``None`` -> ``''``); :class:`Raw` text passes through.
+
+    >>> escape("<a>"), escape(None), escape(raw("<b>x</b>"))
+    ('&lt;a&gt;', '', '<b>x</b>')
+    """
+    if isinstance(value, Raw):
+        return str(value)
+    return "" if value is None else _html.escape(str(value), quote=True)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def status_colour(status: Any) -> str:
+    """The colour of a deployment status (grey for anything unknown).
+
+    >>> status_colour("running") == GREEN, status_colour("??") == GREY
+    (True, True)
+    """
+    return STATUS_COLOURS.get(str(status or "").lower(), GREY)
+
+
+def coloured(text: Any, colour: str, *, bold: bool = False, css_class: str | None = None) -> str:
+    """``text`` (escaped) in ``colour``, bold when asked.
+
+    >>> coloured("up", GREEN) == f"<span style='color:{GREEN}'>up</span>"
+    True
+    """
+    tag = "b" if bold else "span"
+    cls = f" class='{escape(css_class)}'" if css_class else ""
+    return f"<{tag}{cls} style='color:{colour}'>{escape(text)}</{tag}>"
+
+
+def status_html(status: Any) -> str:
+    """A deployment status in its colour, bold (running green, failed red, ...)."""
+    text = "" if _missing(status) else str(status)
+    return coloured(text, status_colour(text), bold=True, css_class="quantlab-status")
+
+
+def badge(passed: Any, text: str | None = None) -> str:
+    """An inline pass/fail pill (``None`` -> empty string); ``text`` replaces ``✔ pass``/``✘ fail``."""
+    if _missing(passed):
+        return ""
+    ok = bool(passed)
+    label = text or ("✔ pass" if ok else "✘ fail")
+    return (
+        f'<span style="display:inline-block;padding:0 6px;border-radius:8px;font-size:11px;'
+        f'color:#fff;background:{GREEN if ok else RED}">{escape(label)}</span>'
+    )
+
+
+def verdict(ok: bool | None, text: Any) -> str:
+    """A bold verdict word: green when ``ok``, red when not, amber when ``None`` (an error, not a verdict)."""
+    return coloured(text, AMBER if ok is None else GREEN if ok else RED, bold=True)
+
+
+def _td(value: Any) -> str:
+    num = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return f"<td style='{TDR_STYLE if num else TD_STYLE}'>{escape(value)}</td>"
+
+
+def table(
+    columns: Sequence[Any],
+    rows: Iterable[Sequence[Any]],
+    *,
+    css_class: str | None = None,
+    style: str = TABLE_STYLE,
+) -> str:
+    """An HTML table: a header of ``columns``, one ``<tr>`` per row; numbers right-aligned.
+
+    Cells are escaped unless :func:`raw`.
+
+    >>> table(["a"], [[raw("<i>x</i>")], ["<y>"]]).count("<tr>")
+    3
+    """
+    cls = f" class='{escape(css_class)}'" if css_class else ""
+    head = "".join(f"<th style='{TH_STYLE}'>{escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(_td(v) for v in row) + "</tr>" for row in rows)
+    return f"<table{cls} style='{style}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def kv_table(rows: Iterable[tuple[Any, Any]], *, css_class: str | None = None) -> str:
+    """A two-column key/value table (keys as row headers), values escaped unless :func:`raw`.
+
+    >>> "<th" in kv_table([("status", "running")])
+    True
+    """
+    cls = f" class='{escape(css_class)}'" if css_class else ""
+    body = "".join(f"<tr><th style='{TH_STYLE}'>{escape(k)}</th>{_td(v)}</tr>" for k, v in rows)
+    return f"<table{cls} style='{TABLE_STYLE}'>{body}</table>"
