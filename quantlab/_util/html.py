@@ -134,12 +134,14 @@ def table(
     return f"<table{cls} style='{style}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def kv_table(rows: Iterable[tuple[Any, Any]], *, css_class: str | None = None) -> str:
-    """A two-column key/value table (keys as row headers), values escaped unless :func:`raw`.
+def kv_table(rows: Iterable[tuple[Any, Any]]) -> str:
+    """A plain two-column key/value ``<table>`` (keys as left-aligned row headers) for object
+    summaries; values escaped unless :func:`raw`.
 
-    >>> "<th" in kv_table([("status", "running")])
-    True
+    >>> kv_table([("status", "running")])
+    "<table><tr><th style='text-align:left'>status</th><td style='text-align:left'>running</td></tr></table>"
     """
-    cls = f" class='{escape(css_class)}'" if css_class else ""
-    body = "".join(f"<tr><th style='{TH_STYLE}'>{escape(k)}</th>{_td(v)}</tr>" for k, v in rows)
-    return f"<table{cls} style='{TABLE_STYLE}'>{body}</table>"
+    body = "".join(
+        f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>{escape(v)}</td></tr>" for k, v in rows
+    )
+    return f"<table>{body}</table>"

@@ -186,8 +186,8 @@ class StoredStrategy:
             ("run", html.escape(str(self.metadata.get("run_id")))),
             ("code sha256", f"<code>{self.sha256[:12]}…</code>"),
         ]
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>" for k, v in rows)
-        return f"<div><b>Stored strategy</b> <code>{html.escape(self.name)}</code><table>{body}</table></div>"
+        table = qh.kv_table((k, qh.raw(v)) for k, v in rows)
+        return f"<div><b>Stored strategy</b> <code>{html.escape(self.name)}</code>{table}</div>"
 
 
 class CodeDiff(str):
