@@ -62,11 +62,8 @@ def _active_lab() -> tuple[Any, str | None]:
         from quantlab.lab.lab import Lab
     except ImportError as exc:
         return None, f"quantlab.lab.lab is not available ({exc})"
-    active = getattr(Lab, "active", None)
-    if not callable(active):
-        return None, None
     try:
-        return active(), None
+        return Lab.active(), None
     except Exception as exc:  # noqa: BLE001 - status must never fail
         return None, f"Lab.active() failed: {type(exc).__name__}: {exc}"
 
@@ -103,12 +100,8 @@ def status_text() -> str:
     if lab is None:
         lines.append("active lab: none" + (f" — {why}" if why else "") + " (start one with `lab = quantlab.Lab.start()`)")
         return "\n".join(lines)
-    hub = getattr(lab, "hub", None)
-    where = getattr(hub, "path", None) or getattr(hub, "root", None) or hub
-    lines.append(f"active lab: hub {where}" if where is not None else f"active lab: {lab!r}")
-    policy = getattr(lab, "policy", None)
-    if policy is not None:
-        lines.append(f"policy: {policy!r}")
+    lines.append(f"active lab: hub {lab.hub.path}")
+    lines.append(f"policy: {lab.policy!r}")
     try:
         state = dict(lab.state())
     except Exception as exc:  # noqa: BLE001 - status must never fail
@@ -120,8 +113,7 @@ def status_text() -> str:
         if key in state:
             lines.append(f"{key.replace('_', ' ')}: {state.pop(key)}")
     if triggered is not None:
-        n = len(triggered) if hasattr(triggered, "__len__") else triggered
-        lines.append(f"deployments triggered: {n}")
+        lines.append(f"deployments triggered: {len(triggered)}")
     for key, value in state.items():
         lines.append(f"{key.replace('_', ' ')}: {value}")
     lines.append("MCP connections:")

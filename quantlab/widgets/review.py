@@ -25,7 +25,13 @@ import threading
 from typing import Any, Iterable, Mapping, Sequence
 
 import ipywidgets as widgets
+import numpy as np
 import pandas as pd
+
+from quantlab.agent.generation import Generation
+from quantlab.engine.backtest import BacktestResult
+from quantlab.engine.sweep import SweepResult
+from quantlab.lab.policy import DeploymentPolicy, PolicyCheck
 
 from . import _render as R
 from ._base import StaticFallback
@@ -43,7 +49,7 @@ LOWER_IS_BETTER = {"max_drawdown", "volatility", "max_drawdown_duration"}
 
 def resolve_policy(policy: Any) -> Any:
     """``None`` -> the active Lab's policy (``Lab.active().policy``), else the default
-    ``DeploymentPolicy()``; ``False`` -> no policy; anything with ``.check(result)`` -> itself.
+    ``DeploymentPolicy()``; ``False`` -> no policy; a :class:`DeploymentPolicy` -> itself.
 
     >>> resolve_policy(None)
     DeploymentPolicy(min_sharpe=0.5, max_drawdown=0.25, min_profit_factor=1.1, min_trades=5)
@@ -59,38 +65,30 @@ def resolve_policy(policy: Any) -> Any:
             lab = Lab.active()
         except Exception:  # noqa: BLE001 - no lab layer (yet), or no active lab: use the default policy
             lab = None
-        if lab is not None and getattr(lab, "policy", None) is not None:
-            return lab.policy
-        try:
-            from quantlab.lab.policy import DeploymentPolicy
-        except ImportError:
-            return None
-        return DeploymentPolicy()
-    if not callable(getattr(policy, "check", None)):
+        return lab.policy if lab is not None else DeploymentPolicy()
+    if not isinstance(policy, DeploymentPolicy):
         raise TypeError(
-            f"policy must be a DeploymentPolicy (anything with .check(result)), None for the default "
+            f"policy must be a DeploymentPolicy, None for the default "
             f"or False for none; got {type(policy).__name__}."
         )
     return policy
 
 
 def _is_result(obj: Any) -> bool:
-    return hasattr(obj, "metrics") and hasattr(obj, "equity")
+    return isinstance(obj, BacktestResult)
 
 
 def as_results(obj: Any) -> list[Any]:
-    """Normalise one result, a list/tuple/dict of results, or an object with
-    ``.results`` to a list of results.
+    """Normalise one result, a list/tuple/dict of results, or a
+    :class:`~quantlab.engine.sweep.SweepResult` to a list of results.
 
     >>> as_results({"a": r1, "b": r2}) == [r1, r2]      # doctest: +SKIP
     True
     """
     if _is_result(obj):
         return [obj]
-    if hasattr(obj, "results") and not isinstance(obj, Mapping):
+    if isinstance(obj, SweepResult):
         obj = obj.results
-        if callable(obj):
-            obj = obj()
     if isinstance(obj, Mapping):
         obj = list(obj.values())
     if isinstance(obj, pd.Series):
@@ -102,18 +100,16 @@ def as_results(obj: Any) -> list[Any]:
             raise ValueError("review() got no results: pass a BacktestResult or a non-empty list of them.")
         if bad:
             raise TypeError(
-                f"review() expects BacktestResult objects (with .metrics and .equity); got {', '.join(sorted(set(bad)))}."
+                f"review() expects BacktestResult objects; got {', '.join(sorted(set(bad)))}."
             )
         return items
     raise TypeError(
-        f"review() expects a BacktestResult, a list/dict of them or a sweep result with .results; got {type(obj).__name__}."
+        f"review() expects a BacktestResult, a list/dict of them or a SweepResult; got {type(obj).__name__}."
     )
 
 
 def _is_sweep(obj: Any) -> bool:
-    frame = getattr(obj, "frame", None)
-    return (isinstance(frame, pd.DataFrame) and "error" in frame.columns and callable(getattr(obj, "result", None))
-            and hasattr(obj, "metric_names"))
+    return isinstance(obj, SweepResult)
 
 
 class _Runs:
@@ -135,15 +131,15 @@ class _Runs:
             records = frame.iloc[self.rows][metric_cols].astype(object).to_dict("records")
             self.metrics = [{m: _plain(v) for m, v in rec.items()} for rec in records]
             self.params = [self.sweep.params(r) for r in self.rows]
-            name = getattr(getattr(self.sweep, "strategy", None), "name", None) or "run"
+            name = self.sweep.strategy.name or "run"
             self.names = [name] * len(self.rows)
             self.failed = int(frame["error"].notna().sum())
             self._cache: dict[int, Any] = {}
         else:
             self._results = as_results(obj)
             self.metrics = [dict(r.metrics) for r in self._results]
-            self.params = [dict(getattr(r, "params", None) or {}) for r in self._results]
-            self.names = [getattr(r, "name", None) or "run" for r in self._results]
+            self.params = [dict(r.params) for r in self._results]
+            self.names = [r.name or "run" for r in self._results]
             self.failed = 0
 
     def __len__(self) -> int:
@@ -166,7 +162,7 @@ class _Runs:
 
 
 def _plain(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _safe_check(policy: Any, result: Any, fallback: Any = None) -> tuple[Any, str | None]:
@@ -333,7 +329,7 @@ class Review(StaticFallback, widgets.VBox):
             row.update(self._runs.params[i])
             row.update({k: m.get(k) for k in COMPARE_METRICS if k in m})
             if self._policy is not None:
-                row["policy"] = None if c is None else bool(getattr(c, "passed", False))
+                row["policy"] = None if c is None else bool(c.passed)
             rows.append(row)
         return pd.DataFrame(rows).set_index("run")
 
@@ -350,7 +346,7 @@ class Review(StaticFallback, widgets.VBox):
     @property
     def trades_view(self) -> pd.DataFrame:
         """The shown run's trades in the order displayed."""
-        return R.sort_trades(getattr(self.result, "trades", None), self._trade_by.value, self._trade_order.value)
+        return R.sort_trades(self.result.trades, self._trade_by.value, self._trade_order.value)
 
     def to_html(self) -> str:
         """A static HTML rendering (comparison, metrics, charts as inline PNG, trades)."""
@@ -372,7 +368,7 @@ class Review(StaticFallback, widgets.VBox):
         c = self.check
         m = self._runs.metrics[self._selected]
         bits = [f"{k} {R.fmt_metric(k, m[k])}" for k in ("total_return", "sharpe", "max_drawdown", "trades") if k in m]
-        verdict = "" if c is None else ("; policy PASSED" if getattr(c, "passed", False) else "; policy FAILED")
+        verdict = "" if c is None else ("; policy PASSED" if c.passed else "; policy FAILED")
         return f"{self._runs.label(self._selected)}: {', '.join(bits)}{verdict}"
 
     def __repr__(self) -> str:
@@ -388,7 +384,7 @@ class Review(StaticFallback, widgets.VBox):
             if i not in self._cache:
                 r = self._runs.result(i)
                 total = r.metrics.get("total_return")
-                title = (getattr(r, "name", None) or "equity") + (
+                title = (r.name or "equity") + (
                     f"  ·  {R.fmt_metric('total_return', total)}" if total is not None else ""
                 )
                 self._cache[i] = {
@@ -408,18 +404,18 @@ class Review(StaticFallback, widgets.VBox):
             span = f" · {len(eq):,} bars, {eq.index[0]:%Y-%m-%d} → {eq.index[-1]:%Y-%m-%d}"
         elif len(eq):
             span = f" · {len(eq):,} bars"
-        p = R.params_text(getattr(r, "params", None))
+        p = R.params_text(r.params)
         verdict = ""
         if c is not None:
-            verdict = " " + R.badge(bool(getattr(c, "passed", False)), "policy PASSED" if getattr(c, "passed", False) else "policy FAILED")
+            verdict = " " + R.badge(c.passed, "policy PASSED" if c.passed else "policy FAILED")
         warn = f"<div style='color:{R.RED}'>{R.escape(err)}</div>" if err else ""
         self._header.value = (
-            f"<div style='margin:6px 0'><b style='font-size:14px'>{R.escape(getattr(r, 'name', None) or 'backtest')}</b>"
+            f"<div style='margin:6px 0'><b style='font-size:14px'>{R.escape(r.name or 'backtest')}</b>"
             f" <code>{R.escape(p)}</code><small style='color:{R.GREY}'>{R.escape(span)}</small>{verdict}</div>{warn}"
         )
         from ._validation import badges_html
 
-        self._metrics.value = badges_html(r, getattr(c, "policy", None)) + R.metrics_html(r.metrics, c)
+        self._metrics.value = badges_html(r, c.policy if isinstance(c, PolicyCheck) else None) + R.metrics_html(r.metrics, c)
         charts = self._charts(i)
         self._equity.value = charts["equity"]
         self._monthly.value = charts["monthly"] or b""
@@ -427,7 +423,7 @@ class Review(StaticFallback, widgets.VBox):
         self._monthly_note.value = "" if charts["monthly"] else (
             f"<div style='color:{R.GREY}'>No monthly table: the result's returns have no DatetimeIndex.</div>"
         )
-        trades = getattr(r, "trades", None)
+        trades = r.trades
         cols = list(trades.columns) if isinstance(trades, pd.DataFrame) else []
         options = [(c_.replace("_", " "), c_) for c_ in cols]
         by = self._trade_by.value if self._trade_by.value in cols else (cols[0] if cols else None)
@@ -441,7 +437,7 @@ class Review(StaticFallback, widgets.VBox):
 
     def _render_trades(self) -> None:
         self._trades.value = R.trades_html(
-            getattr(self.result, "trades", None), self._trade_by.value, self._trade_order.value, max_rows=self._trade_rows
+            self.result.trades, self._trade_by.value, self._trade_order.value, max_rows=self._trade_rows
         )
 
     def _compare_table_html(self) -> str:
@@ -526,4 +522,4 @@ def review(result_or_results: Any, policy: Any = None, *, max_points: int = 2000
 
 
 def _is_generation(obj: Any) -> bool:
-    return hasattr(obj, "attempts") and hasattr(obj, "best") and hasattr(obj, "transcript")
+    return isinstance(obj, Generation)

@@ -113,3 +113,21 @@ def assert_html_ok(text: str) -> None:
     Checker().feed(text)
     assert not stack, f"unclosed tags: {stack}"
     assert "&lt;span" not in text and "&lt;b " not in text and "&lt;code" not in text, "HTML escaped into text"
+
+
+def parts(widget, cls) -> list:
+    """Every widget of type ``cls`` inside ``widget``, depth first through the public ``.children``
+    (the tree the front end draws), so tests drive a widget the way a user sees it."""
+    found = []
+    for child in getattr(widget, "children", ()):
+        if isinstance(child, cls):
+            found.append(child)
+        found.extend(parts(child, cls))
+    return found
+
+
+def part(widget, cls, description: str | None = None):
+    """The one ``cls`` control inside ``widget`` (with that ``description`` label when given)."""
+    matches = [w for w in parts(widget, cls) if description is None or w.description == description]
+    assert len(matches) == 1, f"{len(matches)} {cls.__name__} control(s) labelled {description!r}"
+    return matches[0]

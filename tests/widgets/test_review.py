@@ -8,7 +8,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from quantlab.lab.policy import DeploymentPolicy
 from quantlab.widgets import Review, review
 
-from .conftest import assert_html_ok, inline_pngs, png_size
+from .conftest import assert_html_ok, inline_pngs, part, parts, png_size
 
 
 def test_single_result_dashboard(failing):
@@ -25,7 +25,7 @@ def test_single_result_dashboard(failing):
     assert table.loc["max_drawdown", "passed"] is True
     assert table.loc["trades", "passed"] is True
     assert rv.check.passed is False
-    html = rv._metrics.value
+    html = rv.to_html()
     assert "Sharpe ratio" in html and "✘ fail" in html and "✔ pass" in html and "FAILED" in html
 
 
@@ -35,16 +35,17 @@ def test_charts_are_pngs_in_image_widgets(passing):
     assert png_size(eq) == (800, 460)
     w, h = png_size(monthly)
     assert w == 800 and 100 < h < 400  # one year of months
-    assert rv._equity.value == eq and rv._equity.format == "png"
-    assert rv._monthly.value == monthly
+    equity_view, monthly_view = parts(rv, widgets.Image)
+    assert equity_view.value == eq and equity_view.format == "png"
+    assert monthly_view.value == monthly
 
 
 def test_policy_false_shows_no_badges_and_a_custom_policy_is_used(failing):
-    assert "✔ pass" not in review(failing, policy=False)._metrics.value
+    assert "✔ pass" not in review(failing, policy=False).to_html()
     lenient = DeploymentPolicy(min_sharpe=0.0, min_profit_factor=1.0)
     rv = review(failing, policy=lenient)
     assert rv.check.passed is True
-    assert "PASSED" in rv._metrics.value
+    assert "PASSED" in rv.to_html()
     with pytest.raises(TypeError, match="DeploymentPolicy"):
         review(failing, policy="strict")
 
@@ -54,11 +55,11 @@ def test_trade_list_sorts_by_the_dropdown(passing):
     rv.sort_trades("pnl", ascending=False)
     pnl = rv.trades_view["pnl"].tolist()
     assert pnl == sorted(pnl, reverse=True)
-    rv._trade_by.value = "bars_held"  # what the Dropdown does
-    rv._trade_order.value = True
+    part(rv, widgets.Dropdown, "Sort by").value = "bars_held"  # what choosing in the Dropdown does
+    part(rv, widgets.ToggleButtons).value = True
     held = rv.trades_view["bars_held"].tolist()
     assert held == sorted(held)
-    first_row = rv._trades.value.split("<tbody>")[1].split("</tr>")[0]
+    first_row = rv.to_html().split("<summary>Trades</summary>")[1].split("<tbody>")[1].split("</tr>")[0]
     assert f">{held[0]}<" in first_row
     with pytest.raises(ValueError, match="columns"):
         rv.sort_trades("nope")
@@ -72,29 +73,37 @@ def test_comparison_switches_the_shown_run(sweep):
     assert list(comp["policy"]) == [True, False, False]
     assert rv.selected == 0 and rv.result is sweep[0]
     first_png = rv.charts["equity"]
-    rv._select.value = 2  # choosing a row in the Select
+    chooser = part(rv, widgets.Select, "Show run")
+    chooser.value = 2  # choosing a row in the Select
     assert rv.selected == 2 and rv.result is sweep[2]
-    assert rv.charts["equity"] != first_png and rv._equity.value == rv.charts["equity"]
-    assert f"{sweep[2].metrics['sharpe']:.2f}" in rv._metrics.value
-    assert "fast=20" in rv._header.value
-    assert rv.select(1).result is sweep[1] and rv._select.value == 1
+    assert rv.charts["equity"] != first_png and parts(rv, widgets.Image)[0].value == rv.charts["equity"]
+    assert f"{sweep[2].metrics['sharpe']:.2f}" in rv.to_html()
+    assert "fast=20" in rv.to_html()
+    assert rv.select(1).result is sweep[1] and chooser.value == 1
     with pytest.raises(IndexError, match="3 run"):
         rv.select(7)
 
 
 def test_comparison_ranks_by_a_metric_and_keeps_the_selection(sweep):
     rv = review(sweep).select(1)
-    rv._compare_sort.value = "max_drawdown"  # smaller is better
+    part(rv, widgets.Dropdown, "Rank by").value = "max_drawdown"  # smaller is better
     dds = [r.metrics["max_drawdown"] for r in sweep]
-    assert [v for _, v in rv._select.options] == sorted(range(3), key=lambda i: dds[i])
-    assert rv.selected == 1 and rv._select.value == 1
+    chooser = part(rv, widgets.Select, "Show run")
+    assert [v for _, v in chooser.options] == sorted(range(3), key=lambda i: dds[i])
+    assert rv.selected == 1 and chooser.value == 1
 
 
-def test_sweep_like_object_and_dict_are_accepted(sweep):
-    class Sweep:  # the shape of a SweepResult: .results
+def test_sweep_result_and_dict_are_accepted_and_lookalikes_are_not(sma, data, sweep):
+    from quantlab.engine.sweep import sweep as run_sweep
+
+    res = run_sweep(sma, data, {"fast": [5, 10, 20], "slow": [50]}, progress=False)
+    assert [r.metrics["sharpe"] for r in review(res).results] == pytest.approx([r.metrics["sharpe"] for r in sweep])
+
+    class Sweep:  # only the shape of a SweepResult
         results = sweep
 
-    assert review(Sweep()).results == sweep
+    with pytest.raises(TypeError, match="SweepResult"):
+        review(Sweep())
     assert review({"a": sweep[0], "b": sweep[1]}).results == sweep[:2]
     with pytest.raises(TypeError, match="BacktestResult"):
         review([sweep[0], 42])
@@ -114,8 +123,8 @@ def test_repr_and_static_fallback(sweep):
     pngs = inline_pngs(html)
     assert len(pngs) == 2 and pngs[0] == rv.charts["equity"] and png_size(pngs[1])[0] == 800
     assert_html_ok(html)
-    assert_html_ok(rv._compare_html.value)
-    assert ">pass</span>" in rv._compare_html.value and ">fail</span>" in rv._compare_html.value  # policy badges
+    comparison = html.split("Comparison of 3 runs")[1]
+    assert ">pass</span>" in comparison and ">fail</span>" in comparison  # policy badges
 
 
 def test_ipython_display_formatter_sees_html_and_widget(passing):
@@ -168,7 +177,7 @@ def test_a_strategy_that_never_trades_still_reviews(data):
     rv = review(r)
     table = rv.metrics_table().set_index("metric")
     assert table.loc["win_rate", "value"] == "—" and table.loc["profit_factor", "passed"] is False
-    assert "No closed trades." in rv._trades.value
+    assert "No closed trades." in rv.to_html().split("<summary>Trades</summary>")[1]
     assert rv.charts["equity"][:4] == b"\x89PNG"
     assert "policy FAILED" in repr(rv)
 
