@@ -1,11 +1,12 @@
 """``quantlab demo``: the quickstart notebook headless into a folder, with its own assets hub."""
 from __future__ import annotations
 
-import html as _html
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from quantlab._util import html as qh
 
 from .notebooks import QUICKSTART, execute, notebook_path
 
@@ -37,9 +38,7 @@ class DemoOutcome:
         return f"DemoOutcome(notebook={str(self.notebook)!r}, hub={str(self.hub)!r}, deployment={dep!r})"
 
     def _repr_html_(self) -> str:
-        return "<table>" + "".join(f"<tr><th style='text-align:left'>{_html.escape(k)}</th>"
-                                   f"<td style='text-align:left'><code>{_html.escape(v)}</code></td></tr>"
-                                   for k, v in self._rows()) + "</table>"
+        return qh.kv_table((k, qh.raw(f"<code>{qh.escape(v)}</code>")) for k, v in self._rows())
 
     def __str__(self) -> str:
         dep = f"{self.deployment_id} ({self.deployment_status})" if self.deployment_id else "none"
