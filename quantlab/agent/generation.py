@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quantlab._util import html as qh
 from quantlab._util import to_jsonable
 
 if TYPE_CHECKING:
@@ -151,8 +152,8 @@ class Candidate:
 
 
 def _badge(status: str) -> str:
-    colour = {"pass": "#1a7f37", "fail": "#cf222e", "skip": "#57606a"}.get(status, "#9a6700")
-    return f"<span style='color:{colour};font-weight:bold'>{html.escape(status)}</span>"
+    colour = {"pass": qh.GREEN, "fail": qh.RED, "skip": qh.GREY}.get(status, qh.AMBER)
+    return qh.coloured(status, colour, bold=True)
 
 
 def _fmt(x: Any) -> str:

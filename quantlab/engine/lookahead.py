@@ -44,6 +44,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from quantlab._util import html as qh
+
 from .backtest import SignalError
 from .signals import to_targets
 from .strategy import Strategy
@@ -135,9 +137,7 @@ class LookaheadReport:
 
     def _repr_html_(self) -> str:
         ok = self.causal
-        color = "#1a7f37" if ok else "#cf222e"
-        badge = (f'<span style="padding:0 6px;border-radius:8px;color:#fff;background:{color}">'
-                 f'{"✔ causal" if ok else "✘ " + (self.reason or "look-ahead")}</span>')
+        badge = qh.badge(ok, "✔ causal" if ok else "✘ " + (self.reason or "look-ahead"))
         rows = "".join(
             f"<tr><td style='text-align:left'>{int(r.cut):,}</td><td>{int(r.compared):,}</td>"
             f"<td>{int(r.differing):,}</td><td>{'' if pd.isna(r.first_bar) else int(r.first_bar)}</td>"
