@@ -11,8 +11,9 @@ __all__ = ["NotebookError", "notebooks_dir", "notebook_path", "execute", "export
 QUICKSTART = "01_quickstart.ipynb"
 REPORT = "04_report.ipynb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-#: the kernel's own log is noise on a terminal (a warning about local TCP); cell errors land in the notebook
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+#: the kernel's own log is noise on a terminal (a warning about local TCP, "KeyboardInterrupt caught in
+#: kernel" when a failed run is shut down); cell errors land in the notebook
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 class NotebookError(RuntimeError):
