@@ -890,7 +890,8 @@ class Lab:
             raise LabError(f"attempt {candidate.attempt} ({candidate.name!r}) has no backtest result ({candidate.status}).")
         try:
             step("validate", "start")
-            await asyncio.to_thread(self._check_causal, candidate.result if candidate is not None else result)
+            checked = await candidate.aresult() if candidate is not None else result  # fetched here, on the loop
+            await asyncio.to_thread(self._check_causal, checked)
             check = policy.check(candidate.metrics if candidate is not None else result)
             if not check.passed and not force:
                 step("validate", "failed", "; ".join(check.failures))
