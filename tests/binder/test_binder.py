@@ -56,7 +56,8 @@ def test_binder_recipe_builds_a_fresh_env_and_runs_the_quickstart(tmp_path):
     t2 = time.perf_counter()
     out = tmp_path / "quickstart.ipynb"
     _run([BINDER / "start", python, "-m", "papermill", REPO / "notebooks" / "01_quickstart.ipynb", out,
-          "--cwd", REPO / "notebooks", "--no-progress-bar"], env, timeout=300)
+          "--cwd", REPO / "notebooks", "--no-progress-bar",
+          "-p", "teardown", "True"], env, timeout=300)   # headless, as `quantlab demo`: stop and close at the end
     timings["quickstart"] = time.perf_counter() - t2
     nb = nbformat.read(out, as_version=4)
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
