@@ -23,8 +23,10 @@ def test_list_show_log(hub, strategy, result, capsys):
     assert json.loads(capsys.readouterr().out)["code_sha256"] == strategy.sha256
 
     assert main(["hub", "log", "--hub", str(hub.path), "-n", "2"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split() == ["COMMIT", "DATE", "KIND", "SUBJECT"]
     assert len(lines) == 2 and "deployment" in lines[0] and "Strategy: SMA cross" in lines[1]
+    assert all(len(line.split()[0]) == 7 for line in lines)  # short SHAs
 
     assert main(["hub", "list", "--hub", str(hub.path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["name"] == "SMA cross"
