@@ -97,7 +97,7 @@ def test_run_sweep_errors_and_timeout_over_stdio(tmp_path):
             "code": {"code": "def signal(data):\n    return data.close", "name": "bad", "grid": {"n": [1]}},
             "data": {"code": SMA, "name": "sma", "grid": {"fast": [3]}, "data": "upload:" + "0" * 64},
             "executor": {"code": SMA, "name": "sma", "grid": {"fast": [3]}, "executor": "threads"},
-            "timeout": {"code": "import time\ndef signals(data, n=1):\n    time.sleep(30)\n    return data.close * 0",
+            "timeout": {"code": "def signals(data, n=1):\n    while True:\n        pass",
                         "name": "slow", "grid": {"n": [1, 2]}, "timeout": 3, "executor": "processes"},
             "upload": {"code": SMA, "name": "sma", "grid": {"fast": [3, 4]}, "data": ref, "executor": "inprocess"},
         }
