@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 import threading
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,8 @@ def backtest_server(tmp_path_factory, secret_env):
         args=["-m", "quantlab.servers.backtest", "--runs", str(runs), "--workers", "1", "--memory-mb", "2048"],
         env=dict(os.environ),
     )
+    started = time.time()
     s = MCPSession(params)
+    s.started = started  # tests count only the processes this server started
     yield s
     s.close()

@@ -12,12 +12,14 @@ check bypassed to prove the process-level layers refuse them on their own.
 from __future__ import annotations
 
 
-def descendants() -> set[int]:
-    """PIDs of every live descendant of this process (psutil)."""
+def descendants(since: float | None = None) -> set[int]:
+    """PIDs of every live descendant of this process (psutil), or only those started at or after
+    ``since`` (epoch seconds): in a whole-suite run, other areas' tests may still own children."""
     import psutil
 
     try:
-        return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+        return {p.pid for p in psutil.Process().children(recursive=True)
+                if p.status() != psutil.STATUS_ZOMBIE and (since is None or p.create_time() >= since)}
     except psutil.Error:
         return set()
 
