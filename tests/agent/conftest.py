@@ -137,9 +137,10 @@ def llm():
     server.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """One embedded Lab (backtest + broker servers) for the agent tests."""
+    """One embedded Lab (backtest + broker servers) per agent test module, closed after it (a lab left
+    open for the whole session would be the active lab in other areas' tests)."""
     from quantlab import Lab
 
     lab = Lab.start(tmp_path_factory.mktemp("agent") / "hub", progress=False)
