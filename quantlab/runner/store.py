@@ -15,10 +15,7 @@ Example
 """
 from __future__ import annotations
 
-import sqlite3
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Iterator
+from quantlab.servers.broker.store import Store
 
 __all__ = ["RunnerStore", "SCHEMA"]
 
@@ -52,62 +49,11 @@ CREATE TABLE IF NOT EXISTS alerts (
 """
 
 
-class RunnerStore:
+class RunnerStore(Store):
     """One SQLite connection in WAL mode; :meth:`tx` is one atomic unit (nested = savepoint).
 
     >>> RunnerStore(":memory:").path
     ':memory:'
     """
 
-    def __init__(self, path: str | Path):
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA busy_timeout=5000")
-        self.conn.executescript(SCHEMA)
-        self._depth = 0
-
-    def __repr__(self) -> str:
-        return f"RunnerStore({self.path!r})"
-
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """Commit everything inside at once, or nothing (on any exception)."""
-        depth = self._depth
-        name = f"sp{depth}"
-        self.conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {name}")
-        self._depth += 1
-        try:
-            yield self.conn
-        except BaseException:
-            self._depth -= 1
-            self.conn.execute("ROLLBACK" if depth == 0 else f"ROLLBACK TO {name}")
-            if depth:
-                self.conn.execute(f"RELEASE {name}")
-            raise
-        else:
-            self._depth -= 1
-            self.conn.execute("COMMIT" if depth == 0 else f"RELEASE {name}")
-
-    def q(self, sql: str, args: tuple | list = ()) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.conn.execute(sql, args).fetchall()]
-
-    def one(self, sql: str, args: tuple | list = ()) -> dict[str, Any] | None:
-        r = self.conn.execute(sql, args).fetchone()
-        return None if r is None else dict(r)
-
-    def insert(self, table: str, row: dict[str, Any]) -> int:
-        cols = ", ".join(f'"{c}"' for c in row)
-        marks = ", ".join("?" for _ in row)
-        return int(self.conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values())).lastrowid)
-
-    def update(self, table: str, key: str, value: Any, **cols: Any) -> None:
-        sets = ", ".join(f'"{c}" = ?' for c in cols)
-        self.conn.execute(f"UPDATE {table} SET {sets} WHERE {key} = ?", [*cols.values(), value])
-
-    def close(self) -> None:
-        self.conn.close()
+    schema = SCHEMA

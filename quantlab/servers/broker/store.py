@@ -81,6 +81,9 @@ class Store:
     ':memory:'
     """
 
+    #: the tables this store creates (a subclass with other tables overrides it)
+    schema: str = SCHEMA
+
     def __init__(self, path: str | Path):
         self.path = str(path)
         if self.path != ":memory:":
@@ -90,7 +93,7 @@ class Store:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=5000")
-        self.conn.executescript(SCHEMA)
+        self.conn.executescript(self.schema)
         self.lock = threading.RLock()
         self._depth = 0
 
@@ -152,7 +155,7 @@ class Store:
             self.conn.close()
 
     def __repr__(self) -> str:
-        return f"Store({self.path!r})"
+        return f"{type(self).__name__}({self.path!r})"
 
     def _repr_html_(self) -> str:
         import html
