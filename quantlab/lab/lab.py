@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import difflib
 import functools
 import html
@@ -425,6 +426,24 @@ class Lab:
             return await coro
         finally:
             self._touch()
+
+    def submit(self, step: str, /, *args: Any, **kwargs: Any) -> "concurrent.futures.Future[Any]":
+        """Start the Lab step ``step`` (``"generate"``, ``"backtest"``, ...) on the MCP loop thread
+        without waiting; return its :class:`concurrent.futures.Future` (``cancel()`` cancels the step).
+
+        For faces that show progress while a step runs (``%%generate``); counted in the state like
+        the sync and async methods.
+
+        >>> fut = lab.submit("generate", "trend following", model="offline")   # doctest: +SKIP
+        >>> fut.result().best                                                   # doctest: +SKIP
+        """
+        core = getattr(getattr(type(self), step, None), "__wrapped__", None)
+        if core is None or not asyncio.iscoroutinefunction(core):
+            steps = sorted(n for n, v in vars(type(self)).items()
+                           if asyncio.iscoroutinefunction(getattr(v, "__wrapped__", None)) and "a" + n in vars(type(self)))
+            raise ValueError(f"Lab.submit: {step!r} is not a Lab step; steps: {steps}")
+        self._check_open()
+        return self.mcp.submit(self._tracked(core(self, *args, **kwargs)))
 
     def state(self) -> dict[str, Any]:
         """The agent state: ``created_at``, ``last_activity``, ``invocation_count``,

@@ -87,9 +87,8 @@ class GenerateMagics(Magics):
             print(f"started a Lab on ./assets-hub as `{var}` (no active lab)")
         events: "queue.Queue[tuple[str, Any, Any]]" = queue.Queue()
         handle = display(HTML("<i>starting…</i>"), display_id=True)
-        coro = lab._tracked(lab._generate(idea, args.data, model=args.model, max_attempts=args.attempts,
-                                          budget_usd=args.budget, on_attempt=lambda e, c, g: events.put((e, c, g))))
-        future = lab.mcp.submit(coro)
+        future = lab.submit("generate", idea, args.data, model=args.model, max_attempts=args.attempts,
+                            budget_usd=args.budget, on_attempt=lambda e, c, g: events.put((e, c, g)))
         gen, running, step = None, None, ""
         try:
             while True:

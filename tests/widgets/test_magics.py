@@ -89,3 +89,20 @@ def test_quantlab_status(shell, capsys):
 def test_variable_name(name, var):
     assert variable_name(name) == var
 
+
+
+def test_generate_cell_runs_on_the_active_lab_and_binds_the_generation(shell, lab, capsys):
+    from quantlab.agent import Generation
+
+    before = lab.state().get("generations", 0)
+    res = run(shell, "%%generate gen --model offline --attempts 1\ntrend following on the sample\n")
+    assert res.success, capsys.readouterr().err
+    gen = shell.user_ns["gen"]
+    assert isinstance(gen, Generation) and len(gen.attempts) == 1
+    assert "gen: 1 attempt(s), stop:" in capsys.readouterr().out
+    assert lab.state()["generations"] == before + 1  # counted through Lab.submit, like lab.generate
+
+
+def test_lab_submit_names_the_steps_when_the_step_is_unknown(lab):
+    with pytest.raises(ValueError, match=r"'genrate' is not a Lab step; steps: \[.*'generate'"):
+        lab.submit("genrate", "idea")
