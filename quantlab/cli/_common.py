@@ -26,14 +26,15 @@ def open_lab(args: argparse.Namespace, *, backtest: bool = True) -> Any:
 
     With no ``--config`` and a running paper (or runner) daemon, the lab uses that daemon:
     deployments made here trade on its clock and outlive the command. ``backtest=False``
-    leaves out the backtest server (commands that only deploy, list, stop or advance).
+    leaves out the backtest server (commands that only deploy, list, stop or advance), with
+    the daemon and with embedded servers alike.
     """
     from quantlab.lab import Lab
 
     config = args.config
     if config is None:
         config = daemon_config(args.hub, backtest=backtest)
-    return Lab.start(args.hub, config=config, progress=False)
+    return Lab.start(args.hub, config=config, progress=False, **({} if backtest else {"backtest_server": None}))
 
 
 def daemon_config(hub: str, *, backtest: bool = True) -> dict[str, Any] | None:
@@ -245,7 +246,7 @@ def cost_options(*, default: bool = True) -> argparse.ArgumentParser:
     """A parent parser with ``--cash``, ``--fees`` and ``--slippage`` (checked here, in the user's words).
 
     ``default=False`` leaves them ``None`` when not given (the command picks its own)."""
-    from quantlab.engine.backtest import DEFAULT_CASH, DEFAULT_FEES, DEFAULT_SLIPPAGE
+    from quantlab.engine.costs import DEFAULT_CASH, DEFAULT_FEES, DEFAULT_SLIPPAGE
 
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--cash", type=_cash, default=DEFAULT_CASH if default else None,

@@ -13,8 +13,10 @@ import argparse
 import json
 from pathlib import Path
 
+from quantlab._util import to_jsonable
+
 from ._common import (DATA_HELP, check_param_types, cost_options, format_costs, lab_options, open_lab, parse_params,
-                      print_frame, run_strategy)
+                      print_table, run_strategy)
 
 __all__ = ["register"]
 
@@ -54,10 +56,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_deployments(args: argparse.Namespace) -> int:
     """List deployments with their live status."""
     with open_lab(args, backtest=False) as lab:
-        frame = lab.deployments()
-        print_frame(frame.assign(commit=frame["commit"].astype(str).str[:12]),
-                    ["deployment_id", "strategy_name", "symbol", "status", "position", "pnl", "trades", "commit"],
-                    as_json=args.json, empty=f"no deployments recorded in {lab.hub.path}")
+        rows = lab.deployment_rows()  # dicts: no pandas to load for a table of a few lines
+        if args.json:
+            print(json.dumps(to_jsonable(rows)))
+        elif not rows:
+            print(f"no deployments recorded in {lab.hub.path}")
+        else:
+            print_table([{**r, "commit": str(r["commit"])[:12]} for r in rows],
+                        ["deployment_id", "strategy_name", "symbol", "status", "position", "pnl", "trades", "commit"])
     return 0
 
 

@@ -60,6 +60,7 @@ import pandas as pd
 from quantlab._util import decode_number, encode_float, to_jsonable
 
 from . import stats as _stats
+from .costs import DEFAULT_CASH, DEFAULT_FEES, DEFAULT_SLIPPAGE  # the one default for costs (re-exported here)
 from .signals import SignalError, to_targets
 from .strategy import Strategy
 
@@ -72,12 +73,6 @@ __all__ = ["backtest", "BacktestResult", "SignalError", "infer_periods_per_year"
 FILLS = ("next_open", "close")
 #: The default: a signal computed from bar t's close cannot also trade at that close.
 DEFAULT_FILL = "next_open"
-#: The one default for costs, used by ``quantlab.backtest``, ``Lab.backtest``/``sweep``, the CLI and
-#: reports (a fraction of traded notional; slippage a fraction of the price). Results always record
-#: the costs they used (``result.costs``), and every place that prints metrics shows them.
-DEFAULT_FEES = 0.0
-DEFAULT_SLIPPAGE = 0.0
-DEFAULT_CASH = 100_000.0
 
 TRADE_COLUMNS = ("entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "return", "bars_held")
 

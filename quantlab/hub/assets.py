@@ -48,16 +48,16 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
 import git
-import pandas as pd
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from quantlab._util import html as qh
@@ -70,6 +70,9 @@ from quantlab._util import atomic_write_text, decode_number, to_jsonable
 from .message import commit_message, context_trailers, format_drawdown, format_number, one_line
 from .secrets import SecretFinding, find_secrets, find_secrets_in
 from .slug import BOTS_DIR, reserve_path, slugify, strategy_path
+
+if TYPE_CHECKING:  # pandas loads with the first table (deploying, listing and stopping from the shell need none)
+    import pandas as pd
 
 __all__ = [
     "AssetsHub",
@@ -248,7 +251,8 @@ def _result_fields(result: Any) -> dict[str, Any]:
         metrics = getattr(result, "metrics", {})
     size = None
     equity = get("equity")
-    if isinstance(equity, pd.Series):
+    pd = sys.modules.get("pandas")  # no pandas loaded: equity cannot be a Series
+    if pd is not None and isinstance(equity, pd.Series):
         from quantlab.engine.data import bar_size
 
         step = bar_size(equity.index)
@@ -749,6 +753,8 @@ class AssetsHub:
 
         >>> hub.strategies()[["name", "sharpe"]]   # doctest: +SKIP
         """
+        import pandas as pd
+
         rows = []
         metric_keys: dict[str, None] = dict.fromkeys(["sharpe", "max_drawdown", "profit_factor"])
         for rec in self._records():
@@ -890,6 +896,8 @@ class AssetsHub:
     def log(self, max_count: int = 20) -> pd.DataFrame:
         """The hub's recent commits (newest first): ``commit, date, author, kind, subject``,
         where ``kind`` is ``strategy``, ``deployment`` or ``other``."""
+        import pandas as pd
+
         if self._head() is None:
             return pd.DataFrame(columns=["commit", "date", "author", "kind", "subject"])
         rows = []
@@ -1037,6 +1045,15 @@ class AssetsHub:
         ['running']
         """
         return _ledger.latest_status(self._events(commit))
+
+    def deployment_rows(self, commit: str | None = None) -> list[dict[str, Any]]:
+        """The rows of :meth:`deployment_status` as plain dicts, oldest first (times as ISO text):
+        for code that needs no table (the command line lists and stops deployments without pandas).
+
+        >>> [r["status"] for r in hub.deployment_rows(stored.commit)]   # doctest: +SKIP
+        ['running']
+        """
+        return _ledger.latest_rows(self._events(commit))
 
     # -- remote --------------------------------------------------------------------------
     def push(self) -> str:

@@ -39,13 +39,14 @@ import json
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from quantlab._util import to_jsonable
 
 from .message import one_line
+
+if TYPE_CHECKING:  # pandas loads when a frame is asked for (listing deployments from the shell needs none)
+    import pandas as pd
 
 __all__ = ["LEDGER_FILE", "STATUSES", "ACTIVE_STATUSES", "FIELDS", "normalize_event", "read_events", "events_frame", "latest_status", "ledger_message"]
 
@@ -161,6 +162,8 @@ def read_events(path: str | Path) -> list[dict[str, Any]]:
 
 def events_frame(events: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Events as a DataFrame with the :data:`FIELDS` columns first; times parsed as UTC."""
+    import pandas as pd
+
     rows = list(events)
     extra = [k for r in rows for k in r if k not in FIELDS]
     columns = list(FIELDS) + list(dict.fromkeys(extra))
@@ -171,11 +174,14 @@ def events_frame(events: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def latest_status(events: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per deployment with its latest status (see the module doc for the key rule).
+def latest_rows(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One dict per deployment with its latest status (see the module doc for the key rule), oldest
+    first; the rows of :func:`latest_status`, times as the ISO text the ledger holds.
 
-    Columns: ``strategy_name, commit, broker, broker_deployment_id, symbol, status,
-    triggered_at, first_triggered_at, error, forced, events``.
+    >>> rows = latest_rows([{"commit": "c1", "status": "pending", "strategy_name": "SMA"},
+    ...                     {"commit": "c1", "status": "running", "broker_deployment_id": "7", "strategy_name": "SMA"}])
+    >>> [(r["broker_deployment_id"], r["status"], r["events"]) for r in rows]
+    [('7', 'running', 2)]
     """
     latest: dict[tuple[Any, Any], dict[str, Any]] = {}
     for e in events:
@@ -197,9 +203,23 @@ def latest_status(events: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             "events": (previous or {}).get("events", 0) + 1,
         }
         latest[key] = row
-    columns = ["strategy_name", "commit", "broker", "broker_deployment_id", "symbol", "status", "triggered_at",
-               "first_triggered_at", "error", "forced", "events"]
-    frame = pd.DataFrame(list(latest.values()), columns=columns)
+    return list(latest.values())
+
+
+#: The columns of :func:`latest_status` (the keys of :func:`latest_rows`).
+STATUS_COLUMNS = ["strategy_name", "commit", "broker", "broker_deployment_id", "symbol", "status", "triggered_at",
+                  "first_triggered_at", "error", "forced", "events"]
+
+
+def latest_status(events: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per deployment with its latest status (see the module doc for the key rule).
+
+    Columns: ``strategy_name, commit, broker, broker_deployment_id, symbol, status,
+    triggered_at, first_triggered_at, error, forced, events``.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(latest_rows(events), columns=STATUS_COLUMNS)
     for col in ("triggered_at", "first_triggered_at"):
         frame[col] = pd.to_datetime(frame[col], utc=True, errors="coerce", format="ISO8601")
     return frame.reset_index(drop=True)

@@ -30,38 +30,45 @@ import functools
 import html
 import io
 import os
+import sys
 import weakref
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Coroutine, Mapping
 
-import pandas as pd
-
 from quantlab._util import html as qh
 from quantlab.client import ClientError, MCPHub, ToolError
-from quantlab.engine.backtest import PAGE_BARS, BacktestResult, afetch_all_pages, window_metrics
-from quantlab.engine.data import bar_size, content_hash, is_local_path
-from quantlab.engine.data import load as load_bars
 from quantlab.engine.strategy import Strategy
 from quantlab.hub import AssetsHub, StoredStrategy
 
-from quantlab.servers.broker.constants import TIMEFRAME_MINUTES, parse_timeframe
-
-from .activity import DeploymentActivity
 from .defaults import BACKTEST, BROKER, RUNNER, embedded_servers, runner_entry
-from .results import AdvanceResult, ParityReport
 from .errors import LabError
 from .policy import DeploymentPolicy, PolicyCheck, PolicyError
 from .state import HomeLock, HubInUseError, LabState, state_from_ledger
-from . import validation as _validation
 
+# pandas, the engine's backtest, the broker's constants and the result types load in the steps that
+# use them: a lab that only deploys, lists or stops (the command line talking to a daemon) needs none.
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from quantlab.engine.backtest import BacktestResult
     from quantlab.engine.sweep import SweepResult
+
+    from .activity import DeploymentActivity
+    from .results import AdvanceResult, ParityReport
 
 __all__ = ["Lab", "LabError", "PolicyError", "DeploymentRecord", "StoreDeployOutcome", "AdvanceResult", "ParityReport"]
 
 StepCallback = Callable[[str, str, str], None]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("AdvanceResult", "ParityReport"):  # exported from here; loaded on first use
+        from . import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _now() -> str:
@@ -70,6 +77,8 @@ def _now() -> str:
 
 def _bar_minutes(bar_seconds: Any, name: str) -> int:
     """The deployment timeframe (minutes) for a backtest's bar size; 1 minute when it is unknown."""
+    from quantlab.servers.broker.constants import TIMEFRAME_MINUTES
+
     if bar_seconds is None:
         return 1
     minutes = float(bar_seconds) / 60.0
@@ -78,6 +87,12 @@ def _bar_minutes(bar_seconds: Any, name: str) -> int:
         raise LabError(f"{name!r} was backtested on {minutes:g}-minute bars, which the broker does not offer "
                        f"({supported}); pass timeframe=… explicitly.")
     return int(minutes)
+
+
+def _is_backtest_result(obj: Any) -> bool:
+    """``isinstance(obj, BacktestResult)`` without loading the engine (no engine loaded: no result)."""
+    module = sys.modules.get("quantlab.engine.backtest")
+    return module is not None and isinstance(obj, module.BacktestResult)
 
 
 def _broker_id(deployment_id: Any) -> Any:
@@ -259,7 +274,7 @@ class Lab:
         *,
         policy: DeploymentPolicy | None = None,
         home: str | os.PathLike[str] | None = None,
-        backtest_server: str = BACKTEST,
+        backtest_server: str | None = BACKTEST,
         broker_server: str = BROKER,
         runner_server: str | None = None,
         progress: bool = True,
@@ -292,7 +307,7 @@ class Lab:
         *,
         clock: str = "stepped",
         policy: DeploymentPolicy | None = None,
-        backtest_server: str = BACKTEST,
+        backtest_server: str | None = BACKTEST,
         broker_server: str = BROKER,
         progress: bool = True,
         **client_options: Any,
@@ -304,6 +319,8 @@ class Lab:
         ``"stepped"`` — bars advance with :meth:`advance` — or ``"realtime"`` /
         ``"accelerated:N"``). With a config (a ``mcpServers`` dict or a JSON/TOML path) the
         servers named ``backtest_server`` and ``broker_server`` there are used.
+        ``backtest_server=None`` starts no embedded backtest server: a lab that only deploys
+        stored strategies, lists, stops and advances (the command line) starts faster.
         Servers start concurrently; one that fails is reported, not fatal.
 
         >>> lab = Lab.start("./assets-hub")          # doctest: +SKIP
@@ -317,6 +334,8 @@ class Lab:
             except HubInUseError as exc:
                 raise LabError(str(exc)) from None
             config = embedded_servers(home, clock=clock, hub=store.path)
+            if backtest_server is None:
+                del config["mcpServers"][BACKTEST]
         config, runner_server = cls._with_runner(config, home, store.path, broker_server)
         mcp = MCPHub.from_config(config, **client_options)
         try:
@@ -459,7 +478,11 @@ class Lab:
         return state
 
     # ----------------------------------------------------------------------- helpers
-    async def _call(self, server: str, tool: str, arguments: Mapping[str, Any] | None = None, timeout: float = 30.0) -> Any:
+    async def _call(self, server: str | None, tool: str, arguments: Mapping[str, Any] | None = None,
+                    timeout: float = 30.0) -> Any:
+        if server is None:
+            raise LabError(f"this lab was started without a backtest server (backtest_server=None), so it cannot "
+                           f"{tool.replace('_', ' ')}; start one with Lab.start(hub).")
         return await self.mcp.aio.call(server, tool, dict(arguments or {}), timeout=timeout)
 
     async def _data_ref(self, data: Any) -> tuple[str, str | None]:
@@ -467,6 +490,11 @@ class Lab:
 
         A local ``.csv``/``.parquet`` path is loaded here (readable errors from
         :func:`quantlab.engine.data.load`) and uploaded by content hash like a DataFrame."""
+        import pandas as pd
+
+        from quantlab.engine.data import content_hash, is_local_path
+        from quantlab.engine.data import load as load_bars
+
         if is_local_path(data):
             data = await asyncio.to_thread(load_bars, data)
         if isinstance(data, str):
@@ -517,7 +545,10 @@ class Lab:
         >>> r = lab.backtest(strategy, "sample", {"fast": 10}, fees=0.0005)   # doctest: +SKIP
         >>> r.metrics["sharpe"]                                              # doctest: +SKIP
         """
+        from quantlab.engine.backtest import window_metrics
         from quantlab.engine.sweep.run import holdout_start
+
+        from . import validation as _validation
 
         if holdout is not None:
             holdout_start(1_000_000, holdout)            # a bad fraction fails before the run
@@ -551,6 +582,8 @@ class Lab:
 
     async def _load_run(self, run_id: str, bars: int, strat: Strategy | None = None) -> BacktestResult:
         """The full :class:`BacktestResult` of a stored run."""
+        from quantlab.engine.backtest import BacktestResult
+
         result = BacktestResult.from_dict(await self._fetch_run(run_id, bars))
         if result.strategy is None and strat is not None:
             result.strategy = strat
@@ -560,6 +593,8 @@ class Lab:
 
     async def _fetch_run(self, run_id: str, bars: int) -> dict[str, Any]:
         """The whole run as ``to_dict()``; runs of many bars come in pages (one big JSON message is slow)."""
+        from quantlab.engine.backtest import PAGE_BARS, afetch_all_pages
+
         args: dict[str, Any] = {"run_id": run_id, "part": "all"}
         if bars > PAGE_BARS:
             args.update(offset=0, limit=PAGE_BARS)
@@ -596,6 +631,8 @@ class Lab:
         >>> res = lab.sweep(strategy, "sample", {"fast": [5, 10, 20], "slow": [50, 100]})   # doctest: +SKIP
         >>> res.best("sharpe")                                                              # doctest: +SKIP
         """
+        import pandas as pd
+
         from quantlab.engine.sweep import SweepResult
 
         if grid is None:
@@ -635,6 +672,10 @@ class Lab:
         return (policy or self.policy).check(result)
 
     def _check_causal(self, result: Any, data: Any = None) -> None:
+        import pandas as pd
+
+        from . import validation as _validation
+
         strategy = getattr(result, "strategy", None)
         metrics = getattr(result, "metrics", None)
         if strategy is None or not isinstance(metrics, dict) or "causal" in metrics:
@@ -677,6 +718,8 @@ class Lab:
         strategy = getattr(result, "strategy", None)
         if strategy is None:
             raise LabError("this result carries no strategy code; backtest a Strategy (lab.backtest or quantlab.backtest) and store that result.")
+        from . import validation as _validation
+
         existing = await asyncio.to_thread(self.hub.find, strategy.sha256, result.params)
         if existing is not None:
             return existing
@@ -764,16 +807,14 @@ class Lab:
     async def _resolve_stored(self, target: Any) -> StoredStrategy:
         if isinstance(target, StoredStrategy):
             return target
-        if isinstance(target, BacktestResult) or _candidate_of(target) is not None:
+        if _is_backtest_result(target) or _candidate_of(target) is not None:
             return await self._store(target)
         return await asyncio.to_thread(self.hub.get, target)
 
     def _running_for(self, commit: str, symbol: str) -> dict[str, Any] | None:
-        status = self.hub.deployment_status()
-        if status.empty:
-            return None
-        rows = status[(status["commit"] == commit) & (status["status"] == "running") & (status["symbol"] == symbol)]
-        return None if rows.empty else rows.iloc[-1].to_dict()
+        rows = [r for r in self.hub.deployment_rows(commit)
+                if r["commit"] == commit and r["status"] == "running" and r["symbol"] == symbol]
+        return rows[-1] if rows else None
 
     async def _deploy(
         self,
@@ -804,6 +845,8 @@ class Lab:
         stored = await self._resolve_stored(target)
         metrics = dict(stored.metrics)
         if (policy or self.policy).require_causal and "causal" not in metrics:   # stored before the check existed
+            from . import validation as _validation
+
             frame = await asyncio.to_thread(_validation.local_frame, stored.metadata.get("data_ref"), self._frames)
             if frame is not None:
                 code = await asyncio.to_thread(self.hub.load, stored.commit)
@@ -919,6 +962,8 @@ class Lab:
                 if symbol is not None:
                     await self._check_symbol(symbol)  # before anything is stored
                 if timeframe is None:  # the backtest's own bars, so "100 bars" means the same time on paper
+                    from quantlab.engine.data import bar_size
+
                     step_size = bar_size(result.equity.index)
                     timeframe = _bar_minutes(step_size.total_seconds() if step_size is not None else None, result.name)
             except LabError as exc:
@@ -958,21 +1003,22 @@ class Lab:
             return None
         return answer.get("status")
 
-    async def _deployments(self) -> pd.DataFrame:
-        """Every deployment: the ledger's latest status merged with the broker's live status,
-        position and PnL (``deployment_id, strategy_name, symbol, status, position, pnl, trades,
-        commit, triggered_at, last_error``). If the broker cannot be reached the ledger is shown
-        with ``status_source='ledger'``.
+    #: The columns of :meth:`deployments` (the keys of :meth:`deployment_rows`).
+    DEPLOYMENT_COLUMNS: ClassVar[list[str]] = ["deployment_id", "strategy_name", "symbol", "status", "position", "pnl",
+                                               "trades", "commit", "triggered_at", "last_error", "status_source"]
 
-        >>> lab.deployments()[["deployment_id", "status", "pnl"]]   # doctest: +SKIP
+    async def _deployment_rows(self) -> list[dict[str, Any]]:
+        """The rows of :meth:`deployments` as plain dicts (times as ISO text), without pandas:
+        what the command line prints. Same merge of the ledger with the runner's live status.
+
+        >>> [(r["deployment_id"], r["status"]) for r in lab.deployment_rows()]   # doctest: +SKIP
+        [('1', 'running')]
         """
-        ledger = await asyncio.to_thread(self.hub.deployment_status)
-        columns = ["deployment_id", "strategy_name", "symbol", "status", "position", "pnl", "trades", "commit",
-                   "triggered_at", "last_error", "status_source"]
-        if ledger.empty:
-            return pd.DataFrame(columns=columns)
-        ledger = ledger[ledger["broker"].fillna(self.runner_server).isin({self.runner_server, self.broker_server})].copy()
-        ledger["deployment_id"] = ledger["broker_deployment_id"]
+        ledger = await asyncio.to_thread(self.hub.deployment_rows)
+        servers = {self.runner_server, self.broker_server}
+        ledger = [r for r in ledger if (r.get("broker") or self.runner_server) in servers]
+        if not ledger:
+            return []
         try:
             live = await self._call(self.runner_server, "list_deployments")
         except ClientError as exc:
@@ -982,25 +1028,34 @@ class Lab:
                 f"(`quantlab servers` on the command line) and start a new lab if the runner is gone."
             ) from None
         live_rows = live.get("deployments", live) if isinstance(live, Mapping) else live
-        live_frame = pd.DataFrame(list(live_rows or []))
-        out = ledger.rename(columns={"error": "last_error"})
-        out["status_source"] = "ledger"
-        if not live_frame.empty and "deployment_id" in live_frame:
-            live_frame = live_frame.set_index(live_frame["deployment_id"].astype(str))
-            ids = out["deployment_id"].astype(str)
-            known = ids.isin(live_frame.index)
-            for col in ("status", "symbol", "position", "pnl", "trades", "last_error"):
-                if col in live_frame:
-                    values = ids[known].map(live_frame[col])
-                    if col not in out:
-                        out[col] = None
-                    out[col] = out[col].astype(object)
-                    out.loc[known, col] = values
-            out.loc[known, "status_source"] = "broker"
-        for col in columns:
-            if col not in out:
-                out[col] = None
-        return out[columns].reset_index(drop=True)
+        by_id = {str(d["deployment_id"]): d for d in (live_rows or []) if isinstance(d, Mapping) and "deployment_id" in d}
+        out = []
+        for r in ledger:
+            row = {c: None for c in self.DEPLOYMENT_COLUMNS}
+            row.update({k: r.get(k) for k in ("strategy_name", "symbol", "status", "commit", "triggered_at")},
+                       deployment_id=r.get("broker_deployment_id"), last_error=r.get("error"), status_source="ledger")
+            now = by_id.get(str(row["deployment_id"]))
+            if now is not None:
+                row.update({c: now[c] for c in ("status", "symbol", "position", "pnl", "trades", "last_error") if c in now},
+                           status_source="broker")
+            out.append(row)
+        return out
+
+    deployment_rows, adeployment_rows = _twins(_deployment_rows)
+
+    async def _deployments(self) -> pd.DataFrame:
+        """Every deployment: the ledger's latest status merged with the broker's live status,
+        position and PnL (``deployment_id, strategy_name, symbol, status, position, pnl, trades,
+        commit, triggered_at, last_error, status_source``). If the broker cannot be reached the
+        ledger is shown with ``status_source='ledger'``.
+
+        >>> lab.deployments()[["deployment_id", "status", "pnl"]]   # doctest: +SKIP
+        """
+        import pandas as pd
+
+        frame = pd.DataFrame(await self._deployment_rows(), columns=self.DEPLOYMENT_COLUMNS, dtype=object)
+        frame["triggered_at"] = pd.to_datetime(frame["triggered_at"], utc=True, errors="coerce", format="ISO8601")
+        return frame
 
     deployments, adeployments = _twins(_deployments)
 
@@ -1016,9 +1071,8 @@ class Lab:
         except ClientError as exc:
             raise LabError(f"stopping deployment {deployment_id} failed: {exc}. Its positions may still be open; "
                            "see lab.deployments() (`quantlab deployments`) and stop it again.") from None
-        status = await asyncio.to_thread(self.hub.deployment_status)
-        row = status[status["broker_deployment_id"].astype(str) == deployment_id] if not status.empty else status
-        info = row.iloc[-1].to_dict() if not row.empty else {}
+        rows = await asyncio.to_thread(self.hub.deployment_rows)
+        info = next((r for r in reversed(rows) if str(r.get("broker_deployment_id")) == deployment_id), {})
         record = DeploymentRecord(
             deployment_id=deployment_id, status=str(answer.get("status", "stopped")),
             strategy_name=str(info.get("strategy_name") or answer.get("name") or "?"), commit=info.get("commit"),
@@ -1045,6 +1099,8 @@ class Lab:
             answer = await self._call(self.runner_server, "advance", {"bars": int(bars)}, timeout=120.0 + bars * 0.1)
         except ClientError as exc:
             raise LabError(f"advancing the market failed: {exc}") from None
+        from .results import AdvanceResult
+
         return AdvanceResult.from_dict(answer)
 
     advance, aadvance = _twins(_advance)
@@ -1058,6 +1114,8 @@ class Lab:
         >>> lab.activity(rec.deployment_id, bars=300)   # doctest: +SKIP
         DeploymentActivity(1 'sma_cross' on EURUSD M1, running; 300 bars, 4 fills, position 0.1 lots, ...)
         """
+        from quantlab.servers.broker.constants import TIMEFRAME_MINUTES, parse_timeframe
+
         from . import activity as A
 
         deployment_id = str(deployment_id)
@@ -1130,6 +1188,10 @@ class Lab:
         >>> rep.matches, rep.summary["bars"]         # doctest: +SKIP
         (True, 120)
         """
+        import pandas as pd
+
+        from .results import ParityReport
+
         try:
             bars = await self._call(self.runner_server, "deployment_bars",
                                     {"deployment_id": _broker_id(deployment_id), "replay": True}, timeout=180.0)

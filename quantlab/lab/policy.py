@@ -50,14 +50,15 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Mapping
 
 from quantlab._util import decode_number, to_jsonable
 from quantlab._util import html as qh
 
 from .errors import LabError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["DeploymentPolicy", "PolicyCheck", "CriterionResult", "PolicyError"]
 
@@ -130,6 +131,8 @@ class PolicyCheck:
 
     def to_frame(self) -> pd.DataFrame:
         """The rows as a DataFrame: ``metric, rule, threshold, value, passed, reason``."""
+        import pandas as pd
+
         return pd.DataFrame([asdict(r) for r in self.rows], columns=["metric", "rule", "threshold", "value", "passed", "reason"])
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,12 +9,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import numpy as np
-import pandas as pd
-
-from quantlab.engine import stats as _stats
+if TYPE_CHECKING:  # numpy, pandas and the engine load when a check runs (deploying a stored strategy may need none)
+    import pandas as pd
 
 __all__ = ["sandbox_available", "local_frame", "lookahead", "store_annotations"]
 
@@ -65,6 +63,10 @@ def store_annotations(result: Any, trials: int) -> tuple[dict[str, Any], dict[st
     >>> extra["trials"], sorted(trailers)
     (57, ['Quantlab-Deflated-Sharpe'])
     """
+    import numpy as np
+
+    from quantlab.engine import stats as _stats
+
     trials = max(1, int(trials))
     extra: dict[str, Any] = {"trials": trials}
     returns = getattr(result, "returns", None)
