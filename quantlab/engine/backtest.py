@@ -734,7 +734,7 @@ def _trades_frame(entry_time, exit_time, side, size, entry_price, exit_price, pn
 def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, Any] | None = None,
              cash: float = DEFAULT_CASH, fees: float = DEFAULT_FEES, slippage: float = DEFAULT_SLIPPAGE,
              periods_per_year: float | None = None, data_ref: str | None = None,
-             fill: str = DEFAULT_FILL, sandbox: Any = False) -> BacktestResult:
+             fill: str = DEFAULT_FILL, sandbox: Any = False, data_hash: str | None = None) -> BacktestResult:
     """Backtest ``strategy`` on OHLCV ``data`` (see the module docstring for the execution convention).
 
     ``strategy`` is a :class:`Strategy` or its source code. ``params`` overrides
@@ -747,6 +747,8 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
     ``sandbox=True`` (or a :class:`~quantlab.engine.sandbox.SandboxLimits` / dict of limits)
     evaluates ``signals`` in the strategy sandbox instead of this process (see
     ``docs/sandbox.md``); the default runs your own code here, in your own kernel.
+    ``data_hash``: ``content_hash(data)`` when the caller already has it (a server caching its
+    data), so the run id is computed without hashing the bars again (the id is the same).
 
     Raises :class:`SignalError` if the signals have the wrong shape, index or range.
 
@@ -810,7 +812,7 @@ def backtest(data: pd.DataFrame, strategy: Strategy | str, params: Mapping[str, 
         returns=pd.Series(rets, index=idx_out, name="returns", copy=False),
         positions=pd.Series(units, index=idx_out, name="position", copy=False),
         trades=trades, strategy=strategy, name=strategy.name, params=resolved, data_ref=data_ref,
-        costs={"cash": cash, "fees": fees, "slippage": slippage}, periods_per_year=ppy, _data_key=data, fill=fill,
+        costs={"cash": cash, "fees": fees, "slippage": slippage}, periods_per_year=ppy, _data_key=data if data_hash is None else str(data_hash), fill=fill,
         benchmark=pd.Series(close * (cash / close[0]), index=idx_out, name="benchmark"),
     )
 

@@ -379,3 +379,13 @@ def test_http_with_bearer_token(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_damaged_run_is_a_tool_error_and_the_server_keeps_serving(server, runs_dir):
+    run = server.ok("run_backtest", code=SMA_CODE, name="to damage", data="sample", params={"fast": 7, "slow": 41})
+    server.ok("get_run", run_id=run["run_id"], part="summary")  # waits until it is saved
+    (runs_dir / run["run_id"] / "meta.json").write_text("{not json")
+    err = server.error("get_run", run_id=run["run_id"], part="summary")
+    assert "is damaged" in err and "run the backtest again" in err
+    listed = [r["run_id"] for r in server.ok("list_runs", limit=10_000)["runs"]]  # still serving; skips it
+    assert listed and run["run_id"] not in listed

@@ -43,13 +43,13 @@ from quantlab.engine.strategy import Strategy
 from ._config import DEFAULT_ALLOW, NEVER_ALLOW, allowed_modules, configured_allow
 from ._errors import SandboxError
 from ._limits import SandboxLimits
-from ._runner import SharedData, run_frames, shutdown
+from ._runner import SharedData, run_frames, shutdown, warm
 from ._session import SignalSession
 from ._static import check_code
 
 __all__ = [
     "check_code", "run_signals", "iter_signals", "load", "SignalSession", "SandboxedStrategy", "SandboxError", "SignalError",
-    "SandboxLimits", "SharedData", "mechanisms", "shutdown", "allowed_modules", "configured_allow",
+    "SandboxLimits", "SharedData", "mechanisms", "shutdown", "warm", "allowed_modules", "configured_allow",
     "DEFAULT_ALLOW", "NEVER_ALLOW",
 ]
 
@@ -368,6 +368,11 @@ class SandboxedStrategy(Strategy):
     @property
     def limits(self) -> SandboxLimits:
         return self._fn.limits
+
+    def share(self, shared: SharedData | None) -> None:
+        """Calls that get ``shared``'s very frame (or a shallow copy of it) read it from the shared
+        memory instead of sending it; a worker caching its data sets this once per run (``None``: send)."""
+        self._fn.shared = shared
 
     def __repr__(self) -> str:
         return f"SandboxedStrategy(name={self.name!r}, params={self.params!r}, sha256={self.sha256[:12]}…)"

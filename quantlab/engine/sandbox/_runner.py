@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ._errors import SandboxError
 from ._limits import SandboxLimits
@@ -194,6 +194,17 @@ def zygote(allow: tuple[str, ...] = ()) -> _Zygote:
         if z is None:
             z = _ZYGOTES[key] = _Zygote(key)
         return z
+
+
+def warm(allow: Iterable[str] | None = None) -> None:
+    """Start this process's zygote now (for the configured ``allow`` list by default), so the first
+    sandboxed run does not wait for its imports; a long-lived worker calls it once at start-up.
+
+    >>> warm()   # doctest: +SKIP
+    """
+    from ._config import DEFAULT_ALLOW, allowed_modules
+
+    zygote(tuple(sorted(allowed_modules(allow) - DEFAULT_ALLOW)))
 
 
 def shutdown() -> None:

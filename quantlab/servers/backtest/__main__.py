@@ -11,7 +11,6 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
 
 __all__ = ["main", "build_parser"]
 
@@ -42,27 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
     from quantlab.servers.backtest.server import build_server
 
-    mcp, backend = build_server(
+    mcp = build_server(
         args.runs, data_root=args.data_root, workers=args.workers, memory_mb=args.memory_mb or None,
-        log_level=args.log_level, auth_token=getattr(args, "resolved_token", None),
+        warm_after=args.warm_after, log_level=args.log_level, auth_token=getattr(args, "resolved_token", None),
     )
-    await backend.pool.start(delay=args.warm_after)
-    try:
-        if args.http is None:
-            await mcp.run_stdio_async()
-        else:
-            import uvicorn
+    if args.http is None:
+        await mcp.run_stdio_async()
+    else:
+        import uvicorn
 
-            app = mcp.streamable_http_app(host=args.host, max_request_body_size=512 * 1024 * 1024)
-            config = uvicorn.Config(app, host=args.host, port=args.http, log_level=args.log_level.lower())
-            where = "given with --token" if args.token_source is None else f"from {args.token_source}"
-            print(f"quantlab backtest server: http://{args.host}:{args.http}/mcp (runs: {backend.runs_dir}; "
-                  f"bearer token {where})", file=sys.stderr, flush=True)
-            await uvicorn.Server(config).serve()
-    finally:
-        await backend.pool.close()
+        app = mcp.streamable_http_app(host=args.host, max_request_body_size=512 * 1024 * 1024)
+        config = uvicorn.Config(app, host=args.host, port=args.http, log_level=args.log_level.lower())
+        where = "given with --token" if args.token_source is None else f"from {args.token_source}"
+        print(f"quantlab backtest server: http://{args.host}:{args.http}/mcp (runs: {Path(args.runs).expanduser().resolve()}; "
+              f"bearer token {where})", file=sys.stderr, flush=True)
+        await uvicorn.Server(config).serve()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -339,6 +339,11 @@ class RunStore:
             raise RunNotFound(
                 f"no run {run_id!r} in {self.root}: list_runs shows the runs this server knows."
             ) from None
+        except ValueError as exc:  # damaged on disk (a crash of an old version, a hand edit)
+            raise RunNotFound(
+                f"run {run_id!r} in {self.root} is damaged: its meta.json is not JSON ({exc}); "
+                "run the backtest again to store it anew."
+            ) from None
 
     def _fill(self, run_id: str, node: Any, offset: int = 0, limit: int | None = None, tables: list | None = None) -> Any:
 

@@ -1,0 +1,143 @@
+"""Parameter sweeps: ``run_sweep`` runs :func:`quantlab.engine.sweep.sweep` for a grid in a child process
+(:mod:`quantlab.servers.backtest.sweep_tool`), so strategy code never executes inside the server,
+with MCP progress notifications, a timeout that kills the child and its workers, and one row of
+metrics per combination.
+"""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.mcpserver import Context
+from pydantic import Field
+
+from quantlab._util import kill_process
+
+from ..models import SweepSummary
+from ..sweep_tool import EXECUTOR_HELP
+from .common import CODE_HELP, DATA_HELP, Cash, Fees, Fill, PeriodsPerYear, Slippage, ToolError, backend, tool_errors
+
+__all__ = ["run_sweep", "best_row"]
+
+
+def best_row(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The row of a ``SweepResult.to_dict()`` with the highest Sharpe ratio among those without error.
+
+    >>> best_row({"columns": ["n", "sharpe", "error"], "data": {"n": [1, 2], "sharpe": [0.5, 1.5], "error": [None, None]}})
+    {'row': 1, 'n': 2, 'sharpe': 1.5}
+    """
+    cols = result["data"]
+    sharpe, err = cols.get("sharpe", []), cols.get("error", [])
+    best_i, best_v = None, -math.inf
+    for i, (v, e) in enumerate(zip(sharpe, err)):
+        if e is None and isinstance(v, (int, float)) and v > best_v:
+            best_i, best_v = i, v
+    if best_i is None:
+        return None
+    return {"row": best_i, **{c: cols[c][best_i] for c in result["columns"] if c != "error"}}
+
+
+@tool_errors
+async def run_sweep(
+    code: Annotated[str, Field(description=CODE_HELP + " (Optionally also `signals_many(data, params)`.)")],
+    name: Annotated[str, Field(description="A name for the strategy.")],
+    grid: Annotated[
+        dict[str, list[Any]] | list[dict[str, Any]],
+        Field(description="Parameters: a dict of lists (every combination, in key order) or a list of parameter dicts."),
+    ],
+    ctx: Context,
+    data: Annotated[str, Field(description=DATA_HELP)] = "sample",
+    cash: Cash = 100_000,
+    fees: Fees = 0,
+    slippage: Slippage = 0,
+    periods_per_year: PeriodsPerYear = None,
+    fill: Fill = "next_open",
+    holdout: Annotated[float | None, Field(gt=0, lt=1, description="Fraction of the last bars kept out of the rows' metrics (and so out of the choice of the best row) and reported per row in result.metrics_oos.")] = None,
+    executor: Annotated[str, Field(description=f"Where the runs execute: {EXECUTOR_HELP}")] = "processes",
+    workers: Annotated[int | None, Field(ge=1, le=256, description="Local worker processes for executor='processes' (default: the server's worker count).")] = None,
+    timeout: Annotated[float, Field(gt=0, le=86_400, description="Wall-clock limit in seconds; the sweep is stopped after it.")] = 600,
+) -> SweepSummary:
+    """Backtest strategy code for every parameter combination of a grid and return one row of metrics per combination.
+
+    The metrics of each row equal run_backtest's for the same parameters. A combination
+    that fails (the strategy raises, bad signals) has its message in the 'error' column;
+    the others finish. Progress is reported as MCP progress notifications.
+    Returns {"result": SweepResult.to_dict() (columnar: params, metrics, error, in grid
+    order), "runs", "errors", "best": the highest-Sharpe row, "elapsed"}.
+    """
+    be = backend(ctx)
+    task = {
+        "code": code, "name": name, "grid": grid, "data": data.strip(),
+        "costs": {"cash": cash, "fees": fees, "slippage": slippage, "periods_per_year": periods_per_year,
+                  "fill": fill, "holdout": holdout},
+        "executor": executor, "workers": workers or be.pool.size,
+        "runs_dir": str(be.runs_dir), "data_root": str(be.data_root) if be.data_root else None,
+        "memory_mb": be.pool.memory_mb, "timeout": timeout,
+    }
+    t0 = time.perf_counter()
+    proc = await anyio.open_process([sys.executable, "-m", "quantlab.servers.backtest.sweep_tool"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True)
+    out_chunks: list[bytes] = []
+    err_lines: list[str] = []
+
+    async def read_stdout() -> None:
+        async for chunk in proc.stdout:
+            out_chunks.append(chunk)
+
+    async def read_stderr() -> None:
+        buf = b""
+        async for chunk in proc.stderr:
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for raw in lines:
+                line = raw.decode("utf-8", "replace")
+                if line.startswith('{"progress"'):
+                    try:
+                        p = json.loads(line)
+                        await ctx.report_progress(p["progress"], p["total"], f"{p['progress']}/{p['total']} runs")
+                    except Exception:  # noqa: BLE001 - progress is best effort
+                        pass
+                elif line.strip():
+                    err_lines.append(line)
+        if buf.strip():
+            err_lines.append(buf.decode("utf-8", "replace"))
+
+    try:
+        with anyio.move_on_after(timeout) as scope:
+            await proc.stdin.send(json.dumps(task).encode())
+            await proc.stdin.aclose()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_stdout)
+                tg.start_soon(read_stderr)
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            kill_process(proc.pid, grace=0, group=True)
+            with anyio.CancelScope(shield=True):
+                await proc.wait()
+        else:
+            kill_process(proc.pid, grace=0, group=True)  # leftover pool workers, if any
+    if scope.cancelled_caught:
+        raise ToolError(f"[timeout] the sweep did not finish within {timeout:g} s and was stopped; "
+                        "raise `timeout`, use a smaller grid or executor='processes' with more workers.")
+    raw = b"".join(out_chunks)
+    if proc.returncode != 0 or not raw:
+        tail = "\n".join(err_lines[-15:])
+        if proc.returncode in (-signal.SIGKILL, -signal.SIGSEGV) or "MemoryError" in tail:
+            raise ToolError(f"[crash] the sweep process died (exit {proc.returncode}); it may have hit the "
+                            f"{be.pool.memory_mb} MB memory limit.\n{tail}")
+        raise ToolError(f"[crash] the sweep process failed (exit {proc.returncode}).\n{tail}")
+    out = json.loads(raw)
+    if "ok" not in out:
+        raise ToolError(f"[{out.get('kind', 'error')}] {out.get('error')}")
+    result = out["ok"]
+    errors = sum(e is not None for e in result["data"]["error"])
+    return {"result": result, "runs": len(result["data"]["error"]), "errors": errors, "best": best_row(result),
+            "elapsed": time.perf_counter() - t0}
