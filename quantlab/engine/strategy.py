@@ -40,7 +40,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-__all__ = ["Strategy", "StrategyError"]
+__all__ = ["Strategy", "StrategyError", "default_params"]
 
 
 class StrategyError(QuantlabErrorMixin, ValueError):
@@ -82,7 +82,13 @@ def _load_function(code: str, name: str) -> Callable[..., Any]:
     return fn
 
 
-def _defaults(fn: Callable[..., Any], name: str) -> dict[str, Any]:
+def default_params(fn: Callable[..., Any], name: str) -> dict[str, Any]:
+    """The default parameters of a ``signals(data, **params)`` function (what ``Strategy.params`` holds).
+
+    >>> def signals(data, fast=10, *, slow=50): ...
+    >>> default_params(signals, "sma")
+    {'fast': 10, 'slow': 50}
+    """
     sig = inspect.signature(fn)
     params = list(sig.parameters.values())
     if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
@@ -127,7 +133,7 @@ class Strategy:
         name = (name or "strategy").replace("\x00", "").strip() or "strategy"
         _check_source(code, name)
         fn = _load_function(code, name)
-        return cls(name=name, code=code, _fn=fn, _params=MappingProxyType(_defaults(fn, name)))
+        return cls(name=name, code=code, _fn=fn, _params=MappingProxyType(default_params(fn, name)))
 
     @classmethod
     def from_file(cls, path: str | Path, name: str | None = None) -> "Strategy":

@@ -44,7 +44,7 @@ def _fill(code: str, scratch: Path) -> str:
 
 def _run_unchecked(code: str, limits: SandboxLimits = LIMITS):
     """Run code in the sandboxed child WITHOUT the static check (the process layers alone)."""
-    from quantlab.engine.sandbox import _decode
+    from quantlab.engine.sandbox import decode_signals
     from quantlab.engine.sandbox._runner import SharedData, run_frames
 
     task = {"code": code, "name": "unchecked", "combos": [{}], "allow": sorted(sandbox.allowed_modules() | {
@@ -56,7 +56,7 @@ def _run_unchecked(code: str, limits: SandboxLimits = LIMITS):
             if header["t"] in ("hello", "inspect", "done"):
                 out.append(header)
                 continue
-            value = _decode(header, body, DATA, "unchecked", limits)
+            value = decode_signals(header, body, DATA, "unchecked", limits)
             if isinstance(value, BaseException):
                 raise value
             out.append(value)

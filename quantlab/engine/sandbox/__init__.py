@@ -89,7 +89,7 @@ def _code_and_name(strategy: Any, name: str | None) -> tuple[str, str]:
     return strategy, name
 
 
-def _decode(header: dict, body: bytes, data: Any, name: str, limits: SandboxLimits) -> Any:
+def decode_signals(header: dict, body: bytes, data: Any, name: str, limits: SandboxLimits) -> Any:
     """A frame from the child -> signals (Series/array/None) or the exception to raise."""
     import numpy as np
     import pandas as pd
@@ -154,7 +154,9 @@ def _decode(header: dict, body: bytes, data: Any, name: str, limits: SandboxLimi
     return SandboxError(f"strategy {name!r}: unexpected frame {t!r} from the sandbox.", kind="internal")
 
 
-def _prepare(strategy: Any, name: str | None, allow: Iterable[str] | None):
+def prepare_strategy(strategy: Any, name: str | None, allow: Iterable[str] | None):
+    """``(code, name, allowed modules)`` of a strategy or its code, after the static check (used by
+    :func:`load`, :func:`iter_signals` and :class:`SignalSession`)."""
     code, name = _code_and_name(strategy, name)
     mods = allowed_modules(allow)
     check_code(code, allow=mods, name=name)
@@ -189,7 +191,7 @@ def iter_signals(strategy: Any, data: Any, combos: Sequence[Mapping[str, Any]], 
     >>> [i for i, s in iter_signals(code, data.synthetic(300, seed=2), [{"n": 5}, {"n": 9}])]
     [0, 1]
     """
-    code, name, mods = _prepare(strategy, name, allow)
+    code, name, mods = prepare_strategy(strategy, name, allow)
     lim = SandboxLimits.coerce(limits)
     extra = tuple(sorted(mods - DEFAULT_ALLOW))
     with _shared(data) as sd:
@@ -207,7 +209,7 @@ def iter_signals(strategy: Any, data: Any, combos: Sequence[Mapping[str, Any]], 
                     continue
                 if t == "done":
                     continue
-                value = _decode(header, body, frame, name, lim)
+                value = decode_signals(header, body, frame, name, lim)
                 if "i" not in header:  # load errors and violations end the run
                     if isinstance(value, BaseException):
                         raise value
@@ -389,7 +391,7 @@ def load(code: Any, name: str | None = None, *, limits: SandboxLimits | Mapping[
     >>> load("def signals(data, fast=10, slow=50):\\n    return data.close * 0", name="sma").params
     {'fast': 10, 'slow': 50}
     """
-    code, name, mods = _prepare(code, name, allow)
+    code, name, mods = prepare_strategy(code, name, allow)
     lim = SandboxLimits.coerce(limits)
     info = _inspect_strategy(code, name, mods, lim)
     params = []

@@ -20,7 +20,7 @@ import struct
 import sys
 from typing import Any
 
-from ._zygote import _FRAME_ATTRS, _OK_EVENTS, _RUNTIME_DENY_IMPORTS, _SET_ATTRS, frame
+from ._zygote import FRAME_ATTRS, OK_EVENTS, RUNTIME_DENY_IMPORTS, SET_ATTRS, frame
 
 MAX_MESSAGE = 2000
 #: read-only probes libraries make on their own (CPU and cgroup limits); harmless, and Landlock refuses them
@@ -79,7 +79,7 @@ def _policy(st: _State, event: str, args: tuple) -> str | None:
         top = name.split(".")[0]
         from ._config import NEVER_ALLOW_SUB
 
-        if top in _RUNTIME_DENY_IMPORTS or any(name == s or name.startswith(s + ".") for s in NEVER_ALLOW_SUB):
+        if top in RUNTIME_DENY_IMPORTS or any(name == s or name.startswith(s + ".") for s in NEVER_ALLOW_SUB):
             return f"import {name}"
         return None
     if event == "open":
@@ -105,10 +105,10 @@ def _policy(st: _State, event: str, args: tuple) -> str | None:
             return None
         return f"list the directory {path!r}"
     if event == "object.__getattr__":
-        return f"read `.{args[1]}`" if (args[1] in _FRAME_ATTRS and not st.trusted) else None
+        return f"read `.{args[1]}`" if (args[1] in FRAME_ATTRS and not st.trusted) else None
     if event in ("object.__setattr__", "object.__delattr__"):
-        return f"set `.{args[1]}`" if args[1] in _SET_ATTRS else None
-    if event in _OK_EVENTS:
+        return f"set `.{args[1]}`" if args[1] in SET_ATTRS else None
+    if event in OK_EVENTS:
         return None
     return f"use {event}"
 
@@ -442,7 +442,7 @@ def run(fds: dict[str, int], kernel: Any, req: dict) -> int:
         out.send({"t": "strategy", "message": f"strategy {name!r}: `signals` is not callable after running the code."})
         return 0
     try:
-        defaults = _strategy._defaults(fn, name)
+        defaults = _strategy.default_params(fn, name)
         import inspect
 
         sig = inspect.signature(fn)

@@ -196,6 +196,12 @@ def zygote(allow: tuple[str, ...] = ()) -> _Zygote:
         return z
 
 
+def forget(allow: Iterable[str]) -> None:
+    """Drop this process's zygote for ``allow`` from the registry (it broke: the next run starts a new one)."""
+    with _ZLOCK:
+        _ZYGOTES.pop(tuple(sorted(allow)), None)
+
+
 def warm(allow: Iterable[str] | None = None) -> None:
     """Start this process's zygote now (for the configured ``allow`` list by default), so the first
     sandboxed run does not wait for its imports; a long-lived worker calls it once at start-up.
@@ -227,7 +233,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(shutdown)
 
 
-def _describe_status(status: int | None, killed_for: str | None, limits: SandboxLimits, name: str) -> SandboxError:
+def status_error(status: int | None, killed_for: str | None, limits: SandboxLimits, name: str) -> SandboxError:
     if killed_for == "timeout":
         return SandboxError(
             f"strategy {name!r} did not finish within {limits.wall_seconds:g} s of wall-clock time and was stopped "
@@ -296,8 +302,7 @@ def run_frames(task: dict, shared: SharedData | None, limits: SandboxLimits, *,
             if shared is None:
                 os.close(data_fd)
             last_exc = exc
-            with _ZLOCK:
-                _ZYGOTES.pop(tuple(sorted(allow)), None)
+            forget(allow)
             z.close()
             continue
         for fd in (task_r, res_w, log_w, st_w):
@@ -433,4 +438,4 @@ def run_frames(task: dict, shared: SharedData | None, limits: SandboxLimits, *,
         sel.close()
         flush_log(final=True)
     if killed_for is not None or status is None or status != 0:
-        raise _describe_status(status, killed_for, limits, name)
+        raise status_error(status, killed_for, limits, name)

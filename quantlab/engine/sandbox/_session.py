@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ._child import STREAM_MAGIC
 from ._errors import SandboxError
 from ._limits import SandboxLimits
-from ._runner import _ZLOCK, _ZYGOTES, _describe_status, zygote
+from ._runner import forget, status_error, zygote
 from ._zygote import frame
 
 #: the child's lifetime CPU backstop, in evaluations' worth of ``cpu_seconds``
@@ -55,9 +55,9 @@ class SignalSession:
     def __init__(self, strategy: Any, params: Mapping[str, Any] | None = None, *,
                  limits: SandboxLimits | Mapping[str, Any] | None = None, allow: Iterable[str] | None = None,
                  name: str | None = None, on_log: Callable[[str], None] | None = None):
-        from . import DEFAULT_ALLOW, _prepare
+        from . import DEFAULT_ALLOW, prepare_strategy
 
-        self.code, self.name, mods = _prepare(strategy, name, allow)
+        self.code, self.name, mods = prepare_strategy(strategy, name, allow)
         self.params = dict(params or {})
         self.limits = SandboxLimits.coerce(limits)
         self.allow = frozenset(mods)
@@ -81,8 +81,7 @@ class SignalSession:
             for a, b in pipes:
                 os.close(a)
                 os.close(b)
-            with _ZLOCK:
-                _ZYGOTES.pop(tuple(sorted(self._extra)), None)
+            forget(self._extra)
             z.close()
             raise SandboxError(f"strategy {self.name!r}: the sandbox process is not available ({exc}).",
                                kind="internal") from None
@@ -112,9 +111,9 @@ class SignalSession:
                 return
             if t != "hello":
                 self._kill()
-                from . import _decode
+                from . import decode_signals
 
-                value = _decode(header, body, None, self.name, lim)
+                value = decode_signals(header, body, None, self.name, lim)
                 raise value if isinstance(value, BaseException) else SandboxError(
                     f"strategy {self.name!r}: unexpected frame {t!r} from the sandbox.", kind="internal")
 
@@ -221,7 +220,7 @@ class SignalSession:
             lim = SandboxLimits.coerce(dict(lim.to_dict(), wall_seconds=self._eval_seconds()))
         if reason is None and status == 0:  # it ended on its own (a violation frame came before)
             reason = "crashed"
-        raise _describe_status(status if status not in (None, -1) else None, reason if reason != "crashed" else None,
+        raise status_error(status if status not in (None, -1) else None, reason if reason != "crashed" else None,
                                lim, self.name)
 
     def _kill(self) -> None:
@@ -254,7 +253,7 @@ class SignalSession:
         """``signals(data, **params)`` evaluated in this session's child."""
         import numpy as np
 
-        from . import _decode
+        from . import decode_signals
 
         if self._child is not None and self._child["cpu"] > self.limits.cpu_seconds * (SESSION_CPU_FACTOR - 2):
             self._kill()  # retire it before its lifetime CPU backstop could stop an evaluation
@@ -278,7 +277,7 @@ class SignalSession:
         self.evaluations += 1
         if "cpu" in header:
             c["cpu"] = float(header["cpu"])
-        value = _decode(header, payload, data, self.name, self.limits)
+        value = decode_signals(header, payload, data, self.name, self.limits)
         if "i" not in header:  # a violation or a broken child: it is gone
             self._kill()
         if isinstance(value, BaseException):

@@ -26,14 +26,14 @@ import sys
 CHILD_FDS = ("task", "result", "log", "status", "data")
 
 #: events a strategy may raise at run time (anything else is refused and reported)
-_OK_EVENTS = frozenset({
+OK_EVENTS = frozenset({
     "exec", "compile", "sys._getframe", "object.__getattr__", "object.__setattr__", "object.__delattr__",
     "import", "open", "os.listdir", "os.scandir", "array.__new__", "builtins.id", "time.sleep",
     "random.seed", "locale.setlocale", "sys.intern", "re.compile", "marshal.dumps", "marshal.loads",
 })
-_FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
-_SET_ATTRS = frozenset({"__code__", "__globals__", "__builtins__", "__class__", "__bases__", "__dict__"})
-_RUNTIME_DENY_IMPORTS = frozenset({
+FRAME_ATTRS = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
+SET_ATTRS = frozenset({"__code__", "__globals__", "__builtins__", "__class__", "__bases__", "__dict__"})
+RUNTIME_DENY_IMPORTS = frozenset({
     "ctypes", "_ctypes", "cffi", "subprocess", "_posixsubprocess", "socket", "_socket", "ssl", "_ssl",
     "multiprocessing", "_multiprocessing", "pty", "pyarrow", "http", "urllib", "ftplib", "smtplib",
     "telnetlib", "xmlrpc", "webbrowser", "asyncio", "requests", "httpx", "sqlite3", "_sqlite3", "mmap",

@@ -163,9 +163,9 @@ def run_processes(strategy: Strategy, data: pd.DataFrame, costs: dict, combos: l
     path = None
     limits = _limits(strategy)
     if limits is not None:  # start the sandbox's zygote here: forked pool workers share it
-        from ..sandbox import _runner, allowed_modules, DEFAULT_ALLOW
+        from ..sandbox import warm
 
-        _runner.zygote(tuple(sorted(allowed_modules(strategy.function.allow) - DEFAULT_ALLOW)))
+        warm(strategy.function.allow)
     if own:
         workers = (os.cpu_count() or 1) if executor == "processes" else int(executor)
         if workers < 1:
