@@ -24,7 +24,7 @@ from ..feed import FeedError
 if TYPE_CHECKING:  # pragma: no cover
     from ..clock import Clock
 
-__all__ = ["Session", "session", "inline", "threaded", "iso", "epoch", "NOT_INITIALIZED"]
+__all__ = ["Session", "session", "inline", "threaded", "sized", "iso", "epoch", "NOT_INITIALIZED"]
 
 NOT_INITIALIZED = (-10004, "No IPC connection")
 
@@ -102,6 +102,37 @@ def threaded(fn: Callable[..., Any]) -> Callable[..., Any]:
         return run(*args, **kwargs)
 
     return wrapper
+
+
+def sized(heavy: Callable[[dict[str, Any]], bool]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A tool that is quick for small requests and may take a while for big ones: run on the event loop
+    when ``heavy(arguments)`` is false (no worker-thread hop on the one-bar-at-a-time path), else in a
+    worker thread; same error rule as :func:`inline`.
+
+    >>> @sized(lambda kw: kw.get("bars", 1) > 1000)
+    ... def f(ctx=None, bars=1):
+    ...     return bars
+    >>> import asyncio; asyncio.run(f(bars=3))
+    3
+    """
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        run = _guarded(fn)
+
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                big = bool(heavy(kwargs))
+            except Exception:  # noqa: BLE001 - odd arguments: the tool itself says what is wrong
+                big = False
+            if not big:
+                return run(*args, **kwargs)
+            import anyio
+
+            return await anyio.to_thread.run_sync(functools.partial(run, *args, **kwargs))
+
+        return wrapper
+
+    return deco
 
 
 def iso(t: int) -> str:

@@ -19,7 +19,7 @@ from mcp.types import CallToolResult, TextContent
 from .. import constants as C
 from ..book import MAX_COUNT, Broker, TradeError
 from ..models import SymbolInfo, only
-from .common import epoch, inline, session, threaded
+from .common import epoch, inline, session, sized, threaded
 
 __all__ = ["get_symbols", "get_symbols_by_group", "get_symbol_info", "get_symbol_info_tick", "symbol_select",
            "copy_rates_from_pos", "copy_rates_from_date", "copy_rates_range", "copy_ticks_from_pos",
@@ -179,7 +179,7 @@ def symbol_select(symbol: str, ctx: Context, visible: bool = True) -> bool:
     return True
 
 
-@threaded
+@sized(lambda kw: int(kw.get("count") or 0) + int(kw.get("start_pos") or 0) > 5000)
 def copy_rates_from_pos(symbol: str, timeframe: int, start_pos: int, count: int, ctx: Context) -> Records:
     """Bars of a symbol ending start_pos bars before the latest, oldest first.
 

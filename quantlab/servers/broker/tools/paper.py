@@ -8,12 +8,12 @@ from mcp.server.mcpserver import Context
 
 from .. import constants as C
 from ..book import TradeError
-from .common import inline, session, threaded
+from .common import inline, session, sized
 
 __all__ = ["advance", "get_clock"]
 
 
-@threaded
+@sized(lambda kw: not isinstance(kw.get("bars", 1), int) or kw.get("bars", 1) > 1000)
 def advance(ctx: Context, bars: int = 1) -> dict[str, Any]:
     """Move the market clock forward by `bars` base bars (1-minute bars for the synthetic feed): pending orders
     and SL/TP trigger. Returns the new cursor and feed time. At most 1,000,000."""
