@@ -3,8 +3,8 @@
 The runner is an MCP server (``python -m quantlab.runner``, or ``python -m
 quantlab.servers.runner``) that is itself an MCP client of the broker. It loads a
 stored strategy by commit from the assets hub and trades it on every completed bar
-with the standard MT5 tools only, evaluating ``signals()`` in a separate worker
-process. See :mod:`quantlab.runner.core` for the trading rules and
+with the standard MT5 tools only, evaluating ``signals()`` in one sandboxed
+process per deployment. See :mod:`quantlab.runner.core` for the trading rules and
 :mod:`quantlab.runner.server` for the tools.
 
 Example

@@ -5,7 +5,7 @@ symbol, a timeframe (minutes) and a ``volume`` (lots at target 1). On every
 completed bar the runner
 
 1. reads the bars with ``copy_rates_from_pos`` (bar 0, the one still forming, is dropped),
-2. evaluates ``signals()`` in the deployment's worker process (:mod:`quantlab.runner.worker`,
+2. evaluates ``signals()`` in the deployment's sandboxed session (:mod:`quantlab.runner.evaluation`,
    never in this process; the backtest's own rule turns signals into targets),
 3. sizes the target in lots (``volume_min`` / ``volume_step`` of ``get_symbol_info``),
 4. reconciles with its own positions (``positions_get``, identified by the deployment's
@@ -48,11 +48,10 @@ from typing import Any, Mapping
 from quantlab.client import AsyncMCPHub, ClientError
 
 from .store import RunnerStore
-from .worker import FIELDS
+from .evaluation import DeploymentSignals, StrategyFailed
 
 __all__ = ["Runner", "RunnerError", "MAGIC_BASE"]
 
-STARTUP_TIMEOUT = 60.0  # seconds a worker may take to import pandas and load the strategy (busy machines)
 MAGIC_BASE = 5_300_000  # deployment n trades with magic MAGIC_BASE + n
 EPS = 1e-9
 STATUSES = ("running", "stopped", "failed")
@@ -90,62 +89,6 @@ def _canon(x: Any) -> str:
     return json.dumps(x, sort_keys=True, default=str)
 
 
-def _child_env() -> dict[str, str]:
-    """The worker's environment: the parent's, with quantlab importable from where it was imported."""
-    import quantlab
-
-    env = dict(os.environ)
-    root = str(Path(quantlab.__file__).resolve().parent.parent)
-    parts = [root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
-    env["PYTHONPATH"] = os.pathsep.join(parts)
-    return env
-
-
-class _Worker:
-    """One signals worker process (see :mod:`quantlab.runner.worker`)."""
-
-    def __init__(self, proc: asyncio.subprocess.Process):
-        self.proc = proc
-        self.lock = asyncio.Lock()
-
-    @classmethod
-    async def spawn(cls) -> "_Worker":
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "quantlab.runner.worker", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=_child_env(),
-            limit=2**24)
-        return cls(proc)
-
-    async def call(self, head: dict[str, Any], payload: bytes, timeout: float) -> dict[str, Any]:
-        async with self.lock:
-            assert self.proc.stdin is not None and self.proc.stdout is not None
-            self.proc.stdin.write((json.dumps(head) + "\n").encode() + payload)
-            line = await asyncio.wait_for(self._exchange(), timeout)
-        if not line:
-            raise RunnerError("the strategy's worker process exited (out of memory or killed).")
-        return json.loads(line)
-
-    async def _exchange(self) -> bytes:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        await self.proc.stdin.drain()
-        return await self.proc.stdout.readline()
-
-    def kill(self) -> None:
-        if self.proc.returncode is None:
-            try:
-                self.proc.kill()
-            except ProcessLookupError:
-                pass
-
-
-def _pack(bars: dict[str, Any]) -> tuple[int, bytes]:
-    import numpy as np
-
-    n = len(bars["time"])
-    out = b"".join(np.ascontiguousarray(bars[f], dtype=np.int64 if f == "time" else np.float64).tobytes() for f in FIELDS)
-    return n, out
-
-
 class Runner:
     """Deployments of stored strategies on one broker (an MCP server speaking the MT5 dialect).
 
@@ -166,11 +109,13 @@ class Runner:
         self.lookback = int(lookback)
         self.timeout = float(timeout)
         self.deviation = int(deviation)
-        self._workers: dict[int, _Worker] = {}
+        self._signals: dict[int, DeploymentSignals] = {}  # running deployments' sandboxed signals()
         self._specs: dict[str, dict[str, Any]] = {}
         self._hubs: dict[str, Any] = {}
         self._hedging: bool | None = None
         self._tools: set[str] = set()
+        self._hops: dict[str, list] = {}  # hop -> [seconds, calls] (timings())
+        self._running: list[dict[str, Any]] | None = None  # running deployments (rows); None: read them again
         self._lock = asyncio.Lock()  # one bar at a time: advance, live polls and stops never interleave
         self.last_error: str | None = None
 
@@ -192,10 +137,35 @@ class Runner:
             raise RunnerError(f"the broker {self.broker!r} has no tool {tool!r} (it has {sorted(self._tools)}); "
                               "the runner needs the standard MT5 tools get_symbol_info, copy_rates_from_pos, "
                               "get_symbol_info_tick, positions_get and order_send.")
+        t0 = _time.perf_counter()
         try:
             return _unwrap(await self.mcp.call(self.broker, tool, dict(args or {}), timeout=timeout))
         except ClientError as exc:
             raise RunnerError(f"broker {self.broker!r}, {tool}: {exc}") from None
+        finally:
+            self._timed(tool, t0)
+
+    def _timed(self, hop: str, t0: float) -> None:
+        """Add the wall-clock time since ``t0`` to ``hop``'s total (see :meth:`timings`)."""
+        tot = self._hops.get(hop)
+        if tot is None:
+            tot = self._hops[hop] = [0.0, 0]
+        tot[0] += _time.perf_counter() - t0
+        tot[1] += 1
+
+    def timings(self) -> dict[str, dict[str, float]]:
+        """Where the time goes, per hop since the runner started: ``{hop: {"calls", "total_s", "mean_ms"}}``.
+
+        Hops: each broker tool by name (a round trip over MCP), ``signals`` (one sandboxed
+        ``signals()`` evaluation, from the runner's side), ``sqlite`` (one bar's transaction)
+        and ``bar`` (every running deployment acting on one completed bar, all of the above
+        included). Concurrent deployments overlap, so hops of one bar can add up to more than ``bar``.
+
+        >>> Runner(None, "broker", None).timings()                             # doctest: +SKIP
+        {}
+        """
+        return {k: {"calls": n, "total_s": round(t, 6), "mean_ms": round(1000 * t / n, 3) if n else 0.0}
+                for k, (t, n) in sorted(self._hops.items())}
 
     async def start(self) -> None:
         """Connect the broker, learn its tools and account mode, reconcile running deployments."""
@@ -347,35 +317,27 @@ class Runner:
         spec = await self._spec(symbol)
         if self._lots(spec, float(volume)) == 0.0:
             raise RunnerError(f"volume {volume:g} is below {spec['name']}'s volume_min {spec['volume_min']:g} lots.")
-        worker = await _Worker.spawn()
+        timeout = float(config.get("timeout", self.timeout))
         try:
-            answer = await worker.call({"op": "init", "code": code, "name": stored.name, "params": merged,
-                                        "lookback": lookback}, b"", STARTUP_TIMEOUT)
-        except asyncio.TimeoutError:
-            worker.kill()
-            raise RunnerError(f"the strategy's worker did not start within {STARTUP_TIMEOUT:g} s; the machine may be "
-                              "overloaded, deploy again.") from None
-        except BaseException:
-            worker.kill()
-            raise
-        if not answer.get("ok"):
-            worker.kill()
-            raise RunnerError(f"strategy {stored.name!r} ({stored.commit[:12]}) cannot run: {answer.get('error')}")
-        resolved = answer["params"]
+            sig = await asyncio.to_thread(DeploymentSignals.load, code, stored.name, merged, lookback=lookback,
+                                          timeout=timeout)
+        except StrategyFailed as exc:
+            raise RunnerError(f"strategy {stored.name!r} ({stored.commit[:12]}) cannot run: {exc}") from None
+        resolved = sig.params
         async with self._lock:
             same = self.store.one(
                 "SELECT * FROM deployments WHERE sha256 = ? AND params = ? AND symbol = ? AND timeframe = ? "
                 "AND status = 'running' ORDER BY id LIMIT 1", (stored.sha256, _canon(resolved), spec["name"], timeframe))
             if same is not None:
-                worker.kill()
+                sig.close()
                 return {**await self._public(same), "existing": True}
-            done = self._completed(await self._rates(spec["name"], timeframe, lookback + 2))
+            try:
+                done = self._completed(await self._rates(spec["name"], timeframe, lookback + 2))
+            except BaseException:
+                sig.close()
+                raise
             last = int(done["time"][-1]) if len(done["time"]) else 0
-            n, payload = _pack(done)
-            seeded = await worker.call({"op": "bars", "n": n, "reset": True, "want": 0}, payload, STARTUP_TIMEOUT)
-            if not seeded.get("ok"):
-                worker.kill()
-                raise RunnerError(f"strategy {stored.name!r}: {seeded.get('error')}")
+            sig.push(done, reset=True)
             t = _time.time()
             with self.store.tx():
                 dep_id = self.store.insert("deployments", {
@@ -387,7 +349,8 @@ class Runner:
                 self._log(dep_id, "status", f"deployed {stored.name} ({stored.commit[:12]}) on {spec['name']} M{timeframe}, "
                           f"{volume:g} lots at target 1: running",
                           {"params": resolved, "magic": MAGIC_BASE + dep_id, "from_bar": _iso(last)}, t=last)
-            self._workers[dep_id] = worker
+            self._signals[dep_id] = sig
+            self._running = None
             return {**await self._public(self._row(dep_id)), "existing": False}
 
     async def _now(self, symbol: str) -> int:
@@ -481,7 +444,7 @@ class Runner:
 
         ``replay=True`` adds the bars themselves (from ``lookback`` bars before its start to its
         last bar, from the broker) and ``signals()`` evaluated once over all of them in a fresh
-        worker: the targets the backtest sees.
+        sandboxed session: the targets the backtest sees.
         """
         dep = self._row(deployment_id)
         steps = self.store.q("SELECT bar_time, target, lots, price, skipped FROM steps WHERE deployment_id = ? "
@@ -504,24 +467,19 @@ class Runner:
             bars = {k: v[keep] for k, v in bars.items()}
             first = int(np.searchsorted(bars["time"], int(dep["started_bar_time"]), side="left"))
             bars = {k: v[max(0, first - lookback + 1):] for k, v in bars.items()}
-            worker = await _Worker.spawn()
+            timeout = float(cfg.get("timeout", self.timeout)) * 10
             try:
-                timeout = float(cfg.get("timeout", self.timeout)) * 10
-                init = await worker.call({"op": "init", "code": dep["code"], "name": dep["name"],
-                                          "params": json.loads(dep["params"]), "lookback": len(bars["time"])}, b"", timeout)
-                if not init.get("ok"):
-                    raise RunnerError(f"replay: {init.get('error')}")
-                n, payload = _pack(bars)
-                ans = await worker.call({"op": "bars", "n": n, "reset": True, "want": n}, payload, timeout)
-            except asyncio.TimeoutError:
-                raise RunnerError("replay: signals() did not return in time") from None
-            finally:
-                worker.kill()
-            if not ans.get("ok"):
-                raise RunnerError(f"replay: {ans.get('error')}")
+                sig = await asyncio.to_thread(DeploymentSignals.load, dep["code"], dep["name"], json.loads(dep["params"]),
+                                              lookback=len(bars["time"]), timeout=timeout)
+                try:
+                    targets = await sig.evaluate_async(bars, reset=True, want=len(bars["time"]))
+                finally:
+                    sig.close()
+            except StrategyFailed as exc:
+                raise RunnerError(f"replay: {exc}") from None
             out["replay"] = {"time": bars["time"].tolist(), "open": bars["open"].tolist(), "high": bars["high"].tolist(),
                              "low": bars["low"].tolist(), "close": bars["close"].tolist(),
-                             "volume": bars["volume"].tolist(), "target": ans["targets"]}
+                             "volume": bars["volume"].tolist(), "target": targets}
         return out
 
     async def stop(self, deployment_id: Any) -> dict[str, Any]:
@@ -535,11 +493,12 @@ class Runner:
             error = None
             if abs(lots) > EPS:
                 lots, fills, error = await self._trade(dep, lots, mine, 0.0, reason="stop")
-            w = self._workers.pop(dep["id"], None)
-            if w is not None:
-                w.kill()
+            sig = self._signals.pop(dep["id"], None)
+            if sig is not None:
+                sig.close()
             with self.store.tx():
                 self._record_fills(dep, fills, dep["last_bar_time"])
+                self._running = None
                 self.store.update("deployments", "id", dep["id"], status="stopped" if abs(lots) <= EPS else dep["status"],
                                   lots=lots, target=0.0, updated=_time.time(), orders=dep["orders"] + len(fills))
                 if abs(lots) <= EPS:
@@ -611,14 +570,15 @@ class Runner:
 
     # ------------------------------------------------------------------ acting on bars
     def _fail(self, dep: dict[str, Any], error: str) -> None:
-        w = self._workers.pop(dep["id"], None)
-        if w is not None:
-            w.kill()
+        sig = self._signals.pop(dep["id"], None)
+        if sig is not None:
+            sig.close()
         with self.store.tx():
             self.store.update("deployments", "id", dep["id"], status="failed", error=error, updated=_time.time())
             self._log(dep["id"], "error", f"strategy failed: {error}")
             self._log(dep["id"], "status", "running -> failed (its positions are kept; stop_deployment closes them)")
         dep["status"] = "failed"
+        self._running = None
 
     async def _evaluate(self, dep: dict[str, Any], now: int, rates_cache: dict) -> tuple[float, int, int] | None:
         """The target of the latest completed bar after ``last_bar_time``: ``(target, bar_time, skipped)`` or ``None``."""
@@ -626,7 +586,7 @@ class Runner:
         lookback = int(cfg.get("lookback", self.lookback))
         timeout = float(cfg.get("timeout", self.timeout))
         last = int(dep["last_bar_time"] or 0)
-        worker = self._workers.get(dep["id"])
+        sig = self._signals.get(dep["id"])
         key = (dep["symbol"], dep["timeframe"])
         fut = rates_cache.get(key)
         if fut is None:
@@ -635,36 +595,27 @@ class Runner:
         times = bars["time"]
         if not len(times) or int(times[-1]) <= last:
             return None
-        contiguous = worker is not None and int(times[0]) <= last
-        if contiguous:
+        if sig is not None and int(times[0]) <= last:  # contiguous: only the new bars travel
             new = {k: v[times > last] for k, v in bars.items()}
             reset = False
-        else:  # a fresh worker (restart) or a gap: reload the whole window
-            if worker is None:
-                worker = await _Worker.spawn()
-                self._workers[dep["id"]] = worker
-                init = await worker.call({"op": "init", "code": dep["code"], "name": dep["name"],
-                                          "params": json.loads(dep["params"]), "lookback": lookback}, b"", STARTUP_TIMEOUT)
-                if not init.get("ok"):
-                    raise _StrategyFailed(init.get("error") or "the strategy cannot be loaded")
+        else:  # a fresh session (restart) or a gap: reload the whole window
+            if sig is None:
+                sig = await asyncio.to_thread(DeploymentSignals.load, dep["code"], dep["name"], json.loads(dep["params"]),
+                                              lookback=lookback, timeout=timeout)
+                self._signals[dep["id"]] = sig
             new = self._completed(await self._rates(dep["symbol"], dep["timeframe"], lookback + 2))
             reset = True
         n_new = int((new["time"] > last).sum())
-        n, payload = _pack(new)
-        try:
-            answer = await worker.call({"op": "bars", "n": n, "reset": reset, "want": 1}, payload, timeout)
-        except asyncio.TimeoutError:
-            raise _StrategyFailed(f"signals() did not return within {timeout:g} s (an endless loop?); its worker was "
-                                  "killed") from None
-        if not answer.get("ok"):
-            raise _StrategyFailed(answer.get("error") or "signals() failed")
-        return float(answer["targets"][-1]), int(new["time"][-1]), max(0, n_new - 1)
+        t0 = _time.perf_counter()
+        targets = await sig.evaluate_async(new, reset=reset, want=1)
+        self._timed("signals", t0)
+        return float(targets[-1]), int(new["time"][-1]), max(0, n_new - 1)
 
     async def _act(self, dep: dict[str, Any], now: int, rates_cache: dict) -> int:
         """Act on the latest completed bar of one deployment; return the number of fills."""
         try:
             got = await self._evaluate(dep, now, rates_cache)
-        except _StrategyFailed as exc:
+        except StrategyFailed as exc:
             self._fail(dep, str(exc))
             return 0
         except RunnerError as exc:
@@ -690,6 +641,7 @@ class Runner:
                 error = str(exc)
         if fills:
             price = fills[-1]["price"]
+        t0 = _time.perf_counter()
         with self.store.tx():
             if skipped:
                 self._log(dep["id"], "skipped", f"{skipped} completed bar(s) were missed; acted on the latest only",
@@ -706,6 +658,7 @@ class Runner:
                 "UPDATE deployments SET lots = ?, target = ?, last_bar_time = ?, bars = bars + 1, orders = orders + ?, "
                 "skipped = skipped + ?, updated = ? WHERE id = ?",
                 (lots, target, bar_time, len(fills), skipped, _time.time(), dep["id"]))
+        self._timed("sqlite", t0)
         dep.update(lots=lots, target=target, last_bar_time=bar_time)
         return len(fills)
 
@@ -762,18 +715,26 @@ class Runner:
 
     async def _step(self, now: int) -> int:
         """Act on every running deployment at market time ``now``; return the number of fills."""
-        deps = self.store.q("SELECT * FROM deployments WHERE status = 'running' ORDER BY id")
+        deps = self._running_rows()
         if not deps:
             return 0
         cache: dict = {}
         counts = await asyncio.gather(*(self._act(d, now, cache) for d in deps))
+        if any(d["status"] != "running" for d in deps):
+            self._running = None
         return int(sum(counts))
+
+    def _running_rows(self) -> list[dict[str, Any]]:
+        """The running deployments, read once and kept (each bar updates its row in place and in SQLite);
+        deploy, stop and a failure read them again."""
+        if self._running is None:
+            self._running = self.store.q("SELECT * FROM deployments WHERE status = 'running' ORDER BY id")
+        return self._running
 
     def _steps_to_next_bar(self, now: int | None, base: int | None, left: int) -> int:
         """How many base bars the paper market can move before the next bar of a running deployment
         completes (1 while the base bar is not known yet; everything that is left when nothing runs)."""
-        frames = [int(r["timeframe"]) * 60 for r in self.store.q(
-            "SELECT DISTINCT timeframe FROM deployments WHERE status = 'running'")]
+        frames = sorted({int(r["timeframe"]) * 60 for r in self._running_rows()})
         if not frames:
             return left
         if now is None or not base:
@@ -814,7 +775,9 @@ class Runner:
                 if before is not None and advanced == 1 and now > before:
                     base = now - before  # the broker's base bar, learned from a single step
                 t0 = t0 or now
+                t1 = _time.perf_counter()
                 fills += await self._step(now)
+                self._timed("bar", t1)
                 if advanced < step:
                     end = True
                     break
@@ -855,16 +818,12 @@ class Runner:
             await asyncio.sleep(self.poll)
 
     async def aclose(self) -> None:
-        for w in self._workers.values():
-            w.kill()
-        self._workers.clear()
+        for sig in self._signals.values():
+            await asyncio.to_thread(sig.close)
+        self._signals.clear()
         for h in self._hubs.values():
             try:
                 h.close()
             except Exception:  # noqa: BLE001
                 pass
         self.store.close()
-
-
-class _StrategyFailed(Exception):
-    """The strategy itself failed (raised, bad targets, timeout): the deployment fails, others go on."""

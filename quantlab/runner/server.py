@@ -92,7 +92,9 @@ def build_server(broker: Mapping[str, Any], *, db: str, hub: str | None = None, 
 
     @asynccontextmanager
     async def lifespan(server: MCPServer) -> AsyncIterator[Runner]:
-        mcp = AsyncMCPHub.from_config({BROKER_NAME: dict(broker)}, max_retries=2, backoff_base=0.5)
+        # validate=False: the runner builds every argument itself and the broker checks them anyway (no
+        # client-side JSON-schema pass per call on the bar path)
+        mcp = AsyncMCPHub.from_config({BROKER_NAME: dict(broker)}, max_retries=2, backoff_base=0.5, validate=False)
         live: asyncio.Task | None = None
         try:
             runner = await Runner.open(mcp, BROKER_NAME, db, hub=hub, stepped=stepped, poll=poll, lookback=lookback,
@@ -191,10 +193,12 @@ def build_server(broker: Mapping[str, Any], *, db: str, hub: str | None = None, 
     @tool()
     @_guard
     def get_runner(ctx: Context) -> dict[str, Any]:
-        """The runner itself: mode (stepped or live with its poll interval), broker tools, account mode, last error."""
+        """The runner itself: mode (stepped or live with its poll interval), broker tools, account mode, last error,
+        and timings: where the time goes per hop (each broker tool's round trip, signals, sqlite, a whole bar)."""
         r = R(ctx)
         return {"mode": "stepped" if r.stepped else "live", "poll_seconds": r.poll, "hedging": r._hedging,
-                "broker_tools": sorted(r._tools), "last_error": r.last_error, "db": r.store.path, "hub": r.hub_path}
+                "broker_tools": sorted(r._tools), "last_error": r.last_error, "db": r.store.path, "hub": r.hub_path,
+                "timings": r.timings()}
 
     @tool()
     @_guard
