@@ -1,7 +1,10 @@
 """The Git assets hub: strategies, their backtest metrics and the deployments ledger, in Git.
 
-(Size: :class:`AssetsHub` is one class whose methods share one repository handle and its lock;
-the commit message, file names, the secret guard and the ledger have their own modules.)
+:class:`AssetsHub` stores and reads; its Git plumbing (lock, commits, retries) is
+:mod:`quantlab.hub.gitrepo`, the deployments ledger and trial counts :mod:`quantlab.hub.deployments`,
+the records it returns :mod:`quantlab.hub.records`; the commit message, file names, the secret guard
+and the ledger format have their own modules. (Size: what is left, ~600 lines, is the hub's public
+face, storing and reading over one record cache, most of it docstrings with examples.)
 
 Layout of a hub (a normal Git repository with a working tree)::
 
@@ -41,34 +44,28 @@ Example
 """
 from __future__ import annotations
 
-import contextlib
 import difflib
 import html
 import json
 import os
 import re
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
-from quantlab._util import html as qh
+from quantlab._util import decode_number, to_jsonable
+from quantlab.engine.strategy import Strategy
 
-from quantlab.engine.strategy import Strategy, StrategyError
-
-from . import ledger as _ledger
-from quantlab._util import atomic_write_text, decode_number, to_jsonable
-
-from .message import commit_message, context_trailers, format_drawdown, format_number, one_line
-from .secrets import SecretFinding, find_secrets, find_secrets_in
+from .deployments import DeploymentLedger, TrialCounts
+from .errors import DetachedHeadError, HubError, IndexLockError, SecretsFoundError  # noqa: F401 - re-exported
+from .gitrepo import HubRepo, parse_author, utc_now
+from .ledger import events_frame, latest_rows, latest_status
+from .message import commit_message, context_trailers, one_line
+from .records import CodeDiff, StoredStrategy, canonical_json, normalize_source, result_fields, split_result
+from .secrets import refuse_secrets, secrets_in_store
 from .slug import BOTS_DIR, reserve_path, slugify, strategy_path
 
 if TYPE_CHECKING:  # pandas loads with the first table (deploying, listing and stopping from the shell need none)
@@ -83,219 +80,6 @@ __all__ = [
     "IndexLockError",
     "SecretsFoundError",
 ]
-
-T = TypeVar("T")
-_DEFAULT_AUTHOR = ("quantlab", "quantlab@localhost")
-_LOCK_RE = re.compile(r"Unable to create '([^']+\.lock)'")
-_COMMIT_OUT_RE = re.compile(r"^\[.*? (?:\(root-commit\) )?([0-9a-f]{64}|[0-9a-f]{40})\] ")
-_README = """# quantlab assets hub
-
-Strategies stored by quantlab with their backtest results.
-
-* `generated_bots/<name>_<YYYYmmdd-HHMMSS>.py`: the strategy code; the sibling `.json`
-  holds its parameters, metrics, data reference, costs, code SHA-256 and source; a strategy the
-  code agent wrote also has `<name>_<ts>.transcript.jsonl` (every message of its generation).
-* `deployments.jsonl`: one line per deployment event (pending, running, failed, stopped).
-* Every store and every deployment event is one commit: `git log` is the audit trail,
-  `git log --format='%h %(trailers:key=Quantlab-Run,valueonly)'` lists run ids.
-"""
-
-
-class HubError(RuntimeError):
-    """Something the assets hub could not do; the message says what to do about it."""
-
-
-class DetachedHeadError(HubError):
-    """The hub repository is on a detached HEAD, so there is no branch to commit to."""
-
-
-class IndexLockError(HubError):
-    """Another process held the Git index (or a ref) lock for longer than ``lock_timeout``."""
-
-
-class SecretsFoundError(HubError, ValueError):
-    """The strategy code carries something that looks like a secret (see ``.findings``)."""
-
-    def __init__(self, message: str, findings: list[SecretFinding]):
-        super().__init__(message)
-        self.findings = findings
-
-
-# --------------------------------------------------------------------------- records
-@dataclass(frozen=True)
-class StoredStrategy:
-    """A strategy stored in the hub: its ``name``, ``.py`` ``path`` (absolute, in the
-    working tree), the ``commit`` that stored it, the code ``sha256`` and the
-    ``metadata`` written next to it.
-
-    >>> stored = hub.store(strategy, result)       # doctest: +SKIP
-    >>> stored.commit[:7], stored.file             # doctest: +SKIP
-    ('3f2a9c1', 'generated_bots/sma_20261124-214337.py')
-    """
-
-    name: str
-    path: Path
-    commit: str
-    sha256: str
-    metadata: dict[str, Any] = field(repr=False)
-
-    @property
-    def file(self) -> str:
-        """The ``.py`` path relative to the hub root (POSIX)."""
-        return str(self.metadata.get("file") or f"{BOTS_DIR}/{self.path.name}")
-
-    @property
-    def metadata_path(self) -> Path:
-        """The sibling ``.json`` metadata file."""
-        return self.path.with_suffix(".json")
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        """The backtest metrics (``inf``/``nan`` restored as floats)."""
-        return {k: decode_number(v) for k, v in (self.metadata.get("metrics") or {}).items()}
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The parameters the backtest ran with."""
-        return dict(self.metadata.get("params") or {})
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: ``name, file, commit, sha256, metadata``."""
-        return {"name": self.name, "file": self.file, "commit": self.commit, "sha256": self.sha256,
-                "metadata": to_jsonable(self.metadata)}
-
-    @property
-    def short(self) -> str:
-        """The first 12 hex digits of the commit."""
-        return self.commit[:12]
-
-    def __repr__(self) -> str:
-        m = self.metrics
-        return (
-            f"StoredStrategy(name={self.name!r}, commit={self.short}, file={self.file!r}, "
-            f"sharpe={format_number(m.get('sharpe'))}, max_drawdown={format_drawdown(m.get('max_drawdown'))}%, "
-            f"profit_factor={format_number(m.get('profit_factor'))})"
-        )
-
-    def _repr_html_(self) -> str:
-        m = self.metrics
-        rows = [
-            ("commit", f"<code>{self.short}</code>"),
-            ("file", f"<code>{html.escape(self.file)}</code>"),
-            ("Sharpe", format_number(m.get("sharpe"))),
-            ("max drawdown", format_drawdown(m.get("max_drawdown")) + "%"),
-            ("profit factor", format_number(m.get("profit_factor"))),
-            ("params", html.escape(json.dumps(self.params))),
-            ("run", html.escape(str(self.metadata.get("run_id")))),
-            ("code sha256", f"<code>{self.sha256[:12]}…</code>"),
-        ]
-        table = qh.kv_table((k, qh.raw(v)) for k, v in rows)
-        return f"<div><b>Stored strategy</b> <code>{html.escape(self.name)}</code>{table}</div>"
-
-
-class CodeDiff(str):
-    """A unified diff (a ``str``) that shows coloured in Jupyter.
-
-    >>> print(hub.diff("SMA@v1", "SMA"))   # doctest: +SKIP
-    """
-
-    def _repr_html_(self) -> str:
-        if not self:
-            return "<pre><i>no difference</i></pre>"
-        out = []
-        for line in self.splitlines():
-            color = ""
-            if line.startswith(("+++", "---")):
-                color = "font-weight:bold"
-            elif line.startswith("+"):
-                color = f"color:{qh.GREEN};background:{qh.GREEN_BG}"
-            elif line.startswith("-"):
-                color = f"color:{qh.RED};background:{qh.RED_BG}"
-            elif line.startswith("@@"):
-                color = f"color:{qh.PURPLE}"
-            out.append(f"<span style='{color}'>{html.escape(line)}</span>")
-        return "<pre>" + "\n".join(out) + "</pre>"
-
-
-# --------------------------------------------------------------------------- helpers
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def _parse_author(author: Any) -> tuple[str, str] | None:
-    if author is None:
-        return None
-    if isinstance(author, git.Actor):
-        return author.name or _DEFAULT_AUTHOR[0], author.email or _DEFAULT_AUTHOR[1]
-    if isinstance(author, (tuple, list)) and len(author) == 2:
-        return str(author[0]), str(author[1])
-    if isinstance(author, str):
-        m = re.fullmatch(r"\s*(.*?)\s*<([^<>]+)>\s*", author)
-        if m:
-            return m.group(1) or _DEFAULT_AUTHOR[0], m.group(2)
-        return author.strip() or _DEFAULT_AUTHOR[0], _DEFAULT_AUTHOR[1]
-    raise TypeError(f"author must be 'Name <email>', a (name, email) tuple or a git.Actor, got {author!r}.")
-
-
-def _result_fields(result: Any) -> dict[str, Any]:
-    """Read what the hub needs from a BacktestResult (or a plain dict)."""
-    if result is None:
-        return {"metrics": {}, "params": None, "run_id": None, "data_ref": None, "costs": None, "name": None,
-                "bar_seconds": None}
-    if isinstance(result, Mapping):
-        get = result.get
-        metrics = result.get("metrics", result if "sharpe" in result else {})
-    else:
-        def get(key: str, default: Any = None) -> Any:
-            return getattr(result, key, default)
-        metrics = getattr(result, "metrics", {})
-    size = None
-    equity = get("equity")
-    pd = sys.modules.get("pandas")  # no pandas loaded: equity cannot be a Series
-    if pd is not None and isinstance(equity, pd.Series):
-        from quantlab.engine.data import bar_size
-
-        step = bar_size(equity.index)
-        size = step.total_seconds() if step is not None else None
-    return {
-        "metrics": dict(metrics or {}),
-        "params": get("params"),
-        "run_id": get("run_id"),
-        "data_ref": get("data_ref"),
-        "costs": get("costs"),
-        "name": get("name"),
-        "bar_seconds": size if size is not None else get("bar_seconds"),
-    }
-
-
-def _split(strategy: Any, result: Any) -> tuple[Any, Any]:
-    """``store(result)`` means ``store(result.strategy, result)`` for a BacktestResult."""
-    if result is None and not isinstance(strategy, (Strategy, str)) and hasattr(strategy, "metrics"):
-        inner = getattr(strategy, "strategy", None)
-        if inner is None:
-            raise TypeError("this backtest result carries no strategy; call hub.store(strategy, result).")
-        return inner, strategy
-    return strategy, result
-
-
-def _normalize_source(source: Any) -> dict[str, Any]:
-    if source is None:
-        return {"type": "hand-written"}
-    if isinstance(source, str):
-        return {"type": source.strip() or "hand-written"}
-    if isinstance(source, Mapping):
-        out = dict(source)
-        out.setdefault("type", "generator" if ("model" in out or "generator" in out) else "hand-written")
-        return to_jsonable(out)
-    raise TypeError(
-        "source describes who wrote the code: 'hand-written', 'notebook cell', or a dict like "
-        f"{{'type': 'generator', 'generator': 'claude-code', 'model': '...'}}; got {source!r}."
-    )
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"))
-
 
 # --------------------------------------------------------------------------- the hub
 class AssetsHub:
@@ -331,16 +115,12 @@ class AssetsHub:
         remote_name: str = "origin",
     ) -> None:
         self.path = Path(path).expanduser().absolute()
-        self.lock_timeout = float(lock_timeout)
         self.remote_name = remote_name
-        self._lock = threading.RLock()
-        self._flock_depth = 0
-        self._ledger_path: Path | None = None
         self._cache: tuple[str, list[dict[str, Any]]] | None = None
-        self._clock: Callable[[], datetime] = _now  # UTC, whole seconds; names the files and stamps "Generated"
+        self._clock: Callable[[], datetime] = utc_now  # UTC, whole seconds; names the files and stamps "Generated"
         created = False
         try:
-            self.repo = git.Repo(self.path)
+            repo = git.Repo(self.path)
         except (InvalidGitRepositoryError, NoSuchPathError):
             if not create:
                 raise HubError(
@@ -350,197 +130,53 @@ class AssetsHub:
             if self.path.exists() and not self.path.is_dir():
                 raise HubError(f"{self.path} is a file; give a folder for the assets hub.") from None
             self.path.mkdir(parents=True, exist_ok=True)
-            self.repo = git.Repo.init(self.path, initial_branch="main")
+            repo = git.Repo.init(self.path, initial_branch="main")
             created = True
-        if self.repo.bare:
+        if repo.bare:
             raise HubError(f"{self.path} is a bare repository; the hub needs a working tree: clone it and open the clone.")
-        self.path = Path(self.repo.working_tree_dir).resolve()
-        self._set_identity(_parse_author(author))
+        self.repo = repo
+        self.path = Path(repo.working_tree_dir).resolve()
+        #: the Git plumbing every write goes through (lock, commits of the hub's own paths, retries)
+        self.git = HubRepo(repo, self.path, lock_timeout)
+        self._ledger = DeploymentLedger(self.git)
+        self._trials = TrialCounts(self.git)
+        self.git.set_identity(parse_author(author))
         if remote is not None:
-            self._set_remote(str(remote))
+            self.git.set_remote(remote_name, str(remote))
         if created:
-            with self._exclusive():  # two processes may create one hub at once: one first commit
-                if self._head() is None:
-                    self._initial_commit()
+            with self.git.exclusive():  # two processes may create one hub at once: one first commit
+                if self.git.head() is None:
+                    self.git.initial_commit()
 
-    # -- setup -----------------------------------------------------------------
-    def _set_identity(self, author: tuple[str, str] | None) -> None:
-        if author is None:
-            reader = self.repo.config_reader()
-            name = reader.get_value("user", "name", default="") or ""
-            email = reader.get_value("user", "email", default="") or ""
-            if name and email:
-                self.author = (str(name), str(email))
-                return
-            author = (str(name) or _DEFAULT_AUTHOR[0], str(email) or _DEFAULT_AUTHOR[1])
-        self.author = author
-        self.repo.git.update_environment(
-            GIT_AUTHOR_NAME=author[0], GIT_AUTHOR_EMAIL=author[1],
-            GIT_COMMITTER_NAME=author[0], GIT_COMMITTER_EMAIL=author[1],
-        )
+    @property
+    def lock_timeout(self) -> float:
+        """Seconds to keep retrying while another process holds the Git index lock."""
+        return self.git.lock_timeout
 
-    def _set_remote(self, url: str) -> None:
-        names = [r.name for r in self.repo.remotes]
-        if self.remote_name not in names:
-            self.repo.create_remote(self.remote_name, url)
-            return
-        current = self.repo.remote(self.remote_name).url
-        if current != url:
-            raise HubError(
-                f"the hub's remote {self.remote_name!r} already points to {current}, not {url}; "
-                f"pass remote_name='other' or change it with `git -C {self.path} remote set-url {self.remote_name} {url}`."
-            )
+    @lock_timeout.setter
+    def lock_timeout(self, value: float) -> None:
+        self.git.lock_timeout = float(value)
 
-    def _initial_commit(self) -> None:
-        readme = self.path / "README.md"
-        if readme.exists() and self.repo.git.ls_files("--", "README.md").strip() == "" and readme.read_text(
-                encoding="utf-8", errors="replace") == _README:
-            readme.unlink()  # our own README from a creation that did not get to commit: write and commit it again
-        if readme.exists():
-            self._retry(lambda: self.repo.git.commit("--allow-empty", "--no-verify", "-q", "-m", "Create the quantlab assets hub"),
-                        time.monotonic() + self.lock_timeout)
-            return
-        readme.write_text(_README, encoding="utf-8")
-        self._commit_paths([readme], "Create the quantlab assets hub\n")
+    @property
+    def author(self) -> tuple[str, str]:
+        """``(name, email)`` of the hub's commits."""
+        return self.git.author
 
-    # -- git plumbing --------------------------------------------------------------
     @property
     def branch(self) -> str | None:
         """The checked-out branch, or ``None`` on a detached HEAD."""
-        try:
-            return self.repo.active_branch.name
-        except TypeError:
-            return None
+        return self.git.branch
 
     @property
     def quantlab_dir(self) -> Path:
         """``<git dir>/quantlab``: private files of this hub (e.g. the Lab's state), outside
         the working tree so they are never committed. Created on first use."""
-        d = Path(self.repo.git_dir) / "quantlab"
-        d.mkdir(parents=True, exist_ok=True)
-        return d
-
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """Hold the hub's write lock: this object's threads and every other process writing to the hub.
-
-        ``<git dir>/quantlab/hub.lock`` is ``flock``-ed around a whole write (reserve the file
-        names, write, ``git add``, ``git commit``), so two kernels storing or recording at once
-        queue instead of one committing the other's ledger line (which left the second with a
-        spurious "nothing to commit"). Re-entrant within a thread.
-        """
-        with self._lock:
-            if self._flock_depth:
-                self._flock_depth += 1
-                try:
-                    yield
-                finally:
-                    self._flock_depth -= 1
-                return
-            fd = os.open(self.quantlab_dir / "hub.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                try:
-                    import fcntl
-                except ImportError:  # pragma: no cover - Windows
-                    fcntl = None  # type: ignore[assignment]
-                if fcntl is not None:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                self._flock_depth = 1
-                try:
-                    yield
-                finally:
-                    self._flock_depth = 0
-                    if fcntl is not None:
-                        fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-
-    def _head(self) -> str | None:
-        try:
-            return self.repo.head.commit.hexsha
-        except ValueError:  # unborn branch: no commit yet
-            return None
-
-    def _check_branch(self) -> None:
-        if self.repo.head.is_detached:
-            raise DetachedHeadError(
-                f"the hub {self.path} is on a detached HEAD ({self.repo.head.commit.hexsha[:12]}), so there is no "
-                f"branch to commit to; run `git -C {self.path} switch main` (or `git switch -c <new-branch>`) and try again."
-            )
-
-    def _retry(self, fn: Callable[[], T], deadline: float) -> T:
-        delay = 0.05
-        while True:
-            try:
-                return fn()
-            except GitCommandError as exc:
-                err = str(exc.stderr or exc).strip()
-                m = _LOCK_RE.search(err)
-                if not m:
-                    cmd = [str(c) for c in (exc.command if isinstance(exc.command, (list, tuple)) else [exc.command])]
-                    sub = next((c for c in cmd[1:] if not c.startswith("-") and "=" not in c), "")
-                    raise HubError(f"git {sub} failed in {self.path}: {err}") from exc
-                if time.monotonic() + delay > deadline:
-                    lock = m.group(1)
-                    raise IndexLockError(
-                        f"another git process holds the lock {lock} (retried for {self.lock_timeout:.1f} s); "
-                        f"wait for it to finish, or if no git command is running in {self.path} the lock is stale: "
-                        f"delete {lock} and try again."
-                    ) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-
-    def _commit_paths(self, paths: list[Path], message: str, *, rollback: Callable[[], None] | None = None) -> str:
-        """Commit exactly ``paths`` (working-tree content) with ``message``; return the new sha.
-
-        Uses ``git add -f`` then ``git commit --only``, so whatever else is
-        staged or modified stays as it was. On failure the paths are unstaged
-        again and ``rollback`` runs, then the error is raised.
-        """
-        rel = [p.relative_to(self.path).as_posix() for p in paths]
-        git_dir = Path(self.repo.git_dir)
-        fd, msg_file = tempfile.mkstemp(prefix="QUANTLAB_MSG_", dir=git_dir)
-        added = False
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(message.encode("utf-8"))
-            deadline = time.monotonic() + self.lock_timeout
-            self._retry(lambda: self.repo.git.add("-f", "--", *rel), deadline)
-            added = True
-            exe = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
-            out = self._retry(
-                lambda: self.repo.git.execute(
-                    [exe, "-c", "core.abbrev=no", "commit", "--only", "--no-verify", "--cleanup=verbatim",
-                     "-F", msg_file, "--", *rel]
-                ),
-                deadline,
-            )
-            # the sha git printed for *this* commit ("[main <sha>] subject"): HEAD may already
-            # have moved on if another process committed right after us
-            m = _COMMIT_OUT_RE.match(str(out))
-            return m.group(1) if m else self.repo.git.rev_list("-1", "HEAD", "--", rel[0])
-        except BaseException:
-            if added:
-                try:
-                    if self._head() is None:
-                        self.repo.git.rm("--cached", "-q", "--ignore-unmatch", "--", *rel)
-                    else:
-                        self.repo.git.reset("-q", "--", *rel)
-                except GitCommandError:
-                    pass  # the index is locked by someone else; nothing more we can do safely
-            if rollback is not None:
-                rollback()
-            raise
-        finally:
-            try:
-                os.unlink(msg_file)
-            except OSError:
-                pass
+        return self.git.quantlab_dir
 
     # -- storing -------------------------------------------------------------------
     def _prepare(self, strategy: Any, result: Any, source: Any, when: datetime) -> tuple[Strategy, dict[str, Any], str]:
-        strategy, result = _split(strategy, result)
-        fields = _result_fields(result)
+        strategy, result = split_result(strategy, result)
+        fields = result_fields(result)
         strategy = Strategy.coerce(strategy, fields["name"])
         from quantlab import __version__
 
@@ -558,7 +194,7 @@ class AssetsHub:
             "run_id": run_id,
             "code_sha256": strategy.sha256,
             "quantlab_version": __version__,
-            "source": _normalize_source(source),
+            "source": normalize_source(source),
             "created_at": created_at,
         })
         params = fields["params"] if fields["params"] is not None else strategy.params
@@ -566,32 +202,6 @@ class AssetsHub:
         message = commit_message(strategy.name, fields["metrics"], created_at, "" if run_id is None else str(run_id),
                                  strategy.sha256, context=context)
         return strategy, metadata, message
-
-    @staticmethod
-    def _secrets(strategy: Strategy, metadata: Mapping[str, Any], message: str) -> list[SecretFinding]:
-        """Everything a store commits, scanned: the code, the name (it becomes the file name), the
-        params, the source, the rest of the metadata and the commit message."""
-        found = list(find_secrets(strategy.code))
-        found += find_secrets_in(strategy.name, "name")
-        for key, value in metadata.items():
-            if key not in ("name", "code_sha256", "file"):
-                found += find_secrets_in(value, key)
-        if not found:  # the message repeats the name and metrics; scan it for what nothing above carried
-            found += find_secrets_in(message, "commit message")
-        return found
-
-    @classmethod
-    def _refuse_secrets(cls, strategy: Strategy, metadata: Mapping[str, Any], message: str) -> None:
-        findings = list({str(f): f for f in cls._secrets(strategy, metadata, message)}.values())
-        if findings:
-            label = "(name withheld)" if any(f.where == "name" for f in findings) else repr(strategy.name)
-            lines = "\n  ".join(str(f) for f in findings)
-            raise SecretsFoundError(
-                f"strategy {label} looks like it carries a secret; it was not stored:\n  {lines}\n"
-                "Read secrets at run time (os.environ[...]) instead of writing them in the code, "
-                "or pass allow_secrets=True if these are not secrets.",
-                findings,
-            )
 
     def preview(self, strategy: Any, result: Any = None, source: Any = None) -> dict[str, Any]:
         """What :meth:`store` would write, without writing anything.
@@ -614,7 +224,7 @@ class AssetsHub:
         rel = path.relative_to(self.path).as_posix()
         metadata["file"] = rel
         return {"name": strategy.name, "path": rel, "message": message, "metadata": metadata,
-                "secrets": [str(f) for f in self._secrets(strategy, metadata, message)]}
+                "secrets": [str(f) for f in secrets_in_store(strategy.code, strategy.name, metadata, message)]}
 
     def store(self, strategy: Any, result: Any = None, source: Any = None, allow_secrets: bool = False, *,
               trailers: Mapping[str, Any] | None = None, attachments: Mapping[str, bytes] | None = None,
@@ -648,9 +258,9 @@ class AssetsHub:
         if extra_metadata:
             metadata.update(to_jsonable(dict(extra_metadata)))
         if not allow_secrets:
-            self._refuse_secrets(strategy, metadata, message)
-        with self._exclusive():
-            self._check_branch()
+            refuse_secrets(strategy.code, strategy.name, metadata, message)
+        with self.git.exclusive():
+            self.git.check_branch()
             py = reserve_path(self.path, strategy.name, when)
             js = py.with_suffix(".json")
             extra = {py.with_suffix(suffix): content for suffix, content in (attachments or {}).items()}
@@ -673,17 +283,17 @@ class AssetsHub:
             except BaseException:
                 rollback()
                 raise
-            sha = self._commit_paths([py, js, *extra], message, rollback=rollback)
+            sha = self.git.commit_paths([py, js, *extra], message, rollback=rollback)
         return StoredStrategy(name=strategy.name, path=py, commit=sha, sha256=strategy.sha256, metadata=metadata)
 
     # -- reading -------------------------------------------------------------------
     def _records(self) -> list[dict[str, Any]]:
         """Every stored strategy in HEAD, newest first: dicts with file, commit, date, metadata."""
-        with self._lock:  # GitPython's cat-file helper process is not thread-safe
+        with self.git.lock:  # GitPython's cat-file helper process is not thread-safe
             return self._read_records()
 
     def _read_records(self) -> list[dict[str, Any]]:
-        head = self._head()
+        head = self.git.head()
         if head is None:
             return []
         if self._cache is not None and self._cache[0] == head:
@@ -702,7 +312,7 @@ class AssetsHub:
                     added.setdefault(f, (sha, date))
         present = set(self.repo.git.ls_tree("-r", "--name-only", "-z", head, "--", f"{BOTS_DIR}/").split("\x00"))
         files = [f for f in added if f in present and "\n" not in f]
-        metas = self._read_blobs([f"{head}:{f[:-3]}.json" for f in files])
+        metas = self.git.read_blobs([f"{head}:{f[:-3]}.json" for f in files])
         records = []
         for f, raw in zip(files, metas):
             sha, date = added[f]
@@ -717,26 +327,6 @@ class AssetsHub:
         # `git log` order: newest first, a child always before its parent
         self._cache = (head, records)
         return records
-
-    def _read_blobs(self, specs: list[str]) -> list[bytes | None]:
-        """Contents of ``<rev>:<path>`` objects in one ``git cat-file --batch`` (``None`` = missing)."""
-        if not specs:
-            return []
-        exe = git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"
-        proc = subprocess.run([exe, "cat-file", "--batch"], cwd=self.path, input="\n".join(specs).encode() + b"\n",
-                              capture_output=True, check=True)
-        out, pos, blobs = proc.stdout, 0, []
-        for _ in specs:
-            end = out.index(b"\n", pos)
-            header = out[pos:end].split()
-            pos = end + 1
-            if header and header[-1] not in (b"missing", b"ambiguous") and len(header) == 3:
-                size = int(header[2])
-                blobs.append(out[pos:pos + size])
-                pos += size + 1
-            else:
-                blobs.append(None)
-        return blobs
 
     def _stored(self, rec: Mapping[str, Any]) -> StoredStrategy:
         meta = dict(rec["metadata"])
@@ -884,12 +474,12 @@ class AssetsHub:
 
         >>> hub.find(strategy.sha256, result.params)   # doctest: +SKIP
         """
-        wanted = None if params is None else _canonical(params)
+        wanted = None if params is None else canonical_json(params)
         for r in self._records():
             meta = r["metadata"]
             if meta.get("code_sha256") != code_sha256:
                 continue
-            if wanted is None or _canonical(meta.get("params") or {}) == wanted:
+            if wanted is None or canonical_json(meta.get("params") or {}) == wanted:
                 return self._stored(r)
         return None
 
@@ -898,7 +488,7 @@ class AssetsHub:
         where ``kind`` is ``strategy``, ``deployment`` or ``other``."""
         import pandas as pd
 
-        if self._head() is None:
+        if self.git.head() is None:
             return pd.DataFrame(columns=["commit", "date", "author", "kind", "subject"])
         rows = []
         for c in self.repo.iter_commits(max_count=max_count):
@@ -909,49 +499,13 @@ class AssetsHub:
         frame["date"] = pd.to_datetime(frame["date"], utc=True)
         return frame
 
-    # -- deployments ledger -------------------------------------------------------------
+    # -- deployments ledger and trials (quantlab.hub.deployments) -------------------------
     @property
     def ledger_path(self) -> Path:
         """``<hub>/deployments.jsonl``, or ``<hub>/.quantlab/deployments-ledger.jsonl`` when the repository
         git-ignores a ``deployments.jsonl`` of its own (the hub never force-commits an ignored file:
         it says so once, with a :class:`UserWarning`, and keeps its ledger beside)."""
-        if self._ledger_path is None:
-            self._ledger_path = self._find_ledger()
-        return self._ledger_path
-
-    def _find_ledger(self) -> Path:
-        main = self.path / _ledger.LEDGER_FILE
-        aside = self.path / ".quantlab" / "deployments-ledger.jsonl"  # a name the ignored file's pattern does not match
-        for candidate in (main, aside):
-            rel = candidate.relative_to(self.path).as_posix()
-            if self.repo.git.ls_files("--", rel).strip():  # tracked: it is the ledger, whatever .gitignore says now
-                return candidate
-        why = self._ignored_by(main)
-        if why is None:
-            return main
-        if self._ignored_by(aside) is not None:
-            raise HubError(
-                f"{main} is git-ignored ({why}) and so is {aside}; the hub will not force-commit ignored files. "
-                f"Un-ignore one of them (e.g. add '!/.quantlab/' to {self.path / '.gitignore'})."
-            )
-        import warnings
-
-        warnings.warn(
-            f"quantlab: {main.name} is git-ignored in {self.path} ({why}), so the hub does not commit it; "
-            f"the deployments ledger is kept in {aside.relative_to(self.path).as_posix()} instead.",
-            UserWarning, stacklevel=4,
-        )
-        return aside
-
-    def _ignored_by(self, path: Path) -> str | None:
-        """``"<source>:<line>: <pattern>"`` when git ignores ``path``, else ``None``."""
-        rel = path.relative_to(self.path).as_posix()
-        try:
-            out = self.repo.git.check_ignore("-v", "--no-index", "--", rel)
-        except GitCommandError:  # exit status 1: not ignored
-            return None
-        source, _, pattern = out.partition("\t")[0].rpartition(":")
-        return f"{source}: {pattern}" if out else None
+        return self._ledger.path
 
     def record_deployment(self, event: Mapping[str, Any]) -> str:
         """Append one deployment event to ``deployments.jsonl`` and commit it; return the commit sha.
@@ -964,26 +518,7 @@ class AssetsHub:
         >>> hub.record_deployment({"strategy_name": "SMA", "status": "running", "commit": stored.commit,
         ...                        "broker": "broker", "broker_deployment_id": "dep-1"})   # doctest: +SKIP
         """
-        e = _ledger.normalize_event(event)
-        line = json.dumps(e, ensure_ascii=False, separators=(", ", ": ")) + "\n"
-        with self._exclusive():
-            self._check_branch()
-            path = self.ledger_path
-            path.parent.mkdir(exist_ok=True)
-            needs_newline = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-            with open(path, "a", encoding="utf-8", newline="\n") as fh:
-                fh.write(("\n" if needs_newline else "") + line)
-            try:
-                return self._commit_paths([path], _ledger.ledger_message(e))
-            except HubError as exc:
-                raise type(exc)(f"{exc}\nThe event was written to {path} and will be committed with the next event.") from exc
-
-    def _events(self, commit: str | None) -> list[dict[str, Any]]:
-        with self._exclusive():  # never read a line another process is half-way through appending
-            events = _ledger.read_events(self.ledger_path)
-        if commit is not None:
-            events = [e for e in events if str(e.get("commit") or "").startswith(str(commit))]
-        return events
+        return self._ledger.record(event)
 
     def deployments(self, commit: str | None = None) -> pd.DataFrame:
         """Every deployment event in the ledger, oldest first (columns: :data:`quantlab.hub.ledger.FIELDS`
@@ -991,26 +526,30 @@ class AssetsHub:
 
         >>> hub.deployments()[["strategy_name", "status", "triggered_at"]]   # doctest: +SKIP
         """
-        return _ledger.events_frame(self._events(commit))
+        return events_frame(self._ledger.events(commit))
 
-    # -- trials (multiple testing) ------------------------------------------------
+    def deployment_status(self, commit: str | None = None) -> pd.DataFrame:
+        """The latest status of each deployment (key: strategy commit + broker deployment id;
+        see :mod:`quantlab.hub.ledger`), optionally only for one strategy ``commit``.
+
+        >>> hub.deployment_status(stored.commit)["status"].tolist()   # doctest: +SKIP
+        ['running']
+        """
+        return latest_status(self._ledger.events(commit))
+
+    def deployment_rows(self, commit: str | None = None) -> list[dict[str, Any]]:
+        """The rows of :meth:`deployment_status` as plain dicts, oldest first (times as ISO text):
+        for code that needs no table (the command line lists and stops deployments without pandas).
+
+        >>> [r["status"] for r in hub.deployment_rows(stored.commit)]   # doctest: +SKIP
+        ['running']
+        """
+        return latest_rows(self._ledger.events(commit))
+
     @property
     def trials_path(self) -> Path:
         """``<git dir>/quantlab/trials.json``: trial counts per strategy family (private to this clone)."""
-        return self.quantlab_dir / "trials.json"
-
-    @staticmethod
-    def _family(name: Any) -> str:
-        return slugify(name)
-
-    def _read_trials(self) -> dict[str, int]:
-        try:
-            data = json.loads(self.trials_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            return {}          # a damaged file restarts the counts rather than blocking backtests
-        return {str(k): int(v) for k, v in data.items() if isinstance(v, int)} if isinstance(data, dict) else {}
+        return self._trials.path
 
     def trials(self, name: Any) -> int:
         """How many variants of the strategy family ``name`` were tried: every backtest, sweep
@@ -1022,38 +561,12 @@ class AssetsHub:
         >>> hub.record_trials("SMA cross", 12); hub.trials("sma-cross")   # doctest: +SKIP
         12
         """
-        return self._read_trials().get(self._family(name), 0)
+        return self._trials.get(name)
 
     def record_trials(self, name: Any, n: int = 1) -> int:
         """Add ``n`` trials to the family ``name``; return its new count. Safe across processes
         (under the hub's write lock, written atomically)."""
-        n = int(n)
-        if n < 0:
-            raise ValueError(f"trials can only be added (n >= 0), got {n}.")
-        key = self._family(name)
-        with self._exclusive():
-            counts = self._read_trials()
-            counts[key] = counts.get(key, 0) + n
-            atomic_write_text(self.trials_path, json.dumps(counts, indent=1, sort_keys=True))
-            return counts[key]
-
-    def deployment_status(self, commit: str | None = None) -> pd.DataFrame:
-        """The latest status of each deployment (key: strategy commit + broker deployment id;
-        see :mod:`quantlab.hub.ledger`), optionally only for one strategy ``commit``.
-
-        >>> hub.deployment_status(stored.commit)["status"].tolist()   # doctest: +SKIP
-        ['running']
-        """
-        return _ledger.latest_status(self._events(commit))
-
-    def deployment_rows(self, commit: str | None = None) -> list[dict[str, Any]]:
-        """The rows of :meth:`deployment_status` as plain dicts, oldest first (times as ISO text):
-        for code that needs no table (the command line lists and stops deployments without pandas).
-
-        >>> [r["status"] for r in hub.deployment_rows(stored.commit)]   # doctest: +SKIP
-        ['running']
-        """
-        return _ledger.latest_rows(self._events(commit))
+        return self._trials.add(name, n)
 
     # -- remote --------------------------------------------------------------------------
     def push(self) -> str:
@@ -1061,7 +574,7 @@ class AssetsHub:
 
         A failed push raises :class:`HubError`; the local commits are kept, push again later.
         """
-        self._check_branch()
+        self.git.check_branch()
         if self.remote_name not in [r.name for r in self.repo.remotes]:
             raise HubError(f"the hub has no remote {self.remote_name!r}; open it with AssetsHub(path, remote=URL).")
         branch = self.branch
@@ -1086,7 +599,7 @@ class AssetsHub:
         self.close()
 
     def __repr__(self) -> str:
-        head = self._head()
+        head = self.git.head()
         return (
             f"AssetsHub({str(self.path)!r}, branch={self.branch!r}, strategies={len(self._records())}, "
             f"head={head[:12] if head else None})"
@@ -1094,7 +607,7 @@ class AssetsHub:
 
     def _repr_html_(self) -> str:
         frame = self.strategies()
-        head = self._head()
+        head = self.git.head()
         table = frame[["name", "commit", "date", "sharpe", "max_drawdown", "profit_factor"]].head(10).assign(
             commit=lambda f: f["commit"].str[:12]
         ).to_html(index=False) if len(frame) else "<i>no strategies stored yet</i>"

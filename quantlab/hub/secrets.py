@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-__all__ = ["SecretFinding", "find_secrets", "find_secrets_in"]
+__all__ = ["SecretFinding", "find_secrets", "find_secrets_in", "secrets_in_store", "refuse_secrets"]
 
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("API key (sk-...)", re.compile(r"\bsk-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_\-]{20,}")),
@@ -225,3 +225,36 @@ def find_secrets_in(value: Any, where: str) -> list[SecretFinding]:
 
     walk(value, where)
     return found
+
+
+def secrets_in_store(code: str, name: str, metadata: Mapping[str, Any], message: str) -> list[SecretFinding]:
+    """Everything a hub store commits, scanned: the code, the name (it becomes the file name), the
+    params, the source, the rest of the metadata and the commit message.
+
+    >>> [f.where for f in secrets_in_store("x = 1", "demo", {"params": {"key": "sk-" + "a" * 40}}, "")]
+    ["params['key']"]
+    """
+    found = list(find_secrets(code))
+    found += find_secrets_in(name, "name")
+    for key, value in metadata.items():
+        if key not in ("name", "code_sha256", "file"):
+            found += find_secrets_in(value, key)
+    if not found:  # the message repeats the name and metrics; scan it for what nothing above carried
+        found += find_secrets_in(message, "commit message")
+    return found
+
+
+def refuse_secrets(code: str, name: str, metadata: Mapping[str, Any], message: str) -> None:
+    """Raise :class:`~quantlab.hub.errors.SecretsFoundError` listing every finding of :func:`secrets_in_store`."""
+    from .errors import SecretsFoundError
+
+    findings = list({str(f): f for f in secrets_in_store(code, name, metadata, message)}.values())
+    if findings:
+        label = "(name withheld)" if any(f.where == "name" for f in findings) else repr(name)
+        lines = "\n  ".join(str(f) for f in findings)
+        raise SecretsFoundError(
+            f"strategy {label} looks like it carries a secret; it was not stored:\n  {lines}\n"
+            "Read secrets at run time (os.environ[...]) instead of writing them in the code, "
+            "or pass allow_secrets=True if these are not secrets.",
+            findings,
+        )
