@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats as _stats
-from .backtest import bar_returns, execution, simulate
+from .simulate import bar_returns, execution, simulate
 from .signals import to_targets
 from .strategy import Strategy, StrategyError
 from .sweep.grid import SweepError, expand_grid

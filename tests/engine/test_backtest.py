@@ -13,7 +13,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from quantlab.engine import BacktestResult, SignalError, Strategy, StrategyError, backtest, data
-from quantlab.engine.backtest import _fast_path, _slow_path, infer_periods_per_year, simulate
+from quantlab.engine.backtest import infer_periods_per_year, simulate
+from quantlab.engine.simulate import _fast_path, _slow_path
 
 from .conftest import frame, target_strategy_code
 
@@ -293,7 +294,7 @@ def test_simulate_on_raw_arrays():
 def test_vectorised_resizing_equals_the_order_loop(fees, slip):
     import sys
 
-    bt = sys.modules["quantlab.engine.backtest"]
+    bt = sys.modules["quantlab.engine.simulate"]
     rng = np.random.default_rng(11)
     n = 2000
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
