@@ -42,11 +42,15 @@ def _entry(text: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from quantlab.servers.broker.store import DatabaseInUseError, lock_database
+
     try:
         broker = _entry(args.broker)
         if args.clock not in ("stepped", "live", "auto"):
             raise ValueError(f"--clock must be stepped, live or auto, got {args.clock!r}")
-    except (OSError, ValueError) as exc:
+        # one runner per database: a second one would trade the same deployments twice
+        _lock = lock_database(args.db, "runner", "quantlab runner status")  # noqa: F841 - held until exit
+    except (OSError, ValueError, DatabaseInUseError) as exc:
         print(f"quantlab runner: {exc}", file=sys.stderr)
         return 2
     import os

@@ -174,3 +174,29 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path, hub):
         assert back["lots"] == pytest.approx(seen["lots"]) == pytest.approx(own_lots(mcp, d["magic"]))
         mcp.call("runner", "advance", {"bars": 3})
         assert mcp.call("runner", "get_deployment", {"deployment_id": d["deployment_id"]})["bars"] == 53
+
+
+def test_a_second_runner_on_the_same_database_is_refused_naming_the_first(tmp_path, hub):
+    import json
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "quantlab.runner", "--db", str(tmp_path / "runner.db"), "--hub", str(hub.path),
+            "--broker", json.dumps(broker_entry(tmp_path / "broker.db"))]
+    first = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        lock = tmp_path / "runner.db.lock"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (lock.exists() and f'"pid": {first.pid}' in lock.read_text()):
+            time.sleep(0.05)
+        second = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert f"another runner (pid {first.pid}" in second.stderr and "already serving" in second.stderr
+        assert "quantlab runner status" in second.stderr
+    finally:
+        first.stdin.close()  # end of its stdio: it exits and gives the database up
+        first.wait(timeout=60)
+        first.stdout.close()
+    # once the first is gone, the next one gets the database (it ends at once: its stdin is empty)
+    third = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert third.returncode == 0, third.stderr

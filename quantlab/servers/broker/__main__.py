@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from quantlab.servers.auth import resolve_token
 
 from .book import Broker, BrokerConfig
 from .server import Clock, build_server, parse_clock, run_http, run_stdio
+from .store import lock_database
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,34 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=None, help="bearer token for --http.")
     p.add_argument("--token-file", default=None, help="file with the bearer token (generated if missing; default <db>.token).")
     return p
-
-
-def lock_database(db: str):
-    """Hold an exclusive lock on ``<db>.lock`` for the life of the process (one broker per database).
-
-    Two brokers on one file would each move their own clock and trade on stale state, so a
-    second one is refused with the first one's pid. Returns the open lock file (keep it).
-    """
-    if db == ":memory:":
-        return None
-    import fcntl
-
-    path = Path(f"{db}.lock").expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    f = open(path, "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        other = f.read().strip() or "?"
-        f.close()
-        raise RuntimeError(f"another broker (pid {other}) is already serving {db}; connect to it "
-                           "(quantlab broker status) or stop it first.") from None
-    f.seek(0)
-    f.truncate()
-    f.write(str(os.getpid()))
-    f.flush()
-    return f
 
 
 def main(argv: list[str] | None = None) -> int:

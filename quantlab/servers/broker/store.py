@@ -17,13 +17,14 @@ Example
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["Store", "SCHEMA"]
+__all__ = ["Store", "SCHEMA", "DatabaseInUseError", "lock_database"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,6 +68,66 @@ CREATE TABLE IF NOT EXISTS alerts (
     status TEXT, created REAL, fired_time INTEGER, message TEXT, peak REAL
 );
 """
+
+
+class DatabaseInUseError(RuntimeError):
+    """Another process serves this database (``.pid`` names it, ``.started`` says since when)."""
+
+    def __init__(self, message: str, pid: int | None = None, started: str | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.started = started
+
+
+def lock_database(db: str | os.PathLike[str], what: str = "broker", hint: str = "quantlab broker status"):
+    """Hold an exclusive lock on ``<db>.lock`` for the life of the process (one server per database).
+
+    Two servers on one file would each act on their own copy of the state (a broker moving its
+    own clock, a runner trading a deployment twice), so a second one is refused at once with
+    :class:`DatabaseInUseError` naming the first one's pid and start time (never its command line:
+    it may carry a broker's token). ``what`` names the
+    server in the message, ``hint`` the command that reaches the running one. Returns the open
+    lock file (keep it; the lock ends when it is closed or the process exits), or ``None`` for
+    ``:memory:``.
+
+    >>> import tempfile, os
+    >>> db = os.path.join(tempfile.mkdtemp(), "x.db")
+    >>> held = lock_database(db, "runner")
+    >>> lock_database(db, "runner")                                      # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    quantlab.servers.broker.store.DatabaseInUseError: another runner (pid ...) is already serving ...
+    >>> held.close()
+    """
+    if str(db) == ":memory:":
+        return None
+    import fcntl
+
+    path = Path(f"{db}.lock").expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        text = f.read().strip()
+        f.close()
+        try:
+            info = json.loads(text) if text.startswith("{") else {"pid": int(text)}
+        except ValueError:
+            info = {}
+        pid, started = info.get("pid"), info.get("started")
+        raise DatabaseInUseError(
+            f"another {what} (pid {pid or '?'}{', running since ' + started if started else ''}) is already serving "
+            f"{db}; connect to it ({hint}) or stop it first.", pid=pid, started=started) from None
+    import time
+
+    f.seek(0)
+    f.truncate()
+    f.write(json.dumps({"pid": os.getpid(), "what": what,
+                        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+    f.flush()
+    return f
 
 
 class Store:
