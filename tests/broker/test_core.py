@@ -16,7 +16,7 @@ def deal(b: Broker, side: int, volume: float, symbol: str = "EURUSD", **kw):
 
 def counts(b: Broker) -> tuple:
     s = b.store
-    return tuple(s.scalar(f"SELECT count(*) FROM {t}") for t in ("orders", "deals", "positions", "deployments", "journal")) + (
+    return tuple(s.scalar(f"SELECT count(*) FROM {t}") for t in ("orders", "deals", "positions")) + (
         s.scalar("SELECT balance FROM account"),)
 
 
@@ -307,3 +307,34 @@ def test_pending_orders_expire(broker):
     assert broker.history_orders(ticket=a["order"])[0]["state"] == C.ORDER_STATE_EXPIRED
     broker.advance(24 * 60)
     assert broker.orders() == [] and broker.history_orders(ticket=d["order"])[0]["state"] == C.ORDER_STATE_EXPIRED
+
+
+def test_a_database_from_before_the_runner_still_opens(tmp_path):
+    """Deployments, their journal and alerts left the broker for the runner; a file that still has
+    those tables (and rows in them) opens, trades and keeps them untouched."""
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    b = Broker.open(db, symbols=["EURUSD"])
+    deal(b, BUY, 0.1, price=b.quote("EURUSD")["ask"])
+    b.store.close()
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE deployments (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, code TEXT, status TEXT);
+        CREATE TABLE journal (id INTEGER PRIMARY KEY AUTOINCREMENT, deployment_id INTEGER, kind TEXT, message TEXT);
+        CREATE TABLE alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, threshold REAL, status TEXT);
+        INSERT INTO deployments (name, code, status) VALUES ('sma', 'def signals(data): ...', 'running');
+        INSERT INTO journal (deployment_id, kind, message) VALUES (1, 'status', 'deployed');
+    """)
+    con.commit()
+    con.close()
+    again = Broker.open(db, symbols=["EURUSD"])
+    assert [p["volume"] for p in again.positions(symbol="EURUSD")] == [0.1]
+    deal(again, SELL, 0.1, price=again.quote("EURUSD")["bid"])
+    assert again.positions(symbol="EURUSD") == []
+    assert again.store.scalar("SELECT count(*) FROM deployments") == 1  # left as it was
+    again.store.close()
+    fresh = Broker.open(tmp_path / "new.db", symbols=["EURUSD"])
+    tables = {r["name"] for r in fresh.store.q("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert not tables & {"deployments", "journal", "alerts"}
+    fresh.store.close()

@@ -1,7 +1,8 @@
 """SQLite (WAL) storage of every piece of broker state.
 
-One database file holds the account, orders, deals, positions, deployments,
-the journal, alerts and the feed's clock. Each tool call runs inside one
+One database file holds the account, orders, deals, positions and the feed's
+clock (deployments, their journal and alerts live in the runner's own database,
+:mod:`quantlab.runner.store`; a file from before still has those tables, unused). Each tool call runs inside one
 transaction (:meth:`Store.tx`): it commits as a whole or not at all, so a
 rejected request or a crash never leaves a partial write, and ``SIGKILL``
 followed by a restart on the same file loses nothing that was acknowledged.
@@ -50,22 +51,6 @@ CREATE TABLE IF NOT EXISTS positions (
     ticket INTEGER PRIMARY KEY, time INTEGER, time_msc INTEGER, time_update INTEGER, time_update_msc INTEGER,
     type INTEGER, magic INTEGER, identifier INTEGER, reason INTEGER, volume REAL, price_open REAL, sl REAL, tp REAL,
     swap REAL, symbol TEXT, comment TEXT, external_id TEXT
-);
-CREATE TABLE IF NOT EXISTS deployments (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, code TEXT, sha256 TEXT, params TEXT, symbol TEXT,
-    timeframe TEXT, volume REAL, config TEXT, status TEXT, created REAL, updated REAL, started_time INTEGER,
-    last_bar_time INTEGER, lots REAL DEFAULT 0, target REAL DEFAULT 0, error TEXT, bars INTEGER DEFAULT 0,
-    evaluations INTEGER DEFAULT 0, peak_pnl REAL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS deployments_status ON deployments(status);
-CREATE TABLE IF NOT EXISTS journal (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, deployment_id INTEGER, time INTEGER, wall_time REAL, kind TEXT,
-    message TEXT, data TEXT
-);
-CREATE INDEX IF NOT EXISTS journal_dep ON journal(deployment_id, id);
-CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, deployment_id INTEGER, symbol TEXT, kind TEXT, threshold REAL,
-    status TEXT, created REAL, fired_time INTEGER, message TEXT, peak REAL
 );
 """
 
