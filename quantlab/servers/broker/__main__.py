@@ -20,7 +20,7 @@ import sys
 from quantlab.servers.auth import resolve_token
 
 from .book import Broker, BrokerConfig
-from .server import Clock, build_server, parse_clock, run_http, run_stdio
+from .server import Clock, build_server, parse_clock, run_http
 from .store import lock_database
 
 
@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)
             run_http(server, args.http)
         else:
-            run_stdio(server)
+            # the SDK's own stdio transport: it points fd 0 at /dev/null and fd 1 at stderr while serving,
+            # so a stray print() cannot corrupt the protocol
+            server.run("stdio")
     except KeyboardInterrupt:
         pass
     finally:

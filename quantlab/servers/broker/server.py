@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from typing import Any, AsyncIterator
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -38,7 +37,7 @@ from .clock import Clock, parse_clock
 from .tools import MT5_TOOLS, PAPER_TOOLS
 from .tools.common import Session
 
-__all__ = ["build_server", "MT5Server", "Clock", "parse_clock", "run_http", "run_stdio"]
+__all__ = ["build_server", "MT5Server", "Clock", "parse_clock", "run_http"]
 
 INSTRUCTIONS = """Paper-trading broker speaking the MetaTrader 5 MCP server's dialect (mt5mcp tool names, arguments
 and results; official MT5 constants: ORDER_TYPE_BUY=0, SELL=1, BUY_LIMIT=2, SELL_LIMIT=3, BUY_STOP=4, SELL_STOP=5;
@@ -154,86 +153,3 @@ def run_http(server: MCPServer, port: int, host: str = "127.0.0.1") -> None:
 
     config = uvicorn.Config(server.streamable_http_app(host=host), host=host, port=int(port), log_level="warning", lifespan="on")
     uvicorn.Server(config).run()
-
-
-class _PipeLines:
-    """Async line iterator over an asyncio StreamReader (what ``stdio_server`` reads from)."""
-
-    def __init__(self, reader: Any):
-        self.reader = reader
-
-    def __aiter__(self) -> "_PipeLines":
-        return self
-
-    async def __anext__(self) -> str:
-        line = await self.reader.readline()
-        if not line:
-            raise StopAsyncIteration
-        return line.decode("utf-8", "replace")
-
-
-class _FdWriter:
-    """Async-looking writer straight to a file descriptor (small JSON lines; the client reads them)."""
-
-    def __init__(self, fd: int):
-        self.fd = fd
-
-    async def write(self, text: str) -> None:
-        import os
-
-        data = memoryview(text.encode("utf-8"))
-        while data:
-            try:
-                n = os.write(self.fd, data)
-            except BlockingIOError:  # pragma: no cover - only if the fd is non-blocking
-                import asyncio
-
-                await asyncio.sleep(0.001)
-                continue
-            data = data[n:]
-
-    async def flush(self) -> None:
-        return None
-
-
-def run_stdio(server: MCPServer) -> None:
-    """Serve ``server`` over this process's stdin/stdout without a worker thread per read/write.
-
-    The SDK's stdio transport moves every read and write through a worker thread;
-    this one reads stdin with asyncio's pipe reader and writes stdout directly,
-    which roughly doubles the request rate. fd 0 is pointed at /dev/null and
-    fd 1 at stderr while serving, so a ``print`` in a strategy cannot corrupt the
-    protocol. Falls back to the SDK's transport when stdin is not a pipe.
-    """
-    import asyncio
-    import os
-    import stat
-
-    import anyio
-    from mcp.server.stdio import stdio_server
-
-    try:
-        mode = os.fstat(0).st_mode
-        usable = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
-    except OSError:
-        usable = False
-    if not usable or os.environ.get("QUANTLAB_BROKER_SDK_STDIO"):
-        server.run("stdio")
-        return
-
-    async def serve() -> None:
-        loop = asyncio.get_running_loop()
-        in_fd, out_fd = os.dup(0), os.dup(1)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        os.dup2(2, 1)
-        sys.stdout = sys.stderr
-        reader = asyncio.StreamReader(limit=2**27)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(in_fd, "rb", buffering=0))
-        low = server._lowlevel_server  # noqa: SLF001 - what MCPServer.run_stdio_async uses too
-        async with stdio_server(_PipeLines(reader), _FdWriter(out_fd)) as (read_stream, write_stream):
-            await low.run(read_stream, write_stream, low.create_initialization_options())
-
-    anyio.run(serve)
-
