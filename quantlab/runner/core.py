@@ -112,8 +112,8 @@ class Runner:
         self._signals: dict[int, DeploymentSignals] = {}  # running deployments' sandboxed signals()
         self._specs: dict[str, dict[str, Any]] = {}
         self._hubs: dict[str, Any] = {}
-        self._hedging: bool | None = None
-        self._tools: set[str] = set()
+        self.hedging: bool | None = None  # the broker's account is a hedging one (margin_mode 2); None: not asked yet
+        self.broker_tools: set[str] = set()  # the broker's tool names (learned in start())
         self._hops: dict[str, list] = {}  # hop -> [seconds, calls] (timings())
         self._running: list[dict[str, Any]] | None = None  # running deployments (rows); None: read them again
         self._lock = asyncio.Lock()  # one bar at a time: advance, live polls and stops never interleave
@@ -133,8 +133,8 @@ class Runner:
 
     # ------------------------------------------------------------------ broker calls
     async def _b(self, tool: str, args: Mapping[str, Any] | None = None, timeout: float = 30.0) -> Any:
-        if self._tools and tool not in self._tools:
-            raise RunnerError(f"the broker {self.broker!r} has no tool {tool!r} (it has {sorted(self._tools)}); "
+        if self.broker_tools and tool not in self.broker_tools:
+            raise RunnerError(f"the broker {self.broker!r} has no tool {tool!r} (it has {sorted(self.broker_tools)}); "
                               "the runner needs the standard MT5 tools get_symbol_info, copy_rates_from_pos, "
                               "get_symbol_info_tick, positions_get and order_send.")
         t0 = _time.perf_counter()
@@ -170,11 +170,11 @@ class Runner:
     async def start(self) -> None:
         """Connect the broker, learn its tools and account mode, reconcile running deployments."""
         await self.mcp.connect(self.broker)
-        self._tools = {t["name"] for t in await self.mcp.tools(self.broker)}
+        self.broker_tools = {t["name"] for t in await self.mcp.tools(self.broker)}
         await self._account()
         if self.stepped is None:
             mode = None
-            if {"advance", "get_clock"} <= self._tools:
+            if {"advance", "get_clock"} <= self.broker_tools:
                 mode = (await self._b("get_clock") or {}).get("mode")
             self.stepped = mode == "stepped"
         for dep in self.store.q("SELECT * FROM deployments WHERE status = 'running'"):
@@ -192,10 +192,10 @@ class Runner:
                     self._log(dep["id"], "reconcile", f"restart: position {lots:g} lots confirmed by the broker")
 
     async def _account(self) -> bool:
-        if self._hedging is None:
-            acc = await self._b("get_account_info") if "get_account_info" in self._tools or not self._tools else None
-            self._hedging = bool(acc) and int((acc or {}).get("margin_mode", 0)) == 2
-        return self._hedging
+        if self.hedging is None:
+            acc = await self._b("get_account_info") if "get_account_info" in self.broker_tools or not self.broker_tools else None
+            self.hedging = bool(acc) and int((acc or {}).get("margin_mode", 0)) == 2
+        return self.hedging
 
     async def _spec(self, symbol: str) -> dict[str, Any]:
         spec = self._specs.get(symbol)
@@ -749,7 +749,7 @@ class Runner:
         """
         if isinstance(bars, bool) or not isinstance(bars, int) or not 0 <= bars <= 1_000_000:
             raise RunnerError(f"bars must be an integer in 0..1000000, got {bars!r}.")
-        if "advance" not in self._tools:
+        if "advance" not in self.broker_tools:
             raise RunnerError(f"the broker {self.broker!r} has no advance tool: its market moves on its own clock "
                               "(a live or realtime market), so there is nothing to step.")
         fills = moved = 0

@@ -23,18 +23,18 @@ from __future__ import annotations
 import asyncio
 import functools
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable, Literal, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.mcpserver.tools.base import Tool
+from mcp.types import Tool as MCPTool
 
 from quantlab import __version__
 from quantlab.client import AsyncMCPHub, ClientError
 
 from .core import Runner, RunnerError
 
-__all__ = ["build_server", "BROKER_NAME"]
+__all__ = ["build_server", "RunnerServer", "BROKER_NAME"]
 
 BROKER_NAME = "broker"
 OWN_TOOLS = ("deploy_strategy", "list_deployments", "get_deployment", "stop_deployment", "deployment_journal",
@@ -64,31 +64,36 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-class _ProxyTool(Tool):
-    """A broker tool served by the runner with the broker's own schemas; the call is forwarded as is."""
+class RunnerServer(MCPServer):
+    """The runner's :class:`MCPServer`: its own tools, plus the broker's tools served under their own names
+    with the broker's own schemas (:meth:`serve_broker_tools`), each call forwarded to the broker as is."""
 
-    def __init__(self, tool: Any, forward: Callable[[str, dict[str, Any]], Any]):
-        async def fn(**kwargs: Any) -> Any:  # pragma: no cover - run() forwards without calling it
-            return None
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.broker_tools: dict[str, MCPTool] = {}
+        self.forward: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None
 
-        base = Tool.from_function(fn, name=tool.name, description=tool.description or "")
-        super().__init__(**{**base.__dict__, "parameters": dict(tool.input_schema or {"type": "object"}),
-                            "title": getattr(tool, "title", None)})
-        object.__setattr__(self, "_forward", forward)
-        object.__setattr__(self, "_out", tool.output_schema)
+    def serve_broker_tools(self, tools: list[MCPTool], forward: Callable[[str, dict[str, Any]], Awaitable[Any]]) -> None:
+        """Serve ``tools`` (the broker's, as it lists them) through ``forward(name, arguments)``; the runner's own
+        tools keep their names."""
+        self.broker_tools = {t.name: t for t in tools if t.name not in OWN_TOOLS}
+        self.forward = forward
 
-    @property
-    def output_schema(self) -> dict[str, Any] | None:  # type: ignore[override]
-        return self._out
+    async def list_tools(self) -> list[MCPTool]:
+        own = await super().list_tools()
+        names = {t.name for t in own}
+        return own + [t for name, t in self.broker_tools.items() if name not in names]
 
-    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
-        return await self._forward(self.name, arguments)
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None) -> Any:
+        if name in self.broker_tools and name not in OWN_TOOLS and self.forward is not None:
+            return await self.forward(name, arguments)
+        return await super().call_tool(name, arguments, context)
 
 
 def build_server(broker: Mapping[str, Any], *, db: str, hub: str | None = None, stepped: bool | None = None,
                  poll: float = 1.0, lookback: int = 300, timeout: float = 10.0, proxy: bool = True,
-                 auth_token: str | None = None) -> MCPServer:
-    """The runner's :class:`MCPServer`, connected (in its lifespan) to the ``broker`` mcpServers entry."""
+                 auth_token: str | None = None) -> "RunnerServer":
+    """The runner's :class:`RunnerServer`, connected (in its lifespan) to the ``broker`` mcpServers entry."""
 
     @asynccontextmanager
     async def lifespan(server: MCPServer) -> AsyncIterator[Runner]:
@@ -100,15 +105,12 @@ def build_server(broker: Mapping[str, Any], *, db: str, hub: str | None = None, 
             runner = await Runner.open(mcp, BROKER_NAME, db, hub=hub, stepped=stepped, poll=poll, lookback=lookback,
                                        timeout=timeout)
             if proxy:
-                srv = mcp._server(BROKER_NAME)  # noqa: SLF001 - the broker's MCP tool objects (schemas)
-
                 async def forward(name: str, arguments: dict[str, Any]) -> Any:
                     await mcp.connect(BROKER_NAME)
                     return await mcp.client(BROKER_NAME).call_tool(name, arguments)
 
-                for name, t in srv.tools.items():
-                    if name not in OWN_TOOLS:
-                        server._tool_manager._tools[name] = _ProxyTool(t, forward)  # noqa: SLF001
+                assert isinstance(server, RunnerServer)
+                server.serve_broker_tools((await mcp.client(BROKER_NAME).list_tools()).tools, forward)
             if not runner.stepped:
                 live = asyncio.create_task(runner.run_live())
             yield runner
@@ -123,7 +125,7 @@ def build_server(broker: Mapping[str, Any], *, db: str, hub: str | None = None, 
 
     from quantlab.servers.auth import bearer_auth
 
-    mcp = MCPServer("quantlab-runner", title="quantlab runner (deployments on an MT5 MCP broker)",
+    mcp = RunnerServer("quantlab-runner", title="quantlab runner (deployments on an MT5 MCP broker)",
                     instructions=INSTRUCTIONS, version=__version__, log_level="WARNING", lifespan=lifespan,
                     **(bearer_auth(auth_token) if auth_token else {}))
     tool = mcp.tool
@@ -196,8 +198,8 @@ def build_server(broker: Mapping[str, Any], *, db: str, hub: str | None = None, 
         """The runner itself: mode (stepped or live with its poll interval), broker tools, account mode, last error,
         and timings: where the time goes per hop (each broker tool's round trip, signals, sqlite, a whole bar)."""
         r = R(ctx)
-        return {"mode": "stepped" if r.stepped else "live", "poll_seconds": r.poll, "hedging": r._hedging,
-                "broker_tools": sorted(r._tools), "last_error": r.last_error, "db": r.store.path, "hub": r.hub_path,
+        return {"mode": "stepped" if r.stepped else "live", "poll_seconds": r.poll, "hedging": r.hedging,
+                "broker_tools": sorted(r.broker_tools), "last_error": r.last_error, "db": r.store.path, "hub": r.hub_path,
                 "timings": r.timings()}
 
     @tool()
