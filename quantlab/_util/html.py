@@ -21,9 +21,10 @@ import math
 from typing import Any, Iterable, Sequence
 
 __all__ = [
-    "GREEN", "RED", "GREY", "AMBER", "BLUE", "PURPLE", "GREEN_BG", "RED_BG", "HIGHLIGHT_BG", "INK",
+    "GREEN", "RED", "GREY", "AMBER", "BLUE", "PURPLE", "ORANGE", "MUTED", "AXIS", "GREEN_BG", "RED_BG", "HIGHLIGHT_BG",
+    "INK", "WHITE", "BORDER", "RULE", "PANEL_BG",
     "STATUS_COLOURS", "TABLE_STYLE", "TH_STYLE", "TD_STYLE", "TDR_STYLE",
-    "Raw", "raw", "escape", "status_colour", "coloured", "status_html", "badge", "verdict",
+    "Raw", "raw", "escape", "status_colour", "coloured", "status_html", "pill", "badge", "verdict",
     "table", "kv_table",
 ]
 
@@ -31,14 +32,19 @@ __all__ = [
 GREEN, RED, GREY, AMBER = "#1a7f37", "#cf222e", "#6e7781", "#9a6700"
 BLUE, PURPLE, INK = "#0969da", "#8250df", "#24292f"
 GREEN_BG, RED_BG, HIGHLIGHT_BG = "#e6ffec", "#ffebe9", "#fff8c5"
+#: chart lines: ORANGE a second series, MUTED an in-sample / reference series, AXIS zero lines and ticks
+ORANGE, MUTED, AXIS = "#bc4c00", "#8c959f", "#57606a"
+#: surfaces: WHITE backgrounds and text on a badge, BORDER frames and header rules, RULE row rules,
+#: PANEL_BG table headers and code blocks
+WHITE, BORDER, RULE, PANEL_BG = "#fff", "#d0d7de", "#eaeef2", "#f6f8fa"
 
 #: the colour of each deployment status; the keys are exactly
 #: :data:`quantlab.hub.DEPLOYMENT_STATUSES` (a test holds them together)
 STATUS_COLOURS: dict[str, str] = {"running": GREEN, "pending": AMBER, "stopped": GREY, "failed": RED}
 
 TABLE_STYLE = "border-collapse:collapse;font-size:12px;font-family:system-ui,-apple-system,Segoe UI,sans-serif"
-TH_STYLE = f"text-align:left;white-space:nowrap;padding:3px 10px;border-bottom:2px solid #d0d7de;background:#f6f8fa;color:{INK}"
-TD_STYLE = "padding:2px 10px;border-bottom:1px solid #eaeef2;white-space:nowrap"
+TH_STYLE = f"text-align:left;white-space:nowrap;padding:3px 10px;border-bottom:2px solid {BORDER};background:{PANEL_BG};color:{INK}"
+TD_STYLE = f"padding:2px 10px;border-bottom:1px solid {RULE};white-space:nowrap"
 TDR_STYLE = TD_STYLE + ";text-align:right;font-variant-numeric:tabular-nums"
 
 
@@ -92,16 +98,25 @@ def status_html(status: Any) -> str:
     return coloured(text, status_colour(text), bold=True, css_class="quantlab-status")
 
 
+def pill(text: Any, colour: str, title: str = "") -> str:
+    """An inline pill: white ``text`` on ``colour`` (``title`` as its tooltip).
+
+    >>> pill("causal", GREEN)[:5]
+    '<span'
+    """
+    tip = f' title="{escape(title)}"' if title else ""
+    return (
+        f'<span{tip} style="display:inline-block;padding:0 6px;margin-right:4px;border-radius:8px;font-size:11px;'
+        f'color:{WHITE};background:{colour}">{escape(text)}</span>'
+    )
+
+
 def badge(passed: Any, text: str | None = None) -> str:
     """An inline pass/fail pill (``None`` -> empty string); ``text`` replaces ``✔ pass``/``✘ fail``."""
     if _missing(passed):
         return ""
     ok = bool(passed)
-    label = text or ("✔ pass" if ok else "✘ fail")
-    return (
-        f'<span style="display:inline-block;padding:0 6px;border-radius:8px;font-size:11px;'
-        f'color:#fff;background:{GREEN if ok else RED}">{escape(label)}</span>'
-    )
+    return pill(text or ("✔ pass" if ok else "✘ fail"), GREEN if ok else RED)
 
 
 def verdict(ok: bool | None, text: Any) -> str:

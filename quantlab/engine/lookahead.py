@@ -46,7 +46,7 @@ import pandas as pd
 
 from quantlab._util import html as qh
 
-from .backtest import SignalError
+from .backtest import SignalError, check_data
 from .signals import to_targets
 from .strategy import Strategy
 
@@ -232,9 +232,7 @@ def check_lookahead(strategy: Strategy | str, data: pd.DataFrame, params: Mappin
     """
     t0 = time.perf_counter()
     strategy = Strategy.coerce(strategy)
-    if not isinstance(data, pd.DataFrame) or not isinstance(data.index, pd.DatetimeIndex):
-        raise TypeError("data must be an OHLCV pandas DataFrame with a DatetimeIndex "
-                        "(see quantlab.engine.data.validate).")
+    check_data(data)
     n = len(data)
     if n < 2:
         raise ValueError(f"the look-ahead check needs at least 2 bars, the data has {n}.")

@@ -90,6 +90,8 @@ class BacktestResult:
         #: with ``holdout=`` (Lab): metrics of the held-out last bars; ``metrics`` then covers the rest
         self.metrics_oos: dict | None = None
         self.holdout: dict | None = None
+        #: the look-ahead report (:class:`~quantlab.engine.lookahead.LookaheadReport`) once ``lab.validate`` ran it
+        self.lookahead: Any = None
         self.equity = equity
         self.returns = returns
         self.positions = positions

@@ -44,7 +44,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from quantlab._util import html as qh
+
 from . import stats as _stats
+from .backtest import check_data
 from .simulate import bar_returns, execution, simulate
 from .signals import to_targets
 from .strategy import Strategy, StrategyError
@@ -154,14 +157,14 @@ class WalkForwardResult:
             fig = a1.figure
         f = self.folds
         x = np.arange(len(f))
-        a1.bar(x - 0.2, f[f"is_{self.metric}"], 0.4, label="in sample", color="#8c959f")
-        a1.bar(x + 0.2, f[f"oos_{self.metric}"], 0.4, label="out of sample", color="#0969da")
+        a1.bar(x - 0.2, f[f"is_{self.metric}"], 0.4, label="in sample", color=qh.MUTED)
+        a1.bar(x + 0.2, f[f"oos_{self.metric}"], 0.4, label="out of sample", color=qh.BLUE)
         a1.set_xticks(x, [str(i) for i in f["fold"]])
         a1.set_xlabel("fold")
         a1.set_title(self.metric)
-        a1.axhline(0, color="#57606a", lw=0.8)
+        a1.axhline(0, color=qh.AXIS, lw=0.8)
         a1.legend(fontsize=8)
-        a2.plot(self.equity.index, self.equity.to_numpy(), color="#0969da", lw=1)
+        a2.plot(self.equity.index, self.equity.to_numpy(), color=qh.BLUE, lw=1)
         a2.set_title("stitched out-of-sample equity")
         return fig
 
@@ -178,7 +181,7 @@ class WalkForwardResult:
         y0 = height - 20 - (0 - lo) / span * (height - 40)
         parts = []
         for i, (a, b) in enumerate(zip(isv, oos)):
-            for j, (v, col) in enumerate(((a, "#8c959f"), (b, "#0969da"))):
+            for j, (v, col) in enumerate(((a, qh.MUTED), (b, qh.BLUE))):
                 if not math.isfinite(v):
                     continue
                 y = height - 20 - (v - lo) / span * (height - 40)
@@ -193,9 +196,9 @@ class WalkForwardResult:
             espan = (ehi - elo) or 1.0
             pts = " ".join(f"{230 + k / (len(e) - 1) * (width - 240):.1f},{height - 20 - (v - elo) / espan * (height - 40):.1f}"
                            for k, v in enumerate(e))
-            parts.append(f'<polyline points="{pts}" fill="none" stroke="#0969da" stroke-width="1.2"/>')
+            parts.append(f'<polyline points="{pts}" fill="none" stroke="{qh.BLUE}" stroke-width="1.2"/>')
         parts.append(f'<text x="10" y="12" font-size="11">{html.escape(self.metric)} per fold: '
-                     '<tspan fill="#8c959f">in sample</tspan> vs <tspan fill="#0969da">out of sample</tspan></text>')
+                     f'<tspan fill="{qh.MUTED}">in sample</tspan> vs <tspan fill="{qh.BLUE}">out of sample</tspan></text>')
         parts.append(f'<text x="230" y="12" font-size="11">stitched out-of-sample equity</text>')
         return f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>'
 
@@ -245,8 +248,7 @@ def walk_forward(strategy: Strategy | str, data: pd.DataFrame | str,
         from .data import from_reference
         data_ref = data_ref or data
         data = from_reference(data)
-    if not isinstance(data, pd.DataFrame) or "close" not in data.columns or not isinstance(data.index, pd.DatetimeIndex):
-        raise TypeError("data must be an OHLCV pandas DataFrame with a DatetimeIndex or a data reference such as 'sample'.")
+    check_data(data, hint="(or a data reference such as 'sample')")
     n = len(data)
     full_costs = resolve_costs(data, costs, "walk_forward")
     tr, te = _bars(train, n, "train"), _bars(test, n, "test")

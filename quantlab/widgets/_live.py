@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["downsample_ohlc", "bucket_of", "activity_svg"]
 
-BLUE, ORANGE = "#0969da", "#bc4c00"
+BLUE, ORANGE = R.BLUE, R.ORANGE  # paper vs backtest series, from the one palette
 
 
 def bucket_of(n: int, max_buckets: int) -> np.ndarray:
@@ -115,10 +115,10 @@ def activity_svg(act: "DeploymentActivity", *, max_candles: int = 200, width: in
     parts = [
         f"<svg xmlns='http://www.w3.org/2000/svg' class='quantlab-live-chart' data-deployment='{R.escape(act.deployment_id)}' "
         f"data-fills='{len(act.fills)}' width='{width}' height='{height}' viewBox='0 0 {width} {height}' "
-        f"style='font-family:system-ui,-apple-system,Segoe UI,sans-serif;background:#fff'>",
-        _text(left, 14, f"{act.strategy_name} · {act.symbol} {act.timeframe} · {act.status}", size=12, color="#24292f",
+        f"style='font-family:system-ui,-apple-system,Segoe UI,sans-serif;background:{R.WHITE}'>",
+        _text(left, 14, f"{act.strategy_name} · {act.symbol} {act.timeframe} · {act.status}", size=12, color=R.INK,
               weight="600"),
-        _text(width - right, 14, f"market time {clock}", anchor="end", size=11, color="#24292f", cls="market-clock"),
+        _text(width - right, 14, f"market time {clock}", anchor="end", size=11, color=R.INK, cls="market-clock"),
         _text(left, 28, f"position {act.lots:g} lots · PnL {pnl_total} · {act.trades if act.trades is not None else '?'} "
               f"deals · {len(act.fills)} fills in view", size=10),
     ]
@@ -152,10 +152,10 @@ def activity_svg(act: "DeploymentActivity", *, max_candles: int = 200, width: in
     y, lo, hi = _scale(lo, hi, top_price, h_price)
 
     # price panel: frame, labels, wicks and bodies (one path per colour: cheap to draw)
-    parts.append(f"<rect x='{left}' y='{top_price}' width='{plot_w}' height='{h_price}' fill='none' stroke='#d0d7de'/>")
+    parts.append(f"<rect x='{left}' y='{top_price}' width='{plot_w}' height='{h_price}' fill='none' stroke='{R.BORDER}'/>")
     parts.append(_text(left - 6, top_price + 9, _fmt_num(hi), anchor="end", size=9))
     parts.append(_text(left - 6, top_price + h_price, _fmt_num(lo), anchor="end", size=9))
-    parts.append(_text(8, top_price + h_price / 2, "price", size=10, color="#24292f"))
+    parts.append(_text(8, top_price + h_price / 2, "price", size=10, color=R.INK))
     up = c >= o
     for mask, colour, cls in ((up, R.GREEN, "candle-up"), (~up, R.RED, "candle-down")):
         if not mask.any():
@@ -176,7 +176,7 @@ def activity_svg(act: "DeploymentActivity", *, max_candles: int = 200, width: in
             fx, fy = xs[f_bucket[sel]], y(f_price[sel])
             # ▲ under a buy's price, ▼ over a sell's price
             tri = " ".join(f"M{x:.1f},{v + 2 * sign:.1f}l-5,{7 * sign}h10Z" for x, v in zip(fx.tolist(), fy.tolist()))
-            parts.append(f"<path class='fill-{side}' d='{tri}' fill='{colour}' stroke='#fff' stroke-width='0.6'>"
+            parts.append(f"<path class='fill-{side}' d='{tri}' fill='{colour}' stroke='{R.WHITE}' stroke-width='0.6'>"
                          f"<title>{int(sel.sum())} {side} fill(s)</title></path>")
 
     # position panel (lots): the paper position and, dashed, the backtest's expected position
@@ -190,9 +190,9 @@ def activity_svg(act: "DeploymentActivity", *, max_candles: int = 200, width: in
     allv = np.concatenate(series + [np.zeros(1)])
     yp, plo, phi = _scale(float(np.nanmin(allv)), float(np.nanmax(allv)), top_pos, h_pos)
     x_edges = left + np.arange(k) * slot
-    parts.append(f"<rect x='{left}' y='{top_pos}' width='{plot_w}' height='{h_pos}' fill='none' stroke='#d0d7de'/>")
-    parts.append(f"<line x1='{left}' x2='{left + plot_w}' y1='{float(yp(0)):.1f}' y2='{float(yp(0)):.1f}' stroke='#d0d7de'/>")
-    parts.append(_text(8, top_pos + h_pos / 2, "lots", size=10, color="#24292f"))
+    parts.append(f"<rect x='{left}' y='{top_pos}' width='{plot_w}' height='{h_pos}' fill='none' stroke='{R.BORDER}'/>")
+    parts.append(f"<line x1='{left}' x2='{left + plot_w}' y1='{float(yp(0)):.1f}' y2='{float(yp(0)):.1f}' stroke='{R.BORDER}'/>")
+    parts.append(_text(8, top_pos + h_pos / 2, "lots", size=10, color=R.INK))
     parts.append(_text(left - 6, top_pos + 9, f"{phi:g}", anchor="end", size=9))
     parts.append(_text(left - 6, top_pos + h_pos, f"{plo:g}", anchor="end", size=9))
     if exp is not None:
@@ -210,10 +210,10 @@ def activity_svg(act: "DeploymentActivity", *, max_candles: int = 200, width: in
     # PnL panel (account currency)
     pnl = _last_per_bucket(act.pnl.to_numpy(dtype=float), starts) if len(act.pnl) else np.zeros(k)
     yq, qlo, qhi = _scale(min(0.0, float(np.nanmin(pnl))), max(0.0, float(np.nanmax(pnl))), top_pnl, h_pnl)
-    parts.append(f"<rect x='{left}' y='{top_pnl}' width='{plot_w}' height='{h_pnl}' fill='none' stroke='#d0d7de'/>")
-    parts.append(f"<line x1='{left}' x2='{left + plot_w}' y1='{float(yq(0)):.1f}' y2='{float(yq(0)):.1f}' stroke='#d0d7de'/>")
+    parts.append(f"<rect x='{left}' y='{top_pnl}' width='{plot_w}' height='{h_pnl}' fill='none' stroke='{R.BORDER}'/>")
+    parts.append(f"<line x1='{left}' x2='{left + plot_w}' y1='{float(yq(0)):.1f}' y2='{float(yq(0)):.1f}' stroke='{R.BORDER}'/>")
     parts.append(f"<path class='pnl' d='{_path(xs, yq(pnl))}' fill='none' stroke='{BLUE}' stroke-width='1.3'/>")
-    parts.append(_text(8, top_pnl + h_pnl / 2, f"PnL {act.currency}".strip(), size=10, color="#24292f"))
+    parts.append(_text(8, top_pnl + h_pnl / 2, f"PnL {act.currency}".strip(), size=10, color=R.INK))
     parts.append(_text(left - 6, top_pnl + 9, f"{qhi:,.2f}", anchor="end", size=9))
     parts.append(_text(left - 6, top_pnl + h_pnl, f"{qlo:,.2f}", anchor="end", size=9))
 

@@ -23,12 +23,13 @@ from quantlab.engine.formatting import COUNT, PERCENT, RATIO, fmt_metric, is_mis
 import base64
 import html
 import io
-import math
 from numbers import Number
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+
+from quantlab.lab.policy import PolicyCheck
 
 __all__ = [
     "METRIC_LABELS",
@@ -84,8 +85,9 @@ SHORT_LABELS: dict[str, str] = {
     "bars_held": "bars held",
 }
 
-from quantlab._util.html import (  # noqa: E402  (the one palette, badge and status map)
-    AMBER, BLUE, GREEN, GREY, HIGHLIGHT_BG, INK, RED, STATUS_COLOURS, TABLE_STYLE, TD_STYLE, TDR_STYLE, TH_STYLE, badge,
+from quantlab._util.html import (  # noqa: E402, F401  (the one palette, badge and status map; faces use R.<name>)
+    AMBER, AXIS, BLUE, BORDER, GREEN, GREY, HIGHLIGHT_BG, INK, MUTED, ORANGE, PANEL_BG, RED, STATUS_COLOURS, TABLE_STYLE,
+    TD_STYLE, TDR_STYLE, TH_STYLE, WHITE, badge, pill,
 )
 from quantlab._util.html import Raw as _Raw  # noqa: E402
 from quantlab._util.html import raw  # noqa: E402
@@ -124,23 +126,24 @@ def signed_html(name: str, value: Any) -> str:
 
 
 # -- policy ------------------------------------------------------------------------
-def check_frame(check: Any) -> pd.DataFrame | None:
+def check_frame(check: PolicyCheck | pd.DataFrame | None) -> pd.DataFrame | None:
     """A policy check as a DataFrame with columns metric, rule, threshold, value, passed.
 
-    Accepts a ``PolicyCheck`` (anything with ``to_frame()``), a DataFrame, a list of
-    row dicts/objects, or ``None`` (returns ``None``).
+    Takes a :class:`~quantlab.lab.policy.PolicyCheck`, its ``to_frame()``, or ``None`` (returns ``None``).
+
+    >>> from quantlab.lab.policy import DeploymentPolicy
+    >>> check_frame(DeploymentPolicy().check({"sharpe": 2, "max_drawdown": 0.1, "profit_factor": 2, "trades": 9}))["passed"].tolist()
+    [True, True, True, True, True]
     """
     if check is None:
         return None
-    if isinstance(check, pd.DataFrame):
-        df = check
-    elif hasattr(check, "to_frame"):
+    if isinstance(check, PolicyCheck):
         df = check.to_frame()
+    elif isinstance(check, pd.DataFrame):
+        df = check
     else:
-        rows = getattr(check, "rows", check)
-        df = pd.DataFrame([r if isinstance(r, Mapping) else vars(r) for r in rows])
-    if not isinstance(df, pd.DataFrame):
-        return None
+        raise TypeError(f"a policy check is a PolicyCheck (DeploymentPolicy().check(metrics)) or its to_frame(), "
+                        f"got {type(check).__name__}.")
     df = df.reset_index(drop="metric" in df.columns)
     for col in ("metric", "rule", "threshold", "value", "passed"):
         if col not in df.columns:
@@ -208,7 +211,7 @@ def verdict_html(check: Any) -> str:
     cf = check_frame(check)
     if cf is None:
         return ""
-    passed = bool(getattr(check, "passed", cf["passed"].astype(bool).all() if len(cf) else True))
+    passed = check.passed if isinstance(check, PolicyCheck) else bool(cf["passed"].astype(bool).all() if len(cf) else True)
     failed = cf[~cf["passed"].astype(bool)]
     n = len(cf)
     if passed:

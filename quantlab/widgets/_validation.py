@@ -10,15 +10,15 @@ from typing import Any, Mapping
 
 import ipywidgets as widgets
 
+from quantlab.engine.backtest import BacktestResult
+from quantlab.engine.lookahead import LookaheadReport
+from quantlab.engine.walkforward import WalkForwardResult
+from quantlab.lab.policy import DeploymentPolicy
+
 from . import _render as R
 from ._base import StaticFallback
 
 __all__ = ["badges_html", "WalkForwardView", "is_walk_forward"]
-
-
-def _pill(text: str, colour: str, title: str = "") -> str:
-    return (f'<span title="{R.escape(title)}" style="display:inline-block;padding:0 6px;margin-right:4px;'
-            f'border-radius:8px;font-size:11px;color:#fff;background:{colour}">{R.escape(text)}</span>')
 
 
 def _num(x: Any) -> float | None:
@@ -40,54 +40,56 @@ def _trials_of(name: Any) -> int | None:
         return None
 
 
-def badges_html(result: Any, policy: Any = None) -> str:
+def badges_html(result: BacktestResult | Mapping[str, Any], policy: DeploymentPolicy | None = None) -> str:
     """Causal, deflated (or probabilistic) Sharpe and out-of-sample Sharpe as badges.
 
+    ``result`` is a :class:`~quantlab.engine.backtest.BacktestResult` or a dict of metrics.
     Green/red where the ``policy`` has a rule for it (or for ``causal`` when known), grey otherwise.
 
     >>> html = badges_html({"causal": False, "deflated_sharpe": 0.41, "trials": 57, "oos_sharpe": 0.73})
     >>> "looks ahead" in html, "deflated Sharpe 0.41 (57 trials)" in html, "OOS Sharpe 0.73" in html
     (True, True, True)
     """
-    metrics: Mapping[str, Any] = result if isinstance(result, Mapping) else (getattr(result, "metrics", None) or {})
+    run = result if isinstance(result, BacktestResult) else None
+    metrics: Mapping[str, Any] = run.metrics if run is not None else result
     out = []
     causal = metrics.get("causal")
     if causal is None:
-        out.append(_pill("look-ahead not checked", R.GREY, "lab.validate(result) runs quantlab.check_lookahead"))
+        out.append(R.pill("look-ahead not checked", R.GREY, "lab.validate(result) runs quantlab.check_lookahead"))
     else:
-        out.append(_pill("✔ causal" if causal else "✘ looks ahead", R.GREEN if causal else R.RED,
-                         getattr(getattr(result, "lookahead", None), "message", "")))
+        report = run.lookahead if run is not None else None
+        out.append(R.pill("✔ causal" if causal else "✘ looks ahead", R.GREEN if causal else R.RED,
+                          report.message if isinstance(report, LookaheadReport) else ""))
     dsr, trials = _num(metrics.get("deflated_sharpe")), metrics.get("trials")
-    if dsr is None and not isinstance(result, Mapping) and getattr(result, "returns", None) is not None:
-        n = _trials_of(getattr(result, "name", None))
+    if dsr is None and run is not None:
+        n = _trials_of(run.name)
         if n:
             from quantlab.engine import stats
 
-            r = result.returns.to_numpy()
-            hold = getattr(result, "holdout", None)
-            if hold and getattr(result, "metrics_oos", None) is not None:
-                r = r[: len(r) - int(hold.get("bars", 0))]
+            r = run.returns.to_numpy()
+            if run.holdout and run.metrics_oos is not None:
+                r = r[: len(r) - int(run.holdout.get("bars", 0))]
             dsr, trials = _num(stats.deflated_sharpe(r, n)), n
-    lo = getattr(policy, "min_deflated_sharpe", None)
+    lo = policy.min_deflated_sharpe if policy is not None else None
     if dsr is not None:
         colour = R.GREY if lo is None else (R.GREEN if dsr >= lo else R.RED)
-        out.append(_pill(f"deflated Sharpe {dsr:.2f} ({trials} trials)", colour,
-                         "probability that the Sharpe beats the luck of that many tries (Bailey & López de Prado)"))
+        out.append(R.pill(f"deflated Sharpe {dsr:.2f} ({trials} trials)", colour,
+                          "probability that the Sharpe beats the luck of that many tries (Bailey & López de Prado)"))
     elif _num(metrics.get("psr")) is not None:
-        out.append(_pill(f"PSR {float(metrics['psr']):.2f}", R.GREY, "probability that the true Sharpe is above 0"))
+        out.append(R.pill(f"PSR {float(metrics['psr']):.2f}", R.GREY, "probability that the true Sharpe is above 0"))
     oos = _num(metrics.get("oos_sharpe"))
-    m_oos = getattr(result, "metrics_oos", None)
-    if oos is None and isinstance(m_oos, Mapping):
-        oos = _num(m_oos.get("sharpe"))
+    if oos is None and run is not None and run.metrics_oos is not None:
+        oos = _num(run.metrics_oos.get("sharpe"))
     if oos is not None:
-        lo = getattr(policy, "min_oos_sharpe", None)
+        lo = policy.min_oos_sharpe if policy is not None else None
         colour = R.GREY if lo is None else (R.GREEN if oos >= lo else R.RED)
-        out.append(_pill(f"OOS Sharpe {oos:.2f}", colour, "Sharpe on the held-out bars (holdout=)"))
+        out.append(R.pill(f"OOS Sharpe {oos:.2f}", colour, "Sharpe on the held-out bars (holdout=)"))
     return f"<div class='quantlab-validation' style='margin:4px 0'>{''.join(out)}</div>"
 
 
 def is_walk_forward(obj: Any) -> bool:
-    return type(obj).__name__ == "WalkForwardResult" and hasattr(obj, "folds") and hasattr(obj, "equity")
+    """Whether ``quantlab.review`` got a :class:`~quantlab.engine.walkforward.WalkForwardResult`."""
+    return isinstance(obj, WalkForwardResult)
 
 
 class WalkForwardView(StaticFallback, widgets.VBox):

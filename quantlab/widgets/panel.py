@@ -17,10 +17,12 @@ Example (in a notebook cell)::
     panel                                  # the widget
     panel.click()                          # or from code: press the button and wait
     panel.outcome.record.deployment_id
+
+(Size: the panel's state machine: the form, the submit / stop / redeploy threads and the ~20
+properties notebooks and tests read; its HTML is :mod:`quantlab.widgets._panel_html`.)
 """
 from __future__ import annotations
 
-import difflib
 import threading
 from typing import Any
 
@@ -30,35 +32,21 @@ import pandas as pd
 from quantlab.engine.backtest import BacktestResult
 from quantlab.engine.data import bar_size
 from quantlab.engine.strategy import Strategy
-from quantlab.hub import ACTIVE_DEPLOYMENT_STATUSES, HubError, StoredStrategy
+from quantlab.hub import ACTIVE_DEPLOYMENT_STATUSES, StoredStrategy
 from quantlab.lab import DeploymentPolicy, DeploymentRecord, Lab, PolicyCheck, StoreDeployOutcome
 from quantlab.servers.broker.constants import TIMEFRAME_MINUTES
 
 from . import _render as R
+from ._panel_html import (  # noqa: F401 - check_table_html, timeframe_label re-exported
+    STEPS, check_table_html, code_html, failed_rules, info_html, steps_html, timeframe_label,
+)
 from ._base import StaticFallback
 
 __all__ = ["DeployPanel", "deploy_panel", "DeployPanelError"]
 
-STEPS = ["validate", "store", "deploy", "record"]
-_STEP_ICON = {"start": "⏳", "done": "✔", "failed": "✘", "skipped": "–"}
 #: the broker's bar sizes the panel offers first (minutes -> MT5 name); the backtest's own is always offered
 TIMEFRAMES: dict[int, str] = {m: name for name, m in TIMEFRAME_MINUTES.items() if name in
                               ("M1", "M5", "M15", "M30", "H1", "H4", "D1", "W1")}
-
-
-def timeframe_label(minutes: int) -> str:
-    """``60`` -> ``'1 hour (H1)'``; the unit always shown.
-
-    >>> timeframe_label(1), timeframe_label(240), timeframe_label(7)
-    ('1 minute (M1)', '4 hours (H4)', '7 minutes')
-    """
-    for size, unit in ((10080, "week"), (1440, "day"), (60, "hour"), (1, "minute")):
-        if minutes % size == 0:
-            n = minutes // size
-            text = f"{n} {unit}{'s' if n != 1 else ''}"
-            break
-    name = {m: n for n, m in TIMEFRAME_MINUTES.items()}.get(minutes)
-    return f"{text} ({name})" if name else text
 
 
 def backtest_minutes(result: BacktestResult) -> int | None:
@@ -72,39 +60,6 @@ def backtest_minutes(result: BacktestResult) -> int | None:
 class DeployPanelError(RuntimeError):
     """The panel cannot submit: the policy fails and "deploy anyway" is not
     ticked, a submission is already running, or it already deployed."""
-
-
-def _badges(panel: Any) -> str:
-    from ._validation import badges_html
-
-    return badges_html(panel._result, getattr(panel._check, "policy", None))
-
-
-def check_table_html(check: PolicyCheck) -> str:
-    """The policy check as an HTML table: metric, rule, value and a pass/fail badge.
-
-    >>> from quantlab.lab.policy import DeploymentPolicy
-    >>> html = check_table_html(DeploymentPolicy().check({"sharpe": 1, "max_drawdown": 0.1, "profit_factor": 2, "trades": 9}))
-    >>> "PASSED" in html
-    True
-    """
-    cf = R.check_frame(check)
-    if cf is None or len(cf) == 0:
-        return f"<div style='color:{R.GREY}'>No policy rules.</div>"
-    rows = []
-    for r in cf.to_dict("records"):
-        metric = str(r["metric"])
-        rows.append(
-            f"<tr><td style='{R.TD_STYLE}'>{R.escape(R.metric_label(metric))}</td>"
-            f"<td style='{R.TD_STYLE};color:{R.GREY}'>{R.escape(R.rule_text(r))}</td>"
-            f"<td style='{R.TDR_STYLE}'>{R.escape(R.fmt_metric(metric, r['value']))}</td>"
-            f"<td style='{R.TD_STYLE}'>{R.badge(bool(r['passed']))}</td></tr>"
-        )
-    head = "".join(f"<th style='{R.TH_STYLE}'>{h}</th>" for h in ("Metric", "Rule", "Value", ""))
-    return (
-        f"<table class='quantlab-policy' style='{R.TABLE_STYLE}'><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>" + R.verdict_html(check)
-    )
 
 
 class DeployPanel(StaticFallback, widgets.VBox):
@@ -367,7 +322,7 @@ class DeployPanel(StaticFallback, widgets.VBox):
             return f"already deployed (deployment {self.deployment_id}); make a new panel to deploy again."
         if self.symbol_input.value is None:
             return "no symbol to deploy to: the broker listed none."
-        return ("the deployment policy fails (" + _failed_rules(self._check)
+        return ("the deployment policy fails (" + failed_rules(self._check)
                 + "); tick 'deploy anyway' (panel.force = True) to deploy regardless.")
 
     def _submit(self, raise_if_disabled: bool = False) -> threading.Thread | None:
@@ -495,65 +450,9 @@ class DeployPanel(StaticFallback, widgets.VBox):
         except Exception as exc:  # noqa: BLE001 - shown in the panel
             return None, None, f"{type(exc).__name__}: {exc}"
 
-    def _code_html(self) -> str:
-        """The code being deployed and its diff against the last stored version, folded."""
-        if self._strategy is None:
-            return ""
-        code = self._strategy.code
-        parts = [_details(f"Code ({len(code.splitlines())} lines)", f"<pre class='quantlab-code' style='{_PRE}'>"
-                          f"{R.escape(code)}</pre>")]
-        previous = None
-        try:
-            history = self._lab.hub.history(self._strategy.name)
-            if len(history):
-                previous = self._lab.hub.get(history.iloc[0]["commit"])
-        except HubError:
-            previous = None  # never stored under this name
-        if previous is None:
-            parts.append(f"<div style='color:{R.GREY};font-size:11px'>no earlier version of "
-                         f"{R.escape(self._strategy.name)!s} in the hub</div>")
-        else:
-            old = self._lab.hub.code(previous)
-            diff = list(difflib.unified_diff(old.splitlines(), code.splitlines(), f"{previous.file} ({previous.commit[:12]})",
-                                             "this cell", lineterm=""))
-            if diff:
-                lines = "".join(f"<span style='color:{_DIFF_COLOUR.get(line[:1], 'inherit')}'>{R.escape(line)}</span>\n"
-                                for line in diff)
-                parts.append(_details(f"Diff against the last stored version ({previous.commit[:12]}, "
-                                      f"{len(diff) - 2} lines)", f"<pre class='quantlab-diff' style='{_PRE}'>{lines}</pre>"))
-            else:
-                parts.append(f"<div style='color:{R.GREY};font-size:11px'>same code as the last stored version "
-                             f"({R.escape(previous.commit[:12])})</div>")
-        return "".join(parts)
-
     def _info_html(self, preview_error: str | None) -> str:
-        p = self._preview or {}
-        name = p.get("name") or self._result.name or "strategy"
-        rows = [("Strategy", f"<b>{R.escape(name)}</b> <code>{R.escape(R.params_text(self._result.params))}</code>")]
-        if self._existing is not None:
-            rows.append(("File", f"<code>{R.escape(self._existing.file)}</code> <span style='color:{R.GREY}'>already "
-                                 f"stored in commit <code>{R.escape(self._existing.commit[:12])}</code>: nothing new "
-                                 f"is written, the deployment uses it</span>"))
-        elif p.get("path"):
-            rows.append(("File", f"<code>{R.escape(p['path'])}</code> <span style='color:{R.GREY}'>(new)</span>"))
-            if p.get("message"):
-                rows.append(("Commit message", f"<pre style='margin:0;white-space:pre-wrap;font-size:11px'>"
-                                               f"{R.escape(p['message'])}</pre>"))
-        if p.get("secrets"):
-            rows.append(("Secrets", f"<span style='color:{R.RED}'>the code looks like it holds secrets; the hub will refuse "
-                                    f"to store it: {R.escape('; '.join(map(str, p['secrets'])))}</span>"))
-        if preview_error:
-            rows.append(("Preview", f"<span style='color:{R.RED}'>{R.escape(preview_error)}</span>"))
-        table = "".join(
-            f"<tr><td style='{R.TD_STYLE};text-align:left;vertical-align:top;color:{R.GREY}'>{k}</td>"
-            f"<td style='{R.TD_STYLE};text-align:left;white-space:normal'>{v}</td></tr>"
-            for k, v in rows
-        )
-        title = "Will deploy from the assets hub" if self._existing is not None else "Will store in the assets hub"
-        return (
-            f"<div><b>{title}</b><table style='{R.TABLE_STYLE}'>{table}</table>{self._code_html()}"
-            f"<div style='margin-top:6px'><b>Deployment policy</b></div>{_badges(self)}{check_table_html(self._check)}</div>"
-        )
+        return info_html(self._result, self._check, self._preview, self._existing, preview_error,
+                         code_html(self._strategy, self._lab.hub))
 
     def _render_warning(self) -> None:
         why = self.timeframe_warning
@@ -561,20 +460,7 @@ class DeployPanel(StaticFallback, widgets.VBox):
                                    f"{R.escape(why)}</div>" if why else "")
 
     def _render_steps(self) -> None:
-        latest: dict[str, tuple[str, str]] = {}
-        for step, status, detail in self._steps:
-            latest[step] = (status, detail)
-        order = STEPS + [s for s in latest if s not in STEPS]
-        cells = []
-        for step in order:
-            status, detail = latest.get(step, ("", ""))
-            icon = _STEP_ICON.get(status, "·")
-            color = R.GREEN if status == "done" else R.RED if status == "failed" else R.GREY
-            cells.append(
-                f"<tr><td style='{R.TD_STYLE};color:{color}'>{icon}</td><td style='{R.TD_STYLE}'>{R.escape(step)}</td>"
-                f"<td style='{R.TD_STYLE};color:{R.GREY}'>{R.escape(detail)}</td></tr>"
-            )
-        self.steps_view.value = f"<table style='{R.TABLE_STYLE}'>{''.join(cells)}</table>" if self._steps else ""
+        self.steps_view.value = steps_html(self._steps)
 
     def _render_outcome(self) -> None:
         if self._running:
@@ -643,25 +529,6 @@ class DeployPanel(StaticFallback, widgets.VBox):
         )
         return (f"<div class='quantlab-deploy-panel'>{self.info_view.value}{form}{self.warning_view.value}"
                 f"{self.steps_view.value}{self.outcome_view.value}</div>")
-
-
-_PRE = "margin:2px 0;max-height:320px;overflow:auto;font-size:11px;background:#f6f8fa;padding:6px"
-_DIFF_COLOUR = {"+": R.GREEN, "-": R.RED, "@": R.GREY}
-
-
-def _details(summary: str, body: str) -> str:
-    """A folded section (HTML ``<details>``): works in the live widget and in static HTML alike."""
-    return f"<details style='margin:4px 0'><summary style='cursor:pointer'>{R.escape(summary)}</summary>{body}</details>"
-
-
-def _failed_rules(check: PolicyCheck) -> str:
-    cf = R.check_frame(check)
-    if cf is None:
-        return "no check"
-    failed = cf[~cf["passed"].astype(bool)]
-    return "; ".join(
-        f"{r['metric']} = {R.fmt_metric(str(r['metric']), r['value'])}, needs {R.rule_text(r)}" for r in failed.to_dict("records")
-    ) or "failed"
 
 
 def deploy_panel(result: BacktestResult, lab: Lab, policy: DeploymentPolicy | None = None, **kwargs: Any) -> DeployPanel:
