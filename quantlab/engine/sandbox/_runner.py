@@ -26,6 +26,8 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
+from quantlab._util.procs import kill_process, pid_alive
+
 from ._errors import SandboxError
 from ._limits import SandboxLimits
 
@@ -144,11 +146,7 @@ class _Zygote:
             return False
         if self.owner == os.getpid():
             return self.proc.poll() is None
-        try:  # a forked child of the owner (a sweep's pool worker) shares the zygote: is it still there?
-            os.kill(self.proc.pid, 0)
-            return True
-        except OSError:
-            return False
+        return pid_alive(self.proc.pid)  # a forked child of the owner (a sweep's pool worker) shares the zygote
 
     def send(self, req: dict, fds: list[int]) -> None:
         with self.lock:
@@ -166,9 +164,9 @@ class _Zygote:
         except OSError:
             pass
         try:
-            self.proc.wait(5)
+            self.proc.wait(5)  # with its socket closed it kills its children and exits
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            kill_process(self.proc.pid, grace=0)
             self.proc.wait(5)
         shutil.rmtree(self.scratch, ignore_errors=True)
 

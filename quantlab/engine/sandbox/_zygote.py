@@ -23,6 +23,8 @@ import socket
 import struct
 import sys
 
+from quantlab._util.procs import kill_process
+
 CHILD_FDS = ("task", "result", "log", "status", "data")
 
 #: events a strategy may raise at run time (anything else is refused and reported)
@@ -225,10 +227,7 @@ def main(ctl_fd: int, allow_json: str = "[]") -> None:
         if "kill" in req:
             pid = by_token.get(req["kill"])
             if pid is not None:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                kill_process(pid, grace=0)
             for fd in fds:
                 os.close(fd)
             continue
@@ -264,10 +263,7 @@ def main(ctl_fd: int, allow_json: str = "[]") -> None:
         children[spare[0]] = ("", os.open(os.devnull, os.O_WRONLY))
     # the parent is gone or closed us: nothing may outlive the zygote
     for pid in list(children):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_process(pid, grace=0)
     for pid in list(children):
         try:
             os.waitpid(pid, 0)
