@@ -1,5 +1,5 @@
 """The real public MT5 MCP server (``mcp-metatrader5-server`` 0.1.8, console script ``mt5mcp``) on
-Linux, against our simulated ``MetaTrader5`` terminal (:mod:`quantlab.testing.mt5sim`).
+Linux, against our simulated ``MetaTrader5`` terminal (:mod:`quantlab.testing.mt5sim`, a ``MetaTrader5`` package).
 
 ``mt5mcp`` needs ``fastmcp==3.4.2``, which needs ``mcp<2``: it cannot share an environment with
 quantlab (``mcp`` 2.x), so it lives in its own virtual environment, built once by
@@ -32,7 +32,7 @@ __all__ = ["MT5MCP_VERSION", "FASTMCP_VERSION", "SIM_DIR", "SIM_PASSWORD", "SIM_
 
 MT5MCP_VERSION = "0.1.8"
 FASTMCP_VERSION = "3.4.2"
-#: the folder holding the simulated ``MetaTrader5.py`` (first on the server's PYTHONPATH)
+#: the folder holding the simulated ``MetaTrader5`` package (first on the server's PYTHONPATH)
 SIM_DIR = Path(__file__).with_name("mt5sim")
 #: the simulated accounts' password (not a secret; it reaches the server through ``${MT5SIM_PASSWORD}``)
 SIM_PASSWORD = "sim-password"
