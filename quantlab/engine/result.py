@@ -63,7 +63,8 @@ class BacktestResult:
     are valued at the last close), ``strategy``, ``name``, ``params``,
     ``data_ref``, ``costs`` (``cash, fees, slippage``), ``periods_per_year``,
     ``run_id``, ``created_at``, ``fill``, ``benchmark`` (buy-and-hold equity from the same
-    cash, ``cash × close_t / close_0``; ``None`` on a result rebuilt by ``from_dict``);
+    cash, ``cash × close_t / close_0``; it travels through ``to_dict``/``from_dict``, ``None`` only
+    for a result stored before it did);
     property ``drawdown``.
 
     ``to_dict()`` / ``from_dict()`` round-trip exactly through JSON.
@@ -145,7 +146,7 @@ class BacktestResult:
         >>> from quantlab.engine import backtest, data
         >>> d = backtest(data.synthetic(50, seed=1), "def signals(data):\\n    return data.close*0+1").to_dict()
         >>> sorted(d)[:4]
-        ['code', 'code_sha256', 'costs', 'created_at']
+        ['benchmark', 'code', 'code_sha256', 'costs']
         """
         t = self.trades
         return {
@@ -167,6 +168,7 @@ class BacktestResult:
             "equity": _enc_floats(self.equity.to_numpy()),
             "returns": _enc_floats(self.returns.to_numpy()),
             "positions": _enc_floats(self.positions.to_numpy()),
+            **({"benchmark": _enc_floats(self.benchmark.to_numpy())} if self.benchmark is not None else {}),
             "trades": {
                 "entry_time": t["entry_time"].to_numpy(dtype="datetime64[ns]").view("int64").tolist(),
                 "exit_time": [None if x == np.iinfo(np.int64).min else x
@@ -201,6 +203,7 @@ class BacktestResult:
             equity=pd.Series(_dec_floats(d["equity"]), index=index, name="equity"),
             returns=pd.Series(_dec_floats(d["returns"]), index=index, name="returns"),
             positions=pd.Series(_dec_floats(d["positions"]), index=index, name="position"),
+            benchmark=pd.Series(_dec_floats(d["benchmark"]), index=index, name="benchmark") if "benchmark" in d else None,
             trades=trades, strategy=strategy, name=d.get("name", "strategy"),
             params={k: decode_number(v) for k, v in (d.get("params") or {}).items()}, data_ref=d.get("data_ref"),
             costs={k: decode_number(v) for k, v in (d.get("costs") or {}).items()},
@@ -253,7 +256,7 @@ def trades_frame(entry_time, exit_time, side, size, entry_price, exit_price, pnl
 
 
 # -- paged transport of to_dict() ---------------------------------------------------------------
-PER_BAR_KEYS = ("index", "equity", "returns", "positions")
+PER_BAR_KEYS = ("index", "equity", "returns", "positions", "benchmark")
 #: bars per page when a result travels in pages (the backtest server's ``get_run`` and its clients)
 PAGE_BARS = 100_000
 
@@ -274,7 +277,8 @@ def join_pages(pages: "list[Mapping[str, Any]]") -> dict[str, Any]:
     d = {k: (list(v) if k in PER_BAR_KEYS else v) for k, v in first.items() if k != "page"}
     for page in rest:
         for k in PER_BAR_KEYS:
-            d[k].extend(page[k])
+            if k in d:  # ``benchmark`` is absent from results stored before it travelled
+                d[k].extend(page[k])
     return d
 
 

@@ -242,7 +242,7 @@ def test_to_dict_round_trips_exactly_through_json():
     r = _result()
     d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
     r2 = BacktestResult.from_dict(d)
-    for a in ("equity", "returns", "positions"):
+    for a in ("equity", "returns", "positions", "benchmark"):  # benchmark: buy-and-hold equity travels too
         pd.testing.assert_series_equal(getattr(r, a), getattr(r2, a), check_exact=True, check_freq=False)
     pd.testing.assert_frame_equal(r.trades, r2.trades, check_exact=True)
     assert r2.metrics == r.metrics and r2.params == r.params and r2.costs == r.costs
@@ -327,3 +327,12 @@ def test_strategy_cannot_change_the_callers_frame():
     code = "def signals(data):\n    data['extra'] = 1.0\n    data['close'] = data['close'] * 2\n    return data.close * 0\n"
     backtest(df, code)
     pd.testing.assert_frame_equal(df, before)
+
+
+def test_a_result_stored_before_the_benchmark_travelled_still_loads():
+    r = _result()
+    d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
+    del d["benchmark"]
+    r2 = BacktestResult.from_dict(d)
+    assert r2.benchmark is None and r2.equity.equals(r.equity)
+    assert "benchmark" not in r2.to_dict()

@@ -80,6 +80,7 @@ def test_get_run_round_trip_equals_inprocess(server):
     assert back.equity.equals(ref.equity)
     assert back.returns.equals(ref.returns)
     assert back.positions.equals(ref.positions)
+    assert back.benchmark.equals(ref.benchmark)  # buy-and-hold equity, stored with the run
     pd.testing.assert_frame_equal(back.trades, ref.trades)
     assert back.run_id == ref.run_id
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import quantlab
@@ -37,7 +38,8 @@ def test_buy_and_hold_benchmark(hourly):
     assert r.benchmark.iloc[0] == 50_000 and r.benchmark.iloc[-1] == pytest.approx(50_000 * close[-1] / close[0])
     assert r.benchmark.index.equals(r.equity.index)
     back = BacktestResult.from_dict(r.to_dict())
-    assert back.metrics["benchmark_return"] == r.metrics["benchmark_return"] and back.benchmark is None
+    assert back.metrics["benchmark_return"] == r.metrics["benchmark_return"]
+    pd.testing.assert_series_equal(back.benchmark, r.benchmark, check_exact=True, check_freq=False)  # travels too
     row = quantlab.sweep(SMA, hourly, {"fast": [10]}, progress=False).frame.iloc[0]
     assert row["benchmark_return"] == r.metrics["benchmark_return"]
     assert "benchmark_return" in r._repr_html_()

@@ -45,6 +45,8 @@ _TABLE_KEY = "__table__"
 _SERIES_KEY = "__series__"
 #: top-level keys of ``BacktestResult.to_dict()`` that hold one value per bar
 SERIES_KEYS = ("index", "equity", "returns", "positions")
+#: per-bar lists a result may also have (stored in ``series.parquet`` when present)
+OPTIONAL_SERIES_KEYS = ("benchmark",)
 
 
 class UploadNotFound(LookupError):
@@ -186,8 +188,10 @@ def _skeleton(result: Any) -> tuple[dict[str, Any], dict[str, dict], Any]:
     light.equity = result.equity.iloc[:0]
     light.returns = result.returns.iloc[:0]
     light.positions = result.positions.iloc[:0]
+    if result.benchmark is not None:
+        light.benchmark = result.benchmark.iloc[:0]
     d = light.to_dict()
-    unknown = [k for k, v in d.items() if isinstance(v, list) and k not in SERIES_KEYS]
+    unknown = [k for k, v in d.items() if isinstance(v, list) and k not in SERIES_KEYS + OPTIONAL_SERIES_KEYS]
     if bars and (unknown or not all(k in d for k in SERIES_KEYS)):
         d = result.to_dict()  # unknown layout: store it generically
         tables: dict[str, dict] = {}
@@ -202,10 +206,12 @@ def _skeleton(result: Any) -> tuple[dict[str, Any], dict[str, dict], Any]:
             "equity": pa.array(result.equity.to_numpy(dtype="float64")),
             "returns": pa.array(result.returns.to_numpy(dtype="float64")),
             "positions": pa.array(result.positions.to_numpy(dtype="float64")),
+            **({"benchmark": pa.array(result.benchmark.to_numpy(dtype="float64"))} if "benchmark" in d else {}),
         }
     )
-    for k in SERIES_KEYS:
-        d[k] = {_SERIES_KEY: k}
+    for k in SERIES_KEYS + OPTIONAL_SERIES_KEYS:
+        if k in d:
+            d[k] = {_SERIES_KEY: k}
     tables = {}
     return _split(d, (), tables), tables, series
 
@@ -374,7 +380,7 @@ class RunStore:
         """Exactly ``BacktestResult.to_dict()`` of the stored run.
 
         With ``limit``, one page: the per-bar lists (``index, equity, returns,
-        positions``) hold rows ``[offset, offset+limit)``, everything else is only
+        positions``, ``benchmark``) hold rows ``[offset, offset+limit)``, everything else is only
         in the first page (``offset == 0``), and ``"page"`` says
         ``{"offset", "limit", "total", "next_offset"}``. Concatenate the per-bar
         lists of all pages (drop ``"page"``) to get ``to_dict()``.

@@ -90,7 +90,7 @@ async def get_run(
     part="all" returns exactly BacktestResult.to_dict() (index as int64 ns, floats as
     JSON numbers), so BacktestResult.from_dict(result) equals the in-process result.
     Runs over 100,000 bars must be paged: part="all" with offset/limit returns the
-    per-bar lists (index, equity, returns, positions) for those rows, the rest only on
+    per-bar lists (index, equity, returns, positions, benchmark) for those rows, the rest only on
     the first page, and "page": {offset, limit, total, next_offset}; concatenate the
     per-bar lists of all pages and drop "page" to get to_dict().
     part="summary" returns the code, params, data reference, costs and metrics.
