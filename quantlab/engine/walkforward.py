@@ -44,6 +44,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from quantlab._util import decode_number, to_jsonable
 from quantlab._util import html as qh
 
 from . import stats as _stats
@@ -60,6 +61,8 @@ __all__ = ["walk_forward", "WalkForwardResult", "fold_windows"]
 FOLD_METRICS = ("sharpe", "total_return", "max_drawdown", "trades")
 #: Metrics where lower is better (chosen by the minimum).
 LOWER_IS_BETTER = ("max_drawdown", "max_drawdown_duration", "volatility")
+#: the folds' window bounds (timestamps)
+_TIME_COLUMNS = ("train_start", "train_end", "test_start", "test_end")
 
 
 def _bars(x: Any, n: int, name: str) -> int:
@@ -143,6 +146,67 @@ class WalkForwardResult:
                 f"stitched OOS sharpe={self.metrics.get('sharpe', math.nan):.4g}, "
                 f"total_return={self.metrics.get('total_return', math.nan):.4g}, "
                 f"efficiency={self.metrics.get('efficiency', math.nan):.3g})")
+
+    # -- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Columnar, JSON-safe dict (timestamps as int64 ns, NaN/inf as strings); :meth:`from_dict` rebuilds it.
+
+        >>> import json
+        >>> from quantlab.engine import data
+        >>> wf = walk_forward("def signals(data, n=5):\\n    return (data.close > data.close.rolling(n).mean()) * 1.0",
+        ...                   data.synthetic(600, seed=1), {"n": [5, 10]}, train=200, test=100, progress=False)
+        >>> back = WalkForwardResult.from_dict(json.loads(json.dumps(wf.to_dict())))
+        >>> back.equity.equals(wf.equity), back.folds["params"].tolist() == wf.folds["params"].tolist()
+        (True, True)
+        """
+        f = self.folds
+        folds: dict[str, list] = {}
+        for c in f.columns:
+            if c in _TIME_COLUMNS:
+                folds[c] = pd.DatetimeIndex(f[c]).as_unit("ns").asi8.tolist()
+            else:
+                folds[c] = [to_jsonable(v) for v in f[c].tolist()]
+        return {
+            "version": 1, "name": self.name, "code": self.strategy.code, "metric": self.metric,
+            "folds": {"columns": [str(c) for c in f.columns], "data": folds},
+            "index": self.equity.index.as_unit("ns").asi8.tolist(),
+            "equity": [to_jsonable(x) for x in self.equity.to_numpy(dtype=np.float64).tolist()],
+            "returns": [to_jsonable(x) for x in self.returns.to_numpy(dtype=np.float64).tolist()],
+            "metrics": {k: to_jsonable(v) for k, v in self.metrics.items()},
+            "is_scores": [[to_jsonable(x) for x in row] for row in self.is_scores.to_numpy(dtype=np.float64).tolist()],
+            "oos_scores": [[to_jsonable(x) for x in row] for row in self.oos_scores.to_numpy(dtype=np.float64).tolist()],
+            "score_columns": [str(c) for c in self.is_scores.columns],
+            "combos": [to_jsonable(dict(c)) for c in self.combos], "costs": to_jsonable(self.costs),
+            "windows": [[list(w) for w in fold] for fold in self.windows], "executor": self.executor,
+            "elapsed": self.elapsed, "data_ref": self.data_ref,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "WalkForwardResult":
+        """Rebuild a result from :meth:`to_dict` output (also after ``json.dumps``/``loads``)."""
+        cols = d["folds"]["columns"]
+        data = d["folds"]["data"]
+        folds = pd.DataFrame({c: (pd.DatetimeIndex(np.array(data[c], dtype="int64").view("datetime64[ns]"))
+                                  if c in _TIME_COLUMNS else
+                                  [decode_number(v) for v in data[c]] if c.startswith(("is_", "oos_")) else data[c])
+                              for c in cols}, columns=cols)
+        index = pd.DatetimeIndex(np.array(d["index"], dtype="int64").view("datetime64[ns]"), name="time")
+
+        def floats(values: list) -> np.ndarray:
+            return np.array([decode_number(x) for x in values], dtype=np.float64)
+
+        def scores(rows: list) -> pd.DataFrame:
+            return pd.DataFrame([[decode_number(x) for x in r] for r in rows], columns=d["score_columns"], dtype=np.float64)
+
+        return cls(
+            strategy=Strategy.from_code(d["code"], name=d.get("name")), metric=d["metric"], folds=folds,
+            equity=pd.Series(floats(d["equity"]), index=index, name="equity"),
+            returns=pd.Series(floats(d["returns"]), index=index, name="returns"),
+            metrics={k: decode_number(v) for k, v in d["metrics"].items()},
+            is_scores=scores(d["is_scores"]), oos_scores=scores(d["oos_scores"]),
+            combos=[dict(c) for c in d["combos"]], costs={k: decode_number(v) for k, v in d["costs"].items()},
+            windows=[tuple(tuple(w) for w in fold) for fold in d["windows"]], executor=d.get("executor", ""),
+            elapsed=float(d.get("elapsed") or 0.0), data_ref=d.get("data_ref"))
 
     def plot(self, ax: Any = None):
         """IS vs OOS bars of the selection metric per fold, and the stitched OOS equity (matplotlib Figure)."""

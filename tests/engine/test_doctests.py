@@ -8,7 +8,7 @@ import pytest
 
 MODULES = ["quantlab.engine.data", "quantlab.engine.backtest", "quantlab.engine.stats",
            "quantlab.engine.plotting", "quantlab.engine", "quantlab.data", "quantlab.engine.signals",
-           "quantlab.engine.strategy", "quantlab.engine.simulate", "quantlab.engine.result"]
+           "quantlab.engine.strategy", "quantlab.engine.simulate", "quantlab.engine.result", "quantlab.engine.walkforward"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -32,7 +32,7 @@ def inprocess(ref: str, code: str = SMA_CODE, name: str = "sma", **kw) -> Backte
 # -- tools ---------------------------------------------------------------------------------------
 def test_tools_are_listed_with_descriptions(server):
     tools = {t.name: t for t in server.list_tools().tools}
-    assert set(tools) == {"run_backtest", "get_run", "list_runs", "upload_data", "list_datasets", "run_sweep"}
+    assert set(tools) == {"run_backtest", "get_run", "list_runs", "upload_data", "list_datasets", "run_sweep", "walk_forward"}
     for t in tools.values():
         assert t.description and len(t.description) > 40
     props = tools["run_backtest"].input_schema["properties"]
@@ -390,3 +390,23 @@ def test_damaged_run_is_a_tool_error_and_the_server_keeps_serving(server, runs_d
     assert "is damaged" in err and "run the backtest again" in err
     listed = [r["run_id"] for r in server.ok("list_runs", limit=10_000)["runs"]]  # still serving; skips it
     assert listed and run["run_id"] not in listed
+
+
+def test_walk_forward_tool_equals_inprocess(server):
+    from quantlab.engine.walkforward import WalkForwardResult, walk_forward
+
+    ref = "synthetic:seed=8,bars=3000"
+    grid = {"fast": [5, 10], "slow": [40, 60]}
+    out = server.ok("walk_forward", code=SMA_CODE, name="sma", grid=grid, train=1000, test=500, data=ref,
+                    fees=0.001, executor="inprocess")
+    back = WalkForwardResult.from_dict(out["result"])
+    local = walk_forward(Strategy.from_code(SMA_CODE, name="sma"), qdata.from_reference(ref), grid, 1000, 500,
+                         progress=False, fees=0.001)
+    assert out["folds"] == len(local.folds) == 4
+    assert back.folds["params"].tolist() == local.folds["params"].tolist()
+    pd.testing.assert_series_equal(back.equity, local.equity, check_exact=False, rtol=1e-12, check_freq=False)
+    assert out["metrics"]["sharpe"] == enc(local.metrics["sharpe"])
+    assert "[grid]" in server.error("walk_forward", code=SMA_CODE, name="sma", grid=grid, train=2900, test=500,
+                                    data=ref, executor="inprocess")  # no fold fits: says so, server keeps serving
+    assert "whole bars" in server.error("walk_forward", code=SMA_CODE, name="sma", grid=grid, train=1000.5, test=500,
+                                        data=ref)

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import Field
 from typing_extensions import TypedDict
 
-__all__ = ["RunSummary", "UploadInfo", "RunList", "DatasetList", "SweepSummary"]
+__all__ = ["RunSummary", "UploadInfo", "RunList", "DatasetList", "SweepSummary", "WalkForwardSummary"]
 
 
 class RunSummary(TypedDict):
@@ -65,3 +65,11 @@ class SweepSummary(TypedDict):
     best: Annotated[dict[str, Any] | None, Field(description="The row with the highest Sharpe ratio (params and metrics), or null.")]
     elapsed: Annotated[float, Field(description="Seconds the server spent on the call.")]
 
+
+class WalkForwardSummary(TypedDict):
+    """What ``walk_forward`` returns."""
+
+    result: Annotated[dict[str, Any], Field(description="WalkForwardResult.to_dict(): rebuild with quantlab.engine.walkforward.WalkForwardResult.from_dict.")]
+    folds: Annotated[int, Field(description="Number of folds.")]
+    metrics: Annotated[dict[str, Any], Field(description="Metrics of the stitched out-of-sample equity, plus efficiency (mean OOS / mean IS metric) and folds; non-finite values as 'inf', '-inf', 'nan'.")]
+    elapsed: Annotated[float, Field(description="Seconds the server spent on the call.")]

@@ -9,7 +9,8 @@ Tools
     the stored result: ``part="all"`` is exactly ``BacktestResult.to_dict()``
     (rebuild it with ``BacktestResult.from_dict``); other parts are paged columns.
 ``list_runs(limit=50)``, ``upload_data(data, format="parquet-base64")``, ``list_datasets()``;
-``run_sweep(code, name, grid, ...)`` (a parameter grid, see :mod:`~quantlab.servers.backtest.tools.sweep`).
+``run_sweep(code, name, grid, ...)`` (a parameter grid) and ``walk_forward(code, name, grid, train, test, ...)``
+(parameters chosen per training window, judged out of sample), see :mod:`~quantlab.servers.backtest.tools.sweep`.
 
 The tools are top-level typed functions in :mod:`quantlab.servers.backtest.tools`; the server's
 lifespan owns their state (:class:`~quantlab.servers.backtest.backend.Backend`: run store, worker
@@ -22,7 +23,7 @@ Example
 >>> server = build_server("/tmp/qlruns")
 >>> import asyncio
 >>> sorted(t.name for t in asyncio.run(server.list_tools()))
-['get_run', 'list_datasets', 'list_runs', 'run_backtest', 'run_sweep', 'upload_data']
+['get_run', 'list_datasets', 'list_runs', 'run_backtest', 'run_sweep', 'upload_data', 'walk_forward']
 """
 from __future__ import annotations
 

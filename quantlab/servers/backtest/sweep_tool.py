@@ -1,5 +1,5 @@
-"""The child process of the backtest server's ``run_sweep`` tool (:mod:`.tools.sweep`): a parameter
-sweep on the server's machine (or its Dask cluster).
+"""The child process of the backtest server's ``run_sweep`` and ``walk_forward`` tools (:mod:`.tools.sweep`):
+a parameter sweep (or a walk-forward optimisation) on the server's machine (or its Dask cluster).
 
 The sweep runs in this child process (``python -m quantlab.servers.backtest.sweep_tool``) so
 strategy code never executes inside the server: the child loads the data reference, runs
@@ -54,6 +54,9 @@ def _set_memory_limit(memory_mb: int | None) -> None:
 def run_child(task: dict[str, Any]) -> dict[str, Any]:
     """Run one sweep task (what the child process does); returns ``{"ok": to_dict}`` or ``{"error", "kind"}``.
 
+    ``task["kind"] == "walk_forward"`` runs :func:`~quantlab.engine.walkforward.walk_forward` instead, with
+    ``task["walk_forward"]`` = ``{"train", "test", "step", "metric", "purge", "anchored"}``.
+
     >>> out = run_child({"code": "def signals(data, n=2):\\n    return data.close * 0", "name": "flat",
     ...                  "grid": {"n": [1, 2]}, "data": "synthetic:seed=1,bars=300", "costs": {},
     ...                  "executor": "inprocess", "workers": 1, "runs_dir": "/tmp/qlruns"})
@@ -89,9 +92,17 @@ def run_child(task: dict[str, Any]) -> dict[str, Any]:
         executor, client = _executor(task.get("executor") or "processes", int(task.get("workers") or 1))
     except Exception as exc:  # noqa: BLE001
         return {"kind": "executor", "error": f"{type(exc).__name__}: {exc}"}
+    costs = {k: v for k, v in (task.get("costs") or {}).items() if v is not None}
     try:
-        res = sweep(strategy, data, task["grid"], executor, progress=progress, data_ref=task["data"],
-                    **{k: v for k, v in (task.get("costs") or {}).items() if v is not None})
+        if task.get("kind") == "walk_forward":
+            from quantlab.engine.walkforward import walk_forward
+
+            wf = task["walk_forward"]
+            res = walk_forward(strategy, data, task["grid"], wf["train"], wf["test"], wf.get("step"),
+                               wf.get("metric") or "sharpe", executor, purge=int(wf.get("purge") or 0),
+                               anchored=bool(wf.get("anchored")), progress=progress, data_ref=task["data"], **costs)
+        else:
+            res = sweep(strategy, data, task["grid"], executor, progress=progress, data_ref=task["data"], **costs)
         return {"ok": res.to_dict()}
     except (SweepError, TypeError, ValueError) as exc:
         return {"kind": "grid", "error": str(exc)}

@@ -2,7 +2,7 @@
 
 * :mod:`.runs` - ``run_backtest``, ``get_run``, ``list_runs``
 * :mod:`.data` - ``upload_data``, ``list_datasets``
-* :mod:`.sweep` - ``run_sweep``
+* :mod:`.sweep` - ``run_sweep``, ``walk_forward``
 
 Every tool reads the server's :class:`~quantlab.servers.backtest.backend.Backend` (run store, worker
 pool, data root) from the state the server's lifespan owns (:func:`.common.backend`), never from a
@@ -24,6 +24,7 @@ TOOLS = [
     (data.upload_data, ToolAnnotations(read_only_hint=False, idempotent_hint=True, open_world_hint=False)),
     (data.list_datasets, _READ),
     (sweep.run_sweep, _READ),
+    (sweep.walk_forward, _READ),
 ]
 
 __all__ = ["TOOLS"]
