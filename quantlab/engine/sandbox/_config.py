@@ -54,7 +54,26 @@ NEVER_ALLOW_SUB = frozenset({
 _SPLIT = re.compile(r"[\s,;]+")
 
 
+#: parsed ``allow`` lists by (path, mtime, size): every sandboxed call reads the configuration, and
+#: parsing a project's pyproject.toml costs ~1.5 ms; a changed file is read again
+_TOML_CACHE: dict[tuple[str, int, int], list[str] | None] = {}
+
+
 def _toml_allow(path: Path) -> list[str] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _TOML_CACHE:
+        if len(_TOML_CACHE) > 64:
+            _TOML_CACHE.clear()
+        _TOML_CACHE[key] = _read_toml_allow(path)
+    found = _TOML_CACHE[key]
+    return None if found is None else list(found)
+
+
+def _read_toml_allow(path: Path) -> list[str] | None:
     try:
         import tomllib
     except ImportError:  # pragma: no cover - Python < 3.11
