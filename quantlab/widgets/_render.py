@@ -1,5 +1,8 @@
 """Static rendering shared by the widgets: formatted tables (HTML) and charts (PNG).
 
+(Size: the metric labels and formats, policy tables and the three PNG charts every widget
+shares; the palette itself is :mod:`quantlab._util.html`.)
+
 Everything here is front-end independent: charts are drawn by matplotlib's Agg
 canvas straight into PNG bytes (no pyplot, no interactive backend, nothing
 shown twice by ``%matplotlib inline``), tables are plain HTML with inline

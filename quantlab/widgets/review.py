@@ -1,5 +1,8 @@
 """``quantlab.review``: the backtest review dashboard.
 
+(Size: one widget, the single-run view and the comparison table that drives it; tables and
+charts are :mod:`._render`, validation badges :mod:`._validation`.)
+
 One result shows its metrics (with the deployment policy's pass/fail badge per
 metric), the equity and drawdown chart, the monthly returns heat map and the
 sortable trade list. Several results (a list, a dict, or a parameter sweep's

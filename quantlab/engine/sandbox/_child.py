@@ -1,5 +1,8 @@
 """What one sandboxed child does (forked from the zygote; never returns to it).
 
+(Size: one ordered lockdown sequence and the audit hook's rules, kept in one file so the order
+that makes them safe is read in one place.)
+
 Order matters: everything that needs the host (reading the task pipe, mapping
 the data) happens first; then the limits (rlimits), the kernel layers (no_new_privs,
 Landlock, seccomp) and the Python audit hook; only then is the strategy's code

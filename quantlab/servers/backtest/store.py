@@ -1,5 +1,7 @@
 """On-disk store of backtest runs and uploaded datasets.
 
+(Size: writing and reading the one on-disk layout, both halves kept together so they cannot drift.)
+
 Layout of a runs directory::
 
     runs/
