@@ -84,8 +84,10 @@ def describe_data(frame: pd.DataFrame | None, ref: str, costs: Mapping[str, Any]
         lines.append(f"  columns: {', '.join(map(str, frame.columns))}; {len(frame)} bars"
                      + (f" of {step}" if step is not None else "")
                      + f", from {frame.index[0]} to {frame.index[-1]}")
-    c = {k: costs.get(k) for k in ("cash", "fees", "slippage") if costs.get(k) is not None}
-    lines.append("  costs: " + (", ".join(f"{k}={v}" for k, v in c.items()) if c else "cash=100000, no fees or slippage"))
+    from quantlab.engine.costs import default_costs
+
+    c = {**default_costs(), **{k: costs[k] for k in ("cash", "fees", "slippage") if costs.get(k) is not None}}
+    lines.append("  costs: " + ", ".join(f"{k}={v:g}" for k, v in c.items()))
     return "\n".join(lines)
 
 

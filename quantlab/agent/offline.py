@@ -2,8 +2,8 @@
 
 The idea's words pick building blocks (trend / moving average -> a moving-average cross,
 momentum -> rate of change, mean reversion / Bollinger / z-score -> a z-score fade, breakout ->
-a Donchian channel, RSI -> RSI bands, volatility -> a volatility filter around another block),
-and each attempt tries the next composition or parameter set. Every answer says it came from
+a Donchian channel, RSI -> RSI bands, volatility -> a volatility filter around another block,
+"long only" / "no shorts" -> the block's short side dropped), and each attempt tries the next composition or parameter set. Every answer says it came from
 the building blocks (``offline — indicator building blocks, no LLM``); nothing here pretends to
 be a language model. It lets notebooks, Binder and CI run the whole agent loop without a key.
 
@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from .models import OFFLINE_LABEL
 
-__all__ = ["BLOCKS", "blocks_for", "OfflineGenerator"]
+__all__ = ["BLOCKS", "blocks_for", "long_only", "OfflineGenerator"]
 
 _HEADER = "import numpy as np\nimport pandas as pd\n\n\n"
 
@@ -78,6 +78,7 @@ BLOCKS: dict[str, dict[str, Any]] = {
     },
 }
 _VOL_WORDS = ["volatility", "volatile", "vol ", "risk", "calm", "atr"]
+_LONG_WORDS = ["long only", "long-only", "no shorts", "no short", "never short", "without shorting"]
 _VOL_FILTER = ("    vol = data.close.pct_change().rolling(int(vol_window)).std()\n"
                "    calm = vol <= vol.expanding(int(vol_window)).quantile(vol_quantile)\n"
                "    target = target.where(calm, 0.0)\n")
@@ -105,14 +106,25 @@ def blocks_for(idea: str) -> list[tuple[str, bool, list[str]]]:
     return [(name, vol, words) for _, name, words in found]
 
 
-def _code(block: str, params: dict[str, Any], vol: bool) -> str:
+def long_only(idea: str) -> bool:
+    """Whether the idea rules out short positions ("long only", "no shorts" ...).
+
+    >>> long_only("trend following, long only"), long_only("trend following")
+    (True, False)
+    """
+    text = f" {idea.lower()} "
+    return any(_mentions(text, w) for w in _LONG_WORDS)
+
+
+def _code(block: str, params: dict[str, Any], vol: bool, long: bool = False) -> str:
     spec = BLOCKS[block]
     args = spec["args"].format(**params)
     if vol:
         args += ", vol_window=48, vol_quantile=0.8"
     body = spec["body"] + (_VOL_FILTER if vol else "")
-    doc = f'    """{spec["title"].capitalize()}{" with a volatility filter" if vol else ""} (quantlab offline building block)."""\n'
-    return f"{_HEADER}def signals(data, {args}):\n{doc}{body}    return target.clip(-1.0, 1.0)\n"
+    doc = (f'    """{spec["title"].capitalize()}{" with a volatility filter" if vol else ""}{", long only" if long else ""} '
+           f'(quantlab offline building block)."""\n')
+    return f"{_HEADER}def signals(data, {args}):\n{doc}{body}    return target.clip({0.0 if long else -1.0}, 1.0)\n"
 
 
 class OfflineGenerator:
@@ -127,6 +139,7 @@ class OfflineGenerator:
     def __init__(self, idea: str) -> None:
         self.idea = idea
         self.plan = blocks_for(idea)
+        self.long_only = long_only(idea)
         self._iter = self._candidates()
 
     def _candidates(self) -> Iterator[dict[str, Any]]:
@@ -137,14 +150,16 @@ class OfflineGenerator:
                     continue
                 block, vol, words, params = item
                 title = BLOCKS[block]["title"]
-                name = title[0].upper() + title[1:] + (" + volatility filter" if vol else "")
+                name = title[0].upper() + title[1:] + (" + volatility filter" if vol else "") + (
+                    ", long only" if self.long_only else "")
                 why = (f"the idea mentions {', '.join(repr(w) for w in words)}" if words
                        else "no indicator named in the idea; trying the default trend and momentum blocks")
                 yield {
                     "name": name,
-                    "code": _code(block, params, vol),
+                    "code": _code(block, params, vol, self.long_only),
                     "params": dict(params),
-                    "rationale": f"{OFFLINE_LABEL}: {title}{' with a volatility filter' if vol else ''}, "
+                    "rationale": f"{OFFLINE_LABEL}: {title}{' with a volatility filter' if vol else ''}"
+                                 f"{', long only' if self.long_only else ''}, "
                                  f"parameters {params}; {why}.",
                 }
 

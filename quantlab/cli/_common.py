@@ -5,6 +5,8 @@ import argparse
 import os
 from typing import Any
 
+from quantlab.engine.costs import format_costs  # noqa: F401 - stdlib only; part of this module's helpers
+
 
 def default_hub() -> str:
     """``$QUANTLAB_HUB`` if set, else ``./assets-hub``."""
@@ -160,21 +162,6 @@ def strategy_error(exc: BaseException, strategy: Any, path: str) -> str | None:
             text = ""
         src = f" ({Path(path).name} line {line}" + (f": {text[:60]}{'...' if len(text) > 60 else ''}" if text else "") + ")"
     return f"strategy {name!r} raised {exc_type}: {message}{src}"
-
-
-def format_costs(costs: dict[str, Any]) -> str:
-    """The costs a run used, for people.
-
-    >>> format_costs({"fees": 0.0002, "slippage": 0.0, "cash": 100000.0})
-    'fees 0.02%, slippage 0%, cash 100,000'
-    """
-    return (f"fees {_pct(costs.get('fees', 0.0))}, slippage {_pct(costs.get('slippage', 0.0))}, "
-            f"cash {costs.get('cash', 0.0):,.0f}")
-
-
-def _pct(x: float) -> str:
-    s = f"{100 * float(x):.4f}".rstrip("0").rstrip(".")
-    return f"{s}%"
 
 
 _PCT = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure", "benchmark_return", "psr"}

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from ._common import lab_options, open_lab
+from ._common import cost_options, lab_options, open_lab
 
 __all__ = ["register"]
 
@@ -28,7 +28,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 print(f"  attempt {cand.attempt}: {cand.status}{why}", file=sys.stderr)
 
         gen = lab.generate(args.idea, args.data, model=args.model, max_attempts=args.attempts,
-                           budget_usd=args.budget, on_attempt=progress, fees=args.fees, slippage=args.slippage)
+                           budget_usd=args.budget, on_attempt=progress, cash=args.cash, fees=args.fees,
+                           slippage=args.slippage)
         stored = lab.store(gen.best) if args.store and gen.best is not None else None
         if args.save:
             gen.save(args.save)
@@ -53,7 +54,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("generate", parents=[lab_options()], help="generate a strategy from an idea with a model",
+    p = subparsers.add_parser("generate", parents=[lab_options(), cost_options()], help="generate a strategy from an idea with a model",
                               description=cmd_generate.__doc__)
     p.add_argument("idea", help="the idea, in words")
     p.add_argument("--model", "-m", default=None,
@@ -62,8 +63,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="sample", help="'sample', 'synthetic:seed=7,bars=100000' or 'file:PATH'")
     p.add_argument("--attempts", "-n", type=int, default=5, help="most attempts (default 5)")
     p.add_argument("--budget", type=float, default=None, help="most USD to spend on the model")
-    p.add_argument("--fees", type=float, default=0.0, help="fees as a fraction of traded notional")
-    p.add_argument("--slippage", type=float, default=0.0, help="slippage as a fraction of the price")
     p.add_argument("--store", action="store_true", help="store the best candidate in the hub (with its transcript)")
     p.add_argument("--save", default=None, metavar="PATH", help="write the generation as JSON (replay with --model replay:PATH)")
     p.add_argument("--json", action="store_true", help="machine-readable output (the generation's to_dict)")

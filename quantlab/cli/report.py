@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import parse_params
+from ._common import cost_options, parse_params
 
 __all__ = ["register"]
 
@@ -57,7 +57,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("report", help="papermill report of a strategy (metrics, charts, verdict); --many in parallel",
+    p = subparsers.add_parser("report", parents=[cost_options(default=False)], help="papermill report of a strategy (metrics, charts, verdict); --many in parallel",
                               description=cmd_report.__doc__)
     p.add_argument("--strategy", help="a .py file defining signals(data, **params), or a hub commit/strategy name (with --hub)")
     p.add_argument("--many", metavar="REPORTS.yaml", help="YAML list of reports to run in parallel (see quantlab.reports.load_many)")
@@ -66,9 +66,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="strategy parameter (value parsed as JSON when it can be)")
     p.add_argument("--data", default="sample", help="'sample', 'synthetic:seed=7,bars=5000,freq=1h' or a CSV/Parquet path")
     p.add_argument("--hub", default=None, help="assets hub folder, when --strategy is a commit or a stored name")
-    p.add_argument("--cash", type=float, default=None)
-    p.add_argument("--fees", type=float, default=None, help="fees as a fraction of traded notional (default 0.0002)")
-    p.add_argument("--slippage", type=float, default=None)
     p.add_argument("--min-sharpe", type=float, default=None, help="policy threshold (default 0.5)")
     p.add_argument("--max-drawdown", type=float, default=None, help="policy threshold (default 0.25)")
     p.add_argument("--min-profit-factor", type=float, default=None, help="policy threshold (default 1.1)")

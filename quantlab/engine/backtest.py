@@ -227,7 +227,7 @@ def window_metrics(result: BacktestResult, start: int, stop: int | None = None, 
     if not 0 <= start < stop <= n:
         raise ValueError(f"window [{start}, {stop}) is not inside the run's {n} bars.")
     eq = result.equity.to_numpy()
-    base = float(result.costs.get("cash", 100_000.0)) if start == 0 else float(eq[start - 1])
+    base = float(result.costs.get("cash", DEFAULT_CASH)) if start == 0 else float(eq[start - 1])
     t = result.trades
     idx = result.equity.index
     t_lo, t_hi = idx[start], idx[stop - 1]

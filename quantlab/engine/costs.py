@@ -8,14 +8,15 @@ they used (``result.costs``) and everything that shows metrics shows them beside
 
 >>> from quantlab.engine.costs import DEFAULT_FEES, DEFAULT_SLIPPAGE, DEFAULT_CASH
 >>> DEFAULT_FEES, DEFAULT_SLIPPAGE, DEFAULT_CASH
-(0.0, 0.0, 100000.0)
+(0.0002, 0.0, 100000.0)
 """
 from __future__ import annotations
 
-__all__ = ["DEFAULT_FEES", "DEFAULT_SLIPPAGE", "DEFAULT_CASH", "default_costs"]
+__all__ = ["DEFAULT_FEES", "DEFAULT_SLIPPAGE", "DEFAULT_CASH", "default_costs", "format_costs"]
 
-#: Fees as a fraction of traded notional, charged per unit of turnover.
-DEFAULT_FEES = 0.0
+#: Fees as a fraction of traded notional, charged per unit of turnover: 2 bp (0.02 %), so a
+#: Sharpe ratio quoted anywhere in quantlab has costs in it unless someone asks for ``fees=0``.
+DEFAULT_FEES = 0.0002
 #: Slippage as a fraction of the fill price.
 DEFAULT_SLIPPAGE = 0.0
 #: Starting cash (account currency).
@@ -29,3 +30,19 @@ def default_costs() -> dict[str, float]:
     ['cash', 'fees', 'slippage']
     """
     return {"fees": DEFAULT_FEES, "slippage": DEFAULT_SLIPPAGE, "cash": DEFAULT_CASH}
+
+
+def format_costs(costs: dict | None) -> str:
+    """The costs a run used, for people (what the CLI's stats block and the review widget show).
+
+    >>> format_costs({"fees": 0.0002, "slippage": 0.0, "cash": 100000.0})
+    'fees 0.02%, slippage 0%, cash 100,000'
+    """
+    costs = costs or {}
+    return (f"fees {_pct(costs.get('fees', 0.0))}, slippage {_pct(costs.get('slippage', 0.0))}, "
+            f"cash {float(costs.get('cash', 0.0)):,.0f}")
+
+
+def _pct(x: float) -> str:
+    s = f"{100 * float(x):.4f}".rstrip("0").rstrip(".")
+    return f"{s}%"

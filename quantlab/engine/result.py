@@ -21,6 +21,7 @@ import pandas as pd
 from quantlab._util import decode_number, encode_float, to_jsonable
 
 from . import stats as _stats
+from .costs import default_costs
 from .strategy import Strategy
 
 __all__ = ["BacktestResult", "trades_frame", "TRADE_COLUMNS", "PAGE_BARS", "PER_BAR_KEYS", "join_pages",
@@ -101,7 +102,7 @@ class BacktestResult:
         self.name = name
         self.params = dict(params or {})
         self.data_ref = data_ref
-        self.costs = dict(costs or {"cash": 100_000.0, "fees": 0.0, "slippage": 0.0})
+        self.costs = dict(costs or default_costs())
         self.periods_per_year = float(periods_per_year)
         self.created_at = created_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self.code_sha256 = code_sha256 or (strategy.sha256 if strategy is not None else None)

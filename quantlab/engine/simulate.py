@@ -7,7 +7,7 @@ equity is a cumulative product over orders; same-direction resizing (e.g. contin
 solved for all orders at once by a fixed-point sweep; a plain loop over orders remains as the
 fallback for degenerate cases (an account that goes bust).
 
->>> out = simulate(np.array([1.0, 2.0, 4.0]), np.array([1.0, 1.0, 0.0]), cash=100.0)
+>>> out = simulate(np.array([1.0, 2.0, 4.0]), np.array([1.0, 1.0, 0.0]), cash=100.0, fees=0.0)
 >>> out["equity"].tolist()
 [100.0, 200.0, 400.0]
 """
@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .costs import DEFAULT_CASH, DEFAULT_FEES, DEFAULT_SLIPPAGE
 
 __all__ = ["simulate", "execution", "bar_returns", "check_fill", "FILLS", "DEFAULT_FILL"]
 
@@ -328,8 +330,8 @@ def _slow_path(close: np.ndarray, target: np.ndarray, chg: np.ndarray, cash: flo
     return equity, units, (entry_idx, exit_idx, side, size, entry_price, exit_price, pnl)
 
 
-def simulate(close: np.ndarray, target: np.ndarray, cash: float = 100_000.0, fees: float = 0.0,
-             slippage: float = 0.0, price: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def simulate(close: np.ndarray, target: np.ndarray, cash: float = DEFAULT_CASH, fees: float = DEFAULT_FEES,
+             slippage: float = DEFAULT_SLIPPAGE, price: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Run the execution model on raw arrays (no validation, no pandas).
 
     ``target[t]`` is the position held from bar ``t``'s fill on, filled at ``price[t]``
@@ -339,10 +341,10 @@ def simulate(close: np.ndarray, target: np.ndarray, cash: float = 100_000.0, fee
     Returns ``equity``, ``units`` (position per bar) and the trade arrays
     ``entry_idx, exit_idx (-1 = open), side, size, entry_price, exit_price, pnl``.
 
-    >>> out = simulate(np.array([1.0, 2.0, 4.0]), np.array([1.0, 1.0, 0.0]), cash=1.0)
+    >>> out = simulate(np.array([1.0, 2.0, 4.0]), np.array([1.0, 1.0, 0.0]), cash=1.0, fees=0.0)
     >>> out["equity"].tolist(), out["pnl"].tolist()
     ([1.0, 2.0, 4.0], [3.0])
-    >>> simulate(np.array([1.0, 2.0, 4.0]), np.array([0.0, 1.0, 0.0]), cash=1.0, price=np.array([1.0, 1.0, 2.0]))["pnl"].tolist()
+    >>> simulate(np.array([1.0, 2.0, 4.0]), np.array([0.0, 1.0, 0.0]), cash=1.0, fees=0.0, price=np.array([1.0, 1.0, 2.0]))["pnl"].tolist()
     [1.0]
     """
     close = np.asarray(close, dtype=np.float64)

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Coroutine,
 
 from quantlab._util import html as qh
 from quantlab.client import ClientError, MCPHub, ToolError
+from quantlab.engine.costs import DEFAULT_CASH, DEFAULT_FEES, DEFAULT_SLIPPAGE
 from quantlab.engine.strategy import Strategy
 from quantlab.hub import AssetsHub, StoredStrategy
 
@@ -523,9 +524,9 @@ class Lab:
         data: Any = "sample",
         params: Mapping[str, Any] | None = None,
         *,
-        cash: float = 100_000.0,
-        fees: float = 0.0,
-        slippage: float = 0.0,
+        cash: float = DEFAULT_CASH,
+        fees: float = DEFAULT_FEES,
+        slippage: float = DEFAULT_SLIPPAGE,
         periods_per_year: float | None = None,
         fill: str = "next_open",
         holdout: float | None = None,
@@ -568,7 +569,7 @@ class Lab:
         return result
 
     async def _backtest_summary(self, strat: Strategy, data: Any, params: Mapping[str, Any] | None, *,
-                                cash: float = 100_000.0, fees: float = 0.0, slippage: float = 0.0,
+                                cash: float = DEFAULT_CASH, fees: float = DEFAULT_FEES, slippage: float = DEFAULT_SLIPPAGE,
                                 periods_per_year: float | None = None, fill: str = "next_open",
                                 timeout: float = 120.0) -> dict[str, Any]:
         """Run a backtest on the server and return only its summary (``run_id``, ``bars``, ``metrics``):
@@ -612,9 +613,9 @@ class Lab:
         *,
         executor: str = "processes",
         workers: int | None = None,
-        cash: float = 100_000.0,
-        fees: float = 0.0,
-        slippage: float = 0.0,
+        cash: float = DEFAULT_CASH,
+        fees: float = DEFAULT_FEES,
+        slippage: float = DEFAULT_SLIPPAGE,
         periods_per_year: float | None = None,
         fill: str = "next_open",
         holdout: float | None = None,
@@ -1207,8 +1208,8 @@ class Lab:
                             index=pd.DatetimeIndex(pd.to_datetime(replay["time"], unit="s", utc=True), name="time"))
         code = await asyncio.to_thread(self.hub.code, stored)
         result = await self._backtest(Strategy.from_code(code, stored.name), data, bars["params"],
-                                      fees=float(costs.get("fees", 0.0) if fees is None else fees),
-                                      slippage=float(costs.get("slippage", 0.0) if slippage is None else slippage))
+                                      fees=float(costs.get("fees", DEFAULT_FEES) if fees is None else fees),
+                                      slippage=float(costs.get("slippage", DEFAULT_SLIPPAGE) if slippage is None else slippage))
         step = None
         try:
             info = await self._call(self.broker_server, "get_symbol_info", {"symbol": bars["symbol"]})

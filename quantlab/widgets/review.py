@@ -407,6 +407,9 @@ class Review(StaticFallback, widgets.VBox):
             span = f" · {len(eq):,} bars, {eq.index[0]:%Y-%m-%d} → {eq.index[-1]:%Y-%m-%d}"
         elif len(eq):
             span = f" · {len(eq):,} bars"
+        from quantlab.engine.costs import format_costs
+
+        span += f" · {format_costs(r.costs)}"  # the numbers below are net of these
         p = R.params_text(r.params)
         verdict = ""
         if c is not None:

@@ -11,7 +11,7 @@ def ql(*args: str, cwd) -> subprocess.CompletedProcess:
 
 
 def test_generate_offline_json_store_then_replay(tmp_path):
-    proc = ql("generate", "trend following", "--model", "offline", "--attempts", "4", "--store", "--json",
+    proc = ql("generate", "trend following, long only", "--model", "offline", "--attempts", "4", "--store", "--json",
               "--save", "gen.json", "--hub", "hub", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -20,8 +20,8 @@ def test_generate_offline_json_store_then_replay(tmp_path):
     assert (tmp_path / "hub" / out["stored"]["file"]).with_suffix(".transcript.jsonl").is_file()
     assert "attempt 1: failed: policy (sharpe:" in proc.stderr            # progress on stderr, JSON on stdout
     # the recorded first attempt failed the policy: replaying one attempt stores nothing and exits 2
-    again = ql("generate", "trend following", "--model", "replay:gen.json", "--attempts", "1", "--store",
+    again = ql("generate", "trend following, long only", "--model", "replay:gen.json", "--attempts", "1", "--store",
                "--hub", "hub", cwd=tmp_path)
     assert again.returncode == 2, again.stderr
-    assert again.stdout.startswith("Generation('trend following', model='replay:gen.json")
+    assert again.stdout.startswith("Generation('trend following, long only', model='replay:gen.json")
     assert "not stored: no attempt passed every check" in again.stdout

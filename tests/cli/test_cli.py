@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from quantlab.engine.costs import DEFAULT_CASH, DEFAULT_FEES, DEFAULT_SLIPPAGE
+
 SMA = """
 def signals(data, fast=10, slow=50):
     f = data.close.rolling(fast).mean()
@@ -59,7 +61,7 @@ def test_backtest_prints_metrics_and_json(tmp_path):
     out = json.loads(ql("backtest", "sma.py", "-p", "fast", "5", "--json", cwd=tmp_path).stdout)
     assert out["params"] == {"fast": 5, "slow": 50}
     assert out["metrics"]["trades"] > 0
-    assert out["costs"] == {"cash": 100000.0, "fees": 0.0, "slippage": 0.0}
+    assert out["costs"] == {"cash": DEFAULT_CASH, "fees": DEFAULT_FEES, "slippage": DEFAULT_SLIPPAGE}
     text = ql("backtest", "sma.py", "--fees", "0.0002", cwd=tmp_path).stdout
     lines = text.splitlines()
     parsed = [re.match(r"^(\S.*?)  +(\S.*)$", line) for line in lines]
@@ -73,6 +75,27 @@ def test_backtest_prints_metrics_and_json(tmp_path):
     assert float(rows["Return [%]"]) == pytest.approx(100 * json.loads(ql(
         "backtest", "sma.py", "--fees", "0.0002", "--json", cwd=tmp_path).stdout)["metrics"]["total_return"], abs=0.006)
     assert "BacktestResult(" not in text and "{" not in text
+
+
+def test_one_costs_default_one_sharpe_in_the_engine_the_cli_the_server_and_the_report(tmp_path):
+    """The same strategy, no costs given anywhere: every face charges the engine's one default."""
+    from quantlab.engine import backtest, data
+    from quantlab.engine.strategy import Strategy
+
+    assert DEFAULT_FEES > 0   # a Sharpe ratio quoted by default has costs in it
+    (tmp_path / "sma.py").write_text(SMA)
+    engine = backtest(data.sample(), Strategy.from_file(tmp_path / "sma.py"))
+    cli = json.loads(ql("backtest", "sma.py", "--json", cwd=tmp_path).stdout)
+    server = json.loads(ql("backtest", "sma.py", "--server", "--json", cwd=tmp_path).stdout)
+    ql("report", "--strategy", "sma.py", "-o", "sma-report.ipynb", "-q", cwd=tmp_path)
+    report = json.loads((tmp_path / "sma-report.json").read_text())
+    assert engine.costs["fees"] == cli["costs"]["fees"] == server["costs"]["fees"] == DEFAULT_FEES
+    assert cli["metrics"]["sharpe"] == pytest.approx(engine.metrics["sharpe"], rel=1e-12)
+    assert server["metrics"]["sharpe"] == pytest.approx(engine.metrics["sharpe"], rel=1e-12)
+    assert report["metrics"]["sharpe"] == pytest.approx(engine.metrics["sharpe"], rel=1e-12)
+    frictionless = backtest(data.sample(), Strategy.from_file(tmp_path / "sma.py"), fees=0.0)
+    assert frictionless.metrics["sharpe"] > engine.metrics["sharpe"]   # the default really charges something
+    assert f"fees {DEFAULT_FEES:.2%} of traded notional" in (tmp_path / "sma-report.html").read_text()  # shown first
 
 
 def test_missing_strategy_file_is_one_readable_line(tmp_path):

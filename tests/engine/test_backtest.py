@@ -73,7 +73,7 @@ def test_long_round_trip_with_fees_by_hand():
 
 
 def test_short_with_slippage_by_hand():
-    r = run([100.0, 90.0, 80.0], [-1, -1, 0], cash=1000.0, slippage=0.01)
+    r = run([100.0, 90.0, 80.0], [-1, -1, 0], cash=1000.0, fees=0.0, slippage=0.01)  # slippage alone, by hand
     units = 1000 / 99.0                                  # short sold at 100 * (1 - 1%)
     np.testing.assert_allclose(r.equity, [2000 - units * 100, 2000 - units * 90, 2000 - units * 80.8])
     (t,) = r.trades.itertuples(index=False)
@@ -92,7 +92,7 @@ def test_reversal_closes_then_opens_with_all_cash():
 
 
 def test_fractional_target_and_hold_units_without_rebalancing():
-    r = run([100.0, 200.0, 50.0], [0.5, 0.5, 0.5], cash=1000.0)
+    r = run([100.0, 200.0, 50.0], [0.5, 0.5, 0.5], cash=1000.0, fees=0.0)  # frictionless, by hand
     np.testing.assert_allclose(r.positions, [5.0, 5.0, 5.0])          # units held, not re-weighted
     np.testing.assert_allclose(r.equity, [1000.0, 1500.0, 750.0])
 
@@ -286,7 +286,7 @@ def test_repr_html_and_plot():
 
 
 def test_simulate_on_raw_arrays():
-    out = simulate(np.array([1.0, 2.0, 4.0]), np.array([1.0, 1.0, 0.0]), cash=1.0)
+    out = simulate(np.array([1.0, 2.0, 4.0]), np.array([1.0, 1.0, 0.0]), cash=1.0, fees=0.0)
     assert out["equity"].tolist() == [1.0, 2.0, 4.0] and out["pnl"].tolist() == [3.0]
 
 

@@ -17,7 +17,10 @@ def signals(data, fast=10, slow=50):
     s = data.close.rolling(slow).mean()
     return (f > s).astype(float)
 """
-# on the shipped sample: fast=5 passes the default DeploymentPolicy, fast=20 fails it (sharpe, profit factor)
+# on the shipped sample without costs: fast=5 passes the default DeploymentPolicy, fast=20 fails it (sharpe,
+# profit factor). These tests are about what the widgets show, so their runs are frictionless (explicit fees=0)
+# and keep that pass/fail mix; the default costs are checked where they are shown (test_headless).
+FRICTIONLESS = {"fees": 0.0}
 PASSING = {"fast": 5, "slow": 50}
 FAILING = {"fast": 20, "slow": 50}
 
@@ -36,17 +39,17 @@ def data():
 
 @pytest.fixture(scope="session")
 def passing(sma, data):
-    return backtest(data, sma, params=PASSING)
+    return backtest(data, sma, params=PASSING, **FRICTIONLESS)
 
 
 @pytest.fixture(scope="session")
 def failing(sma, data):
-    return backtest(data, sma, params=FAILING)
+    return backtest(data, sma, params=FAILING, **FRICTIONLESS)
 
 
 @pytest.fixture(scope="session")
 def sweep(sma, data):
-    return [backtest(data, sma, params={"fast": f, "slow": 50}) for f in (5, 10, 20)]
+    return [backtest(data, sma, params={"fast": f, "slow": 50}, **FRICTIONLESS) for f in (5, 10, 20)]
 
 
 def png_size(png: bytes) -> tuple[int, int]:

@@ -6,13 +6,15 @@ import nbformat
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
+from quantlab.engine.costs import default_costs, format_costs
+
 from .conftest import inline_pngs, png_size
 
 CELLS = [
     "from quantlab.engine.backtest import backtest\nfrom quantlab.engine.data import sample\n"
     "from quantlab.widgets import review\n",
     "%load_ext quantlab.magics",
-    "%%strategy SMA cross\ndef signals(data, fast=5, slow=50):\n"
+    "%%strategy SMA cross\ndef signals(data, fast=10, slow=100):\n"  # passes the default policy after the default costs
     "    return (data.close.rolling(fast).mean() > data.close.rolling(slow).mean()).astype(float)\n",
     "review(backtest(sample(), sma_cross))",
 ]
@@ -25,7 +27,7 @@ def test_executed_notebook_and_html_export_show_the_charts(tmp_path):
     out = nb.cells[3].outputs[0]
     assert out["output_type"] == "display_data"  # shown with a display id, so close() can leave its snapshot there
     assert {"text/plain", "text/html", "application/vnd.jupyter.widget-view+json"} <= set(out["data"])
-    assert out["data"]["text/plain"].startswith("Review(#0 SMA cross (fast=5 slow=50)")
+    assert out["data"]["text/plain"].startswith("Review(#0 SMA cross (fast=10 slow=100)")
     pngs = inline_pngs(out["data"]["text/html"])
     assert len(pngs) == 2 and png_size(pngs[0]) == (800, 460)
 
@@ -34,3 +36,4 @@ def test_executed_notebook_and_html_export_show_the_charts(tmp_path):
     body, _ = HTMLExporter().from_notebook_node(nb)
     assert len(inline_pngs(body)) >= 2
     assert "Sharpe ratio" in body and "policy PASSED" in body
+    assert format_costs(default_costs()) in body           # the costs behind the numbers, in the header

@@ -10,7 +10,7 @@ from quantlab.engine.backtest import backtest
 
 from quantlab.widgets import DeployPanel, DeployPanelError, deploy_panel
 
-from .conftest import PASSING, assert_html_ok, wait_for
+from .conftest import FRICTIONLESS, PASSING, assert_html_ok, wait_for
 
 
 def test_button_disabled_while_policy_fails_until_deploy_anyway(lab, failing):
@@ -30,7 +30,7 @@ def test_button_disabled_while_policy_fails_until_deploy_anyway(lab, failing):
 
 def test_shows_what_will_be_stored(lab, sma, data):
     fresh = sma.__class__.from_code(sma.code + "\n# never stored\n", name=sma.name)
-    passing = backtest(data, fresh, params=PASSING)  # passes the policy; not in the hub yet
+    passing = backtest(data, fresh, params=PASSING, **FRICTIONLESS)  # passes the policy; not in the hub yet
     panel = deploy_panel(passing, lab)
     preview = lab.hub.preview(passing.strategy, passing)
     info = panel.info_view.value
@@ -44,7 +44,7 @@ def test_shows_what_will_be_stored(lab, sma, data):
 
 
 def test_click_stores_deploys_and_stops(lab, sma, data):
-    passing = backtest(data, sma, params={"fast": 10, "slow": 30})  # passes the policy; never stored before
+    passing = backtest(data, sma, params={"fast": 10, "slow": 30}, **FRICTIONLESS)  # passes the policy; never stored before
     panel = deploy_panel(passing, lab, volume=0.2)
     head_before = git.Repo(lab.hub.path).head.commit.hexsha
     outcome = panel.click(timeout=120)
@@ -90,7 +90,7 @@ def test_click_returns_at_once_and_cannot_double_submit(lab, failing):
 
 
 def test_failure_shows_the_error_and_reenables(lab, sma, data):
-    passing = backtest(data, sma, params={"fast": 5, "slow": 20})  # its own commit: nothing runs for it yet
+    passing = backtest(data, sma, params={"fast": 5, "slow": 20}, **FRICTIONLESS)  # its own commit: nothing runs for it yet
     panel = deploy_panel(passing, lab, symbol="NO-SUCH-SYMBOL")
     head = git.Repo(lab.hub.path).head.commit.hexsha
     outcome = panel.click(timeout=120)
@@ -122,7 +122,7 @@ def test_timeframe_defaults_to_the_backtests_bars_and_a_mismatch_warns(lab, pass
 
 
 def test_stored_code_names_its_file_shows_code_and_diff_and_redeploys_after_stop(lab, sma, data):
-    first = backtest(data, sma, params={"fast": 8, "slow": 30})
+    first = backtest(data, sma, params={"fast": 8, "slow": 30}, **FRICTIONLESS)
     stored = lab.store(first)
     again = deploy_panel(first, lab)  # the same code and params: nothing new would be written
     assert again.existing is not None and again.existing.commit == stored.commit and again.file == stored.file
@@ -131,7 +131,7 @@ def test_stored_code_names_its_file_shows_code_and_diff_and_redeploys_after_stop
     assert "<details" in again.info_view.value and "def signals" in again.info_view.value  # the code, folded
 
     changed = sma.__class__.from_code(sma.code.replace("fast=10", "fast=12"), name=sma.name)
-    other = backtest(data, changed, params={"fast": 8, "slow": 30})
+    other = backtest(data, changed, params={"fast": 8, "slow": 30}, **FRICTIONLESS)
     panel = deploy_panel(other, lab)
     assert panel.existing is None and "Diff against the last stored version" in panel.info_view.value
     assert "+def signals(data, fast=12, slow=50):" in html.unescape(panel.info_view.value)

@@ -8,7 +8,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from quantlab.lab.policy import DeploymentPolicy
 from quantlab.widgets import Review, review
 
-from .conftest import assert_html_ok, inline_pngs, part, parts, png_size
+from .conftest import FRICTIONLESS, assert_html_ok, inline_pngs, part, parts, png_size
 
 
 def test_single_result_dashboard(failing):
@@ -96,7 +96,7 @@ def test_comparison_ranks_by_a_metric_and_keeps_the_selection(sweep):
 def test_sweep_result_and_dict_are_accepted_and_lookalikes_are_not(sma, data, sweep):
     from quantlab.engine.sweep import sweep as run_sweep
 
-    res = run_sweep(sma, data, {"fast": [5, 10, 20], "slow": [50]}, progress=False)
+    res = run_sweep(sma, data, {"fast": [5, 10, 20], "slow": [50]}, progress=False, **FRICTIONLESS)
     assert [r.metrics["sharpe"] for r in review(res).results] == pytest.approx([r.metrics["sharpe"] for r in sweep])
 
     class Sweep:  # only the shape of a SweepResult
@@ -156,7 +156,7 @@ def test_sweep_result_is_reviewed_lazily(sma, data, sweep):
         "    " + line for line in """f = data.close.rolling(fast).mean()
 s = data.close.rolling(slow).mean()
 return (f > s).astype(float)""".splitlines())
-    res = run_sweep(bad, data, {"fast": [5, 7, 10, 20], "slow": [50]}, progress=False)
+    res = run_sweep(bad, data, {"fast": [5, 7, 10, 20], "slow": [50]}, progress=False, **FRICTIONLESS)
     rv = review(res)
     assert len(rv.comparison) == 3  # the failed run (fast=7) is left out, and announced
     assert "1 run(s) failed" in rv.children[0].value

@@ -13,6 +13,7 @@ import pandas as pd
 from quantlab._util import dask_address, is_dask_address
 
 from ..backtest import DEFAULT_FILL, check_data, check_fill, infer_periods_per_year
+from ..costs import DEFAULT_CASH, DEFAULT_FEES, DEFAULT_SLIPPAGE
 from ..strategy import Strategy, StrategyError
 from .allocator import HeapAllocation, one_blas_thread
 from .core import Context
@@ -134,9 +135,9 @@ def resolve_costs(data: pd.DataFrame, costs: Mapping[str, Any], caller: str = "s
     fill = check_fill(costs.get("fill", DEFAULT_FILL))
     if fill == "next_open" and "open" not in data.columns:
         raise ValueError("fill='next_open' needs an 'open' column in the data; add it or pass fill='close'.")
-    cash = float(costs.get("cash", 100_000))
-    fees = float(costs.get("fees", 0.0))
-    slippage = float(costs.get("slippage", 0.0))
+    cash = float(costs.get("cash", DEFAULT_CASH))
+    fees = float(costs.get("fees", DEFAULT_FEES))
+    slippage = float(costs.get("slippage", DEFAULT_SLIPPAGE))
     if not (cash > 0 and math.isfinite(cash)):
         raise ValueError(f"cash must be a positive number, got {cash}.")
     if not (0.0 <= fees < 1.0) or not (0.0 <= slippage < 1.0):

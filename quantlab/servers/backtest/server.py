@@ -2,7 +2,7 @@
 
 Tools
 -----
-``run_backtest(code, name, params={}, data="sample", cash=100000, fees=0, slippage=0, periods_per_year=None, fill="next_open", timeout=60)``
+``run_backtest(code, name, params={}, data="sample", cash=100000, fees=0.0002, slippage=0, periods_per_year=None, fill="next_open", timeout=60)``
     run ``signals(data, **params)`` in a worker process; returns the run id, metrics,
     trade count, bar count and the equity curve downsampled to at most 2,000 points.
 ``get_run(run_id, part="all", offset=0, limit=None)``

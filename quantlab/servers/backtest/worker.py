@@ -155,7 +155,7 @@ _SANDBOX_KINDS = {"static": "sandbox", "forbidden": "sandbox", "cpu": "cpu", "me
 
 def run_task(task: dict[str, Any], cache: DataCache, memory_mb: int | None = None) -> tuple[dict[str, Any], Any]:
     from quantlab.engine import sandbox
-    from quantlab.engine.backtest import SignalError, backtest
+    from quantlab.engine.backtest import DEFAULT_CASH, DEFAULT_FEES, DEFAULT_SLIPPAGE, SignalError, backtest
     from quantlab.engine.strategy import StrategyError
 
     t0 = time.perf_counter()
@@ -180,9 +180,9 @@ def run_task(task: dict[str, Any], cache: DataCache, memory_mb: int | None = Non
             data.copy(deep=False),
             strategy,
             params=task.get("params") or None,
-            cash=task.get("cash", 100_000),
-            fees=task.get("fees", 0.0),
-            slippage=task.get("slippage", 0.0),
+            cash=task.get("cash", DEFAULT_CASH),
+            fees=task.get("fees", DEFAULT_FEES),
+            slippage=task.get("slippage", DEFAULT_SLIPPAGE),
             periods_per_year=task.get("periods_per_year"),
             fill=task.get("fill", "next_open"),
             data_ref=ref,

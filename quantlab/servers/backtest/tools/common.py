@@ -40,7 +40,7 @@ CODE_HELP = "Python source defining `def signals(data, **params) -> pd.Series` o
 
 # the costs and conventions every run takes (run_backtest, run_sweep), described once
 Cash = Annotated[float, Field(gt=0, description="Starting cash.")]
-Fees = Annotated[float, Field(ge=0, lt=1, description="Fees as a fraction of traded notional (0.001 = 10 bp).")]
+Fees = Annotated[float, Field(ge=0, lt=1, description="Fees as a fraction of traded notional (0.001 = 10 bp; default 0.0002 = 2 bp).")]
 Slippage = Annotated[float, Field(ge=0, lt=1, description="Slippage as a fraction of the fill price.")]
 PeriodsPerYear = Annotated[float | None, Field(gt=0, description="Bars per year for annualised metrics; default: inferred from the bars observed per calendar year.")]
 Fill = Annotated[Literal["next_open", "close"], Field(description="When a target decided on bar t trades: 'next_open' (bar t+1's open, default) or 'close' (bar t's own close).")]

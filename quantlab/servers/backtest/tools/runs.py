@@ -22,6 +22,8 @@ from ..backend import INLINE_TEXT_ROWS
 from ..models import RunList, RunSummary
 from ..store import RunNotFound, check_run_id
 from ..worker import WorkerFailure
+from quantlab.engine.costs import DEFAULT_CASH, DEFAULT_FEES, DEFAULT_SLIPPAGE
+
 from .common import CODE_HELP, DATA_HELP, Cash, Fees, Fill, PeriodsPerYear, Slippage, ToolError, backend, tool_errors
 
 __all__ = ["run_backtest", "get_run", "list_runs"]
@@ -34,9 +36,9 @@ async def run_backtest(
     ctx: Context,
     params: Annotated[dict[str, Any], Field(description="Keyword arguments for `signals`, overriding its defaults.")] = {},  # noqa: B006
     data: Annotated[str, Field(description=DATA_HELP)] = "sample",
-    cash: Cash = 100_000,
-    fees: Fees = 0,
-    slippage: Slippage = 0,
+    cash: Cash = DEFAULT_CASH,
+    fees: Fees = DEFAULT_FEES,
+    slippage: Slippage = DEFAULT_SLIPPAGE,
     periods_per_year: PeriodsPerYear = None,
     fill: Fill = "next_open",
     timeout: Annotated[float, Field(gt=0, le=3600, description="Wall-clock limit in seconds; the run is stopped after it.")] = 60,

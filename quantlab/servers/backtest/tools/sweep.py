@@ -22,6 +22,8 @@ from quantlab._util import kill_process
 
 from ..models import SweepSummary, WalkForwardSummary
 from ..sweep_tool import EXECUTOR_HELP
+from quantlab.engine.costs import DEFAULT_CASH, DEFAULT_FEES, DEFAULT_SLIPPAGE
+
 from .common import CODE_HELP, DATA_HELP, Cash, Fees, Fill, PeriodsPerYear, Slippage, ToolError, backend, tool_errors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -131,9 +133,9 @@ async def run_sweep(
     ],
     ctx: Context,
     data: Annotated[str, Field(description=DATA_HELP)] = "sample",
-    cash: Cash = 100_000,
-    fees: Fees = 0,
-    slippage: Slippage = 0,
+    cash: Cash = DEFAULT_CASH,
+    fees: Fees = DEFAULT_FEES,
+    slippage: Slippage = DEFAULT_SLIPPAGE,
     periods_per_year: PeriodsPerYear = None,
     fill: Fill = "next_open",
     holdout: Annotated[float | None, Field(gt=0, lt=1, description="Fraction of the last bars kept out of the rows' metrics (and so out of the choice of the best row) and reported per row in result.metrics_oos.")] = None,
@@ -179,9 +181,9 @@ async def walk_forward(
     purge: Annotated[int, Field(ge=0, description="Bars left out between each training window and its test window.")] = 0,
     anchored: Annotated[bool, Field(description="Grow the training window from the first bar instead of sliding it.")] = False,
     data: Annotated[str, Field(description=DATA_HELP)] = "sample",
-    cash: Cash = 100_000,
-    fees: Fees = 0,
-    slippage: Slippage = 0,
+    cash: Cash = DEFAULT_CASH,
+    fees: Fees = DEFAULT_FEES,
+    slippage: Slippage = DEFAULT_SLIPPAGE,
     periods_per_year: PeriodsPerYear = None,
     fill: Fill = "next_open",
     executor: Annotated[str, Field(description=f"Where the runs execute: {EXECUTOR_HELP}")] = "processes",
