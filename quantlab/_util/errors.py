@@ -6,6 +6,7 @@ quantlab exception base class an IPython ``_render_traceback_()`` that shows onl
 error, the user's own frames (notebook cells and strategy files, not quantlab or library
 code) and one hint. The full chain stays available:
 
+- ``%quantlab traceback`` (the line magic) prints the last error's full chain;
 - ``exc.full_traceback()`` returns it as text (``sys.last_value`` in IPython is the last error);
 - ``QUANTLAB_FULL_TRACEBACKS=1`` in the environment, or
   ``quantlab._util.errors.options.full_tracebacks = True``, makes IPython print it in full.
@@ -37,8 +38,8 @@ options = SimpleNamespace(full_tracebacks=False)
 _QUANTLAB = str(Path(__file__).resolve().parent.parent) + os.sep
 _LIBRARY = tuple({str(Path(p).resolve()) + os.sep for p in
                   (sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")) if p})
-HINT = ("(quantlab shortened this; the full traceback: print(sys.last_value.full_traceback()), "
-        "or quantlab.options.full_tracebacks = True, or QUANTLAB_FULL_TRACEBACKS=1)")
+HINT = ("(quantlab shortened this; the full traceback: %quantlab traceback, or print(sys.last_value.full_traceback()); "
+        "always in full: quantlab.options.full_tracebacks = True or QUANTLAB_FULL_TRACEBACKS=1)")
 
 
 def full_tracebacks_enabled() -> bool:

@@ -14,6 +14,10 @@ Load them with ``%load_ext quantlab`` (or ``%load_ext quantlab.magics``).
     quantlab's version, the active Lab (``Lab.active()``) with its hub, state and
     MCP connections.
 
+``%quantlab traceback``
+    The full chain of the last error, through quantlab's own modules (a quantlab error
+    prints a short traceback: the user's frames, the error and one hint).
+
 Example
 -------
 In a notebook::
@@ -37,7 +41,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-__all__ = ["QuantlabMagics", "load_ipython_extension", "unload_ipython_extension", "variable_name", "status_text"]
+__all__ = ["QuantlabMagics", "load_ipython_extension", "unload_ipython_extension", "variable_name", "status_text",
+           "traceback_text"]
 
 SMOKE_BARS = 500
 
@@ -85,6 +90,30 @@ def _connections_text(conns: Any) -> list[str]:
                         "last_error", "target") if c in df.columns]
     df = df[cols].astype(object).where(df[cols].notna(), "")
     return ["  " + line for line in df.to_string(index=False).splitlines()]
+
+
+def traceback_text(exc: BaseException | None = None) -> str:
+    """What ``%quantlab traceback`` prints: the full chain of ``exc`` (default: the last error of
+    this IPython session, ``sys.last_value``), through quantlab's own modules.
+
+    >>> try:
+    ...     1 / 0
+    ... except ZeroDivisionError as exc:
+    ...     text = traceback_text(exc)
+    >>> text.splitlines()[0], text.splitlines()[-1]
+    ('Traceback (most recent call last):', 'ZeroDivisionError: division by zero')
+    """
+    import sys
+    import traceback
+
+    if exc is None:
+        exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    if exc is None:
+        return "no error yet in this session: %quantlab traceback shows the last error's full chain once there is one."
+    full = getattr(exc, "full_traceback", None)
+    if callable(full):
+        return full().rstrip("\n")
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n")
 
 
 def status_text() -> str:
@@ -178,14 +207,18 @@ class QuantlabMagics(Magics):
 
     @line_magic
     def quantlab(self, line: str) -> None:
-        """``%quantlab status``: version, active Lab and its MCP connections. ``%quantlab help``: usage."""
+        """``%quantlab status``: version, active Lab and its MCP connections. ``%quantlab traceback``:
+        the full chain of the last error. ``%quantlab help``: usage."""
         cmd = (line.strip().split() or ["status"])[0]
         if cmd == "status":
             print(status_text())
+        elif cmd in {"traceback", "tb"}:
+            print(traceback_text())
         elif cmd in {"help", "-h", "--help"}:
             print(__doc__)
         else:
-            raise UsageError(f"%quantlab {cmd}: unknown command; use `%quantlab status` or `%quantlab help`.")
+            raise UsageError(f"%quantlab {cmd}: unknown command; use `%quantlab status`, `%quantlab traceback` "
+                             f"or `%quantlab help`.")
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -57,3 +57,24 @@ def test_strategy_error_in_a_kernel_is_short_and_names_the_strategy_line():
     assert "Traceback (most recent call last)" in full and "quantlab" in full and len(full.splitlines()) > len(short.traceback)
     long = _error(nb.cells[3])
     assert len(long.traceback) > len(short.traceback) and any("quantlab" in ln for ln in long.traceback)
+
+
+def test_quantlab_traceback_magic_prints_the_last_errors_full_chain():
+    nb = _run(
+        SETUP + "%load_ext quantlab",
+        "%quantlab traceback",                                   # nothing failed yet
+        "quantlab.backtest(data, code, {'fast': 3}, sandbox=True)",
+        "%quantlab traceback",
+        "%quantlab tracebak",
+    )
+    before = "".join(o.get("text", "") for o in nb.cells[1].outputs if o.output_type == "stream")
+    assert before.startswith("no error yet in this session")
+    short = _error(nb.cells[2])
+    assert "%quantlab traceback" in "\n".join(short.traceback)    # the hint names the magic
+    full = "".join(o.get("text", "") for o in nb.cells[3].outputs if o.output_type == "stream")
+    assert full.startswith("Traceback (most recent call last)")
+    assert "my custom boom" in full and re.search(r"quantlab[/\\]engine", full)   # through quantlab's own modules
+    assert "SignalError: " in full and "RuntimeError" in full
+    assert len(full.splitlines()) > len(short.traceback)
+    unknown = "".join(o.get("text", "") for o in nb.cells[4].outputs if o.get("name") == "stderr")  # IPython's UsageError
+    assert unknown.startswith("UsageError: %quantlab tracebak: unknown command") and "`%quantlab traceback`" in unknown
