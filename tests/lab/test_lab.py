@@ -34,6 +34,32 @@ def test_dataframe_is_uploaded_once_and_backtested(lab, strategy):
     assert r2.params["fast"] == 20
 
 
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_a_local_bars_file_is_loaded_here_and_shipped_by_content_hash(lab, strategy, tmp_path, suffix):
+    from pathlib import Path
+
+    from quantlab.engine.data import DataError, load
+
+    frame = data.synthetic(2_500, seed=23, freq="1h")
+    path = tmp_path / f"bars.{suffix}"
+    if suffix == "csv":
+        frame.rename_axis("time").reset_index().to_csv(path, index=False)
+    else:
+        frame.to_parquet(path)
+    bars = load(path)                                        # what the lab reads on this side
+    remote = lab.backtest(strategy, str(path), {"fast": 5})
+    local = backtest(bars, strategy, {"fast": 5})
+    assert remote.data_ref.startswith("upload:")             # shipped to the server by content hash
+    assert remote.metrics == local.metrics
+    assert_series_equal(remote.equity, local.equity, check_exact=True)
+    uploads = dict(lab._uploads)
+    assert lab.backtest(strategy, Path(path)).data_ref == remote.data_ref     # a Path: the same bars, no new upload
+    assert lab.backtest(strategy, bars).data_ref == remote.data_ref           # the same bars as a DataFrame
+    assert lab._uploads == uploads
+    with pytest.raises(DataError, match=f"nope.{suffix}: file not found"):   # named, before any server call
+        lab.backtest(strategy, str(tmp_path / f"nope.{suffix}"))
+
+
 def test_store_and_deploy_then_trade_and_stop(lab, strategy):
     result = lab.backtest(strategy, "sample")
     steps = []
