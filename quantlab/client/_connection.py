@@ -106,7 +106,7 @@ class Connection:
 
     async def _main(self) -> None:
         from mcp import Client
-        from mcp_types import Implementation
+        from mcp.types import Implementation
 
         try:
             client = Client(self.transport.streams(), client_info=Implementation(name="quantlab", version="0.1.0"),
@@ -262,7 +262,7 @@ class ServerRecord:
     async def call_failed(self, conn: Connection, tool: str, timeout: float | None, exc: BaseException) -> ClientError:
         """Map a failed call to the documented error; a lost connection is closed (the next call reconnects)."""
         from mcp.shared.exceptions import MCPError
-        from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+        from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
         name = self.config.name
         leaf = leaf_exception(exc)

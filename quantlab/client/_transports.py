@@ -171,7 +171,7 @@ class MessageTooLarge(Exception):
 def _too_large(config: ServerConfig, size: int, head: bytes) -> Any:
     """The reply to hand the session for an oversized line: a JSON-RPC error for its request id when the
     line's head names one (so exactly that call fails), else a transport fault (calls in flight fail)."""
-    import mcp_types as types
+    import mcp.types as types
     from mcp.shared.message import SessionMessage
 
     text = (f"the reply from server {config.name!r} is larger than its max_message_bytes "
@@ -187,7 +187,7 @@ def _too_large(config: ServerConfig, size: int, head: bytes) -> Any:
 
 
 def _parse(line: bytes) -> Any:
-    import mcp_types as types
+    import mcp.types as types
     from mcp.shared.message import SessionMessage
 
     try:

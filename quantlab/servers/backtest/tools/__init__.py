@@ -10,7 +10,7 @@ global; its docstring is its description and its return type its output schema.
 """
 from __future__ import annotations
 
-from mcp_types import ToolAnnotations
+from mcp.types import ToolAnnotations
 
 from . import data, runs, sweep
 
