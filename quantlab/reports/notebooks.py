@@ -6,7 +6,10 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["NotebookError", "notebooks_dir", "notebook_path", "execute", "export_html", "first_line"]
+__all__ = ["NotebookError", "notebooks_dir", "notebook_path", "execute", "export_html", "first_line", "widget_views"]
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 QUICKSTART = "01_quickstart.ipynb"
 REPORT = "04_report.ipynb"
@@ -125,6 +128,29 @@ def export_html(notebook: str | os.PathLike[str], output: str | os.PathLike[str]
     return output
 
 
+def widget_views(nb: Any) -> list[dict[str, Any]]:
+    """Every widget view in a notebook's outputs: ``cell`` (index), ``model_id``, ``saved`` (its model is
+    in the notebook's saved widget state, so it renders when the notebook is reopened instead of
+    "model not found") and ``fallback`` (the other formats beside it, e.g. ``text/html``).
+
+    >>> import nbformat
+    >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
+    ...     "display_data", data={WIDGET_VIEW: {"model_id": "m1"}, "text/html": "<b>static</b>"})])])
+    >>> widget_views(nb)
+    [{'cell': 0, 'model_id': 'm1', 'saved': False, 'fallback': ['text/html']}]
+    """
+    state = ((nb.metadata.get("widgets") or {}).get(WIDGET_STATE) or {}).get("state") or {}
+    views = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = out.get("data") or {}
+            if WIDGET_VIEW in data:
+                model = data[WIDGET_VIEW].get("model_id")
+                views.append({"cell": i, "model_id": model, "saved": model in state,
+                              "fallback": sorted(k for k in data if k != WIDGET_VIEW)})
+    return views
+
+
 def execute(
     notebook: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -157,6 +183,9 @@ def execute(
             str(notebook), str(output), parameters=dict(parameters or {}), cwd=str(cwd) if cwd else None,
             progress_bar=progress, kernel_name=kernel_name, execution_timeout=timeout, log_output=False,
             extra_arguments=KERNEL_ARGUMENTS,
+            # the widgets' state goes in the notebook's metadata: reopened, the widgets still open at the end
+            # render from it (not "model not found"), beside the static HTML fallback every widget leaves
+            store_widget_state=True,
         )
     except PapermillExecutionError as exc:
         written = export_html(output, html_path) if html and output.is_file() else None

@@ -49,6 +49,11 @@ def test_binder_recipe_builds_a_fresh_env_and_runs_the_quickstart(tmp_path):
     built = _run(["bash", BINDER / "postBuild"], env, timeout=300)
     timings["postBuild"] = time.perf_counter() - t1
     assert "demo assets hub ready" in built.stdout
+    # JupyterLab there saves widget state with the notebook (reopened: widgets, not "model not found")
+    import json
+
+    overrides = json.loads((venv / "share" / "jupyter" / "lab" / "settings" / "overrides.json").read_text())
+    assert overrides["@jupyter-widgets/jupyterlab-manager:plugin"]["saveState"] is True
     where = _run([python, "-c", "import quantlab, sys; print(quantlab.__file__); print(sys.prefix)"], env, timeout=60)
     assert where.stdout.splitlines() == [str(REPO / "quantlab" / "__init__.py"), str(venv)]
 
@@ -61,6 +66,9 @@ def test_binder_recipe_builds_a_fresh_env_and_runs_the_quickstart(tmp_path):
     timings["quickstart"] = time.perf_counter() - t2
     nb = nbformat.read(out, as_version=4)
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    from quantlab.reports.notebooks import widget_views
+
+    assert widget_views(nb) and all(v["saved"] and "text/html" in v["fallback"] for v in widget_views(nb))
 
     # the notebook used the hub postBuild prepared (binder/start exports it): example + new strategy
     hub = AssetsHub(tmp_path / "demo-hub", create=False)

@@ -28,6 +28,13 @@ def test_quantlab_demo_runs_the_quickstart_into_a_folder(tmp_path):
     assert all(c.execution_count for c in code)
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     assert any(str(hub) in c.source for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    # reopened, the widgets still open at the end (review, deploy panel) render from the saved widget state,
+    # and each keeps its static HTML beside it; the monitor closed itself and left its snapshot instead
+    from quantlab.reports.notebooks import widget_views
+
+    views = widget_views(nb)
+    assert len(views) >= 2 and all(v["saved"] for v in views), views
+    assert all("text/html" in v["fallback"] for v in views), views
     page = html.read_text()
     assert page.count("data:image/png;base64,") >= 2        # the review's charts, as static PNGs
     assert "quantlab-live-chart" in page and "fill-buy" in page  # the monitor's snapshot: the strategy trading
