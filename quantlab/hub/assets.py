@@ -61,7 +61,7 @@ from quantlab.engine.strategy import Strategy
 
 from .deployments import DeploymentLedger, TrialCounts
 from .errors import DetachedHeadError, HubError, IndexLockError, SecretsFoundError  # noqa: F401 - re-exported
-from .gitrepo import HubRepo, parse_author, utc_now
+from .gitrepo import HubRepo, init_repo, parse_author, utc_now
 from .ledger import events_frame, latest_rows, latest_status
 from .message import commit_message, context_trailers, one_line
 from .records import CodeDiff, StoredStrategy, canonical_json, normalize_source, result_fields, split_result
@@ -129,9 +129,7 @@ class AssetsHub:
                 ) from None
             if self.path.exists() and not self.path.is_dir():
                 raise HubError(f"{self.path} is a file; give a folder for the assets hub.") from None
-            self.path.mkdir(parents=True, exist_ok=True)
-            repo = git.Repo.init(self.path, initial_branch="main")
-            created = True
+            repo, created = init_repo(self.path)
         if repo.bare:
             raise HubError(f"{self.path} is a bare repository; the hub needs a working tree: clone it and open the clone.")
         self.repo = repo

@@ -30,9 +30,14 @@ from typing import Any, Callable, Iterator, TypeVar
 import git
 from git.exc import GitCommandError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: the hub's locks are this process's only
+    fcntl = None  # type: ignore[assignment]
+
 from .errors import DetachedHeadError, HubError, IndexLockError
 
-__all__ = ["HubRepo", "parse_author", "utc_now", "README", "DEFAULT_AUTHOR"]
+__all__ = ["HubRepo", "init_repo", "parse_author", "utc_now", "README", "DEFAULT_AUTHOR"]
 
 T = TypeVar("T")
 DEFAULT_AUTHOR = ("quantlab", "quantlab@localhost")
@@ -54,6 +59,26 @@ Strategies stored by quantlab with their backtest results.
 def utc_now() -> datetime:
     """Now in UTC, whole seconds: names a stored file and stamps its metadata."""
     return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def init_repo(path: Path) -> tuple[git.Repo, bool]:
+    """Create the hub's repository at ``path`` (a folder, made if missing); ``(repo, created)``.
+
+    Two processes may create one hub at once, and two concurrent ``git init`` of one folder race
+    on its template files: the folder itself is ``flock``-ed around the check and the ``init``,
+    so the second process opens what the first created.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            return git.Repo(path), False
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            return git.Repo.init(path, initial_branch="main"), True
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def parse_author(author: Any) -> tuple[str, str] | None:
@@ -166,10 +191,6 @@ class HubRepo:
                 return
             fd = os.open(self.quantlab_dir / "hub.lock", os.O_RDWR | os.O_CREAT, 0o600)
             try:
-                try:
-                    import fcntl
-                except ImportError:  # pragma: no cover - Windows
-                    fcntl = None  # type: ignore[assignment]
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                 self._flock_depth = 1
