@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from quantlab.engine import data as qdata
@@ -105,42 +106,33 @@ def test_dask_sweep_is_sandboxed(scratch):
     assert list(scratch.iterdir()) == []
 
 
-def _worker_call(proc, head: dict, payload: bytes = b"") -> dict:
-    import json
-
-    proc.stdin.write((json.dumps(head) + "\n").encode() + payload)
-    proc.stdin.flush()
-    return json.loads(proc.stdout.readline())
-
-
 def test_a_deployment_is_sandboxed(scratch, secret_env):
-    """The runner's deployment worker (the real process the runner starts per deployment)."""
-    import os
-    import subprocess
-    import sys
-
-    import numpy as np
+    """The runner's per-deployment evaluation (the real object the runner keeps per deployment)."""
+    from quantlab.runner.evaluation import DeploymentSignals, StrategyFailed
 
     df = qdata.synthetic(400, seed=2)
-    cols = [df.index.as_unit("s").asi8.astype(np.int64)] + [df[c].to_numpy(np.float64) for c in
-                                                             ("open", "high", "low", "close", "volume")]
-    payload = b"".join(c.tobytes() for c in cols)
-    proc = subprocess.Popen([sys.executable, "-m", "quantlab.runner.worker"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    bars = {"time": df.index.as_unit("s").asi8.astype(np.int64),
+            **{c: df[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume")}}
+    with pytest.raises(StrategyFailed) as refused:
+        DeploymentSignals.load("import os\n" + SMA, "evil", {}, lookback=300, timeout=30)
+    assert "SandboxError" in str(refused.value) and "line 1" in str(refused.value)
+    sneaky = _fill(corpus.HOSTILE[24][1], scratch)  # pandas_write_file: passes the static check
+    s = DeploymentSignals.load(sneaky, "sneaky", {}, lookback=300, timeout=30)
     try:
-        refused = _worker_call(proc, {"op": "init", "code": "import os\n" + SMA, "name": "evil"})
-        assert not refused["ok"] and "SandboxError" in refused["error"] and "line 1" in refused["error"]
-        sneaky = _fill(corpus.HOSTILE[24][1], scratch)  # pandas_write_file: passes the static check
-        assert _worker_call(proc, {"op": "init", "code": sneaky, "name": "sneaky"})["ok"]
-        ans = _worker_call(proc, {"op": "bars", "n": len(df), "reset": True, "want": 1}, payload)
-        assert not ans["ok"] and "SandboxError" in ans["error"] and "stolen.csv" in ans["error"], ans
-        assert secret_env not in ans["error"] and list(scratch.iterdir()) == []
-        assert _worker_call(proc, {"op": "init", "code": SMA, "name": "sma"})["ok"]  # the worker goes on
-        ans = _worker_call(proc, {"op": "bars", "n": len(df), "reset": True, "want": 3}, payload)
-        assert ans["ok"] and len(ans["targets"]) == 3
+        s.push(bars, reset=True)
+        with pytest.raises(StrategyFailed) as caught:
+            s.targets(1)
+        msg = str(caught.value)
+        assert "SandboxError" in msg and "stolen.csv" in msg, msg
+        assert secret_env not in msg and list(scratch.iterdir()) == []
     finally:
-        proc.stdin.close()
-        proc.wait(30)
+        s.close()
+    ok = DeploymentSignals.load(SMA, "sma", {}, lookback=300, timeout=30)  # the next deployment goes on
+    try:
+        ok.push(bars, reset=True)
+        assert len(ok.targets(3)) == 3
+    finally:
+        ok.close()
 
 
 def test_nothing_is_left_behind(backtest_server):
