@@ -40,6 +40,15 @@ def _entry(text: str) -> dict[str, Any]:
     return entry
 
 
+def _warm() -> None:
+    from quantlab.engine.sandbox import warm
+
+    warm()
+    import pandas  # noqa: F401 - the frames signals() gets
+
+    import quantlab.hub  # noqa: F401 - strategies are loaded from the hub by commit
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from quantlab.servers.broker.store import DatabaseInUseError, lock_database
@@ -71,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
             from quantlab.servers.broker.server import run_http  # the one HTTP runner of quantlab's servers
 
             print(f"quantlab runner: http://127.0.0.1:{args.http}/mcp", file=sys.stderr, flush=True)
+            # a daemon outlives many deploys: start the sandbox's zygote and import what a deploy needs
+            # (the hub's git, pandas) now, beside the server, so the first deploy_strategy does not wait
+            # ~1 s for them (a stdio runner lives for one lab or one command: it does this on first use)
+            import threading
+
+            threading.Thread(target=_warm, name="runner-warm", daemon=True).start()
             run_http(server, args.http)
         else:
             server.run("stdio")
