@@ -13,10 +13,10 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from quantlab._util import html as qh
-from quantlab._util import to_jsonable
+from quantlab._util import decode_number, to_jsonable
 
 if TYPE_CHECKING:
     from quantlab.engine.backtest import BacktestResult
@@ -84,14 +84,20 @@ class Candidate:
         """The full ``BacktestResult`` (equity, trades, ...), fetched from the backtest server on first use;
         ``None`` when the candidate never reached the backtest. (The loop itself needs only the metrics.)"""
         if self._result is None and self.run_id and self._lab is not None:
-            self._attach(self._lab.mcp.run(self._lab._load_run(self.run_id, self.bars, self.strategy)))
+            self._attach(self._lab.load_run(self.run_id, self.bars, self.strategy))
         return self._result
 
     async def aresult(self) -> "BacktestResult | None":
         """:attr:`result`, awaited on the MCP loop (``await cand.aresult()`` inside Lab steps)."""
         if self._result is None and self.run_id and self._lab is not None:
-            self._attach(await self._lab._load_run(self.run_id, self.bars, self.strategy))
+            self._attach(await self._lab.aload_run(self.run_id, self.bars, self.strategy))
         return self._result
+
+    def record_run(self, summary: Mapping[str, Any], lab: Any) -> None:
+        """Keep the backtest server's summary of this candidate's run (``lab.run_summary``): its id,
+        length and metrics; :attr:`result` fetches the whole run from ``lab`` on first use."""
+        self.run_id, self.bars, self._lab = summary["run_id"], int(summary.get("bars", 0)), lab
+        self._metrics = {k: decode_number(v) for k, v in (summary.get("metrics") or {}).items()}
 
     def _attach(self, result: "BacktestResult") -> None:
         result._quantlab_candidate = self  # so lab.store(gen.best.result) keeps the transcript too

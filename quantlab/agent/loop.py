@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import pandas as pd
 
-from quantlab._util import decode_number, to_jsonable
+from quantlab._util import to_jsonable
 from quantlab.client import ClientError
 from quantlab.engine.strategy import Strategy, StrategyError
 
@@ -191,7 +191,7 @@ class _Checker:
             n = len(out) if hasattr(out, "__len__") else "?"
             return "runs on 500 bars", "pass", f"{n} targets in the sandbox"
         try:
-            await self.lab._backtest_summary(c.strategy, SMOKE_REF, params, **self.costs)
+            await self.lab.arun_summary(c.strategy, SMOKE_REF, params, **self.costs)
         except (ClientError, StrategyError, ValueError) as exc:
             return "runs on 500 bars", "fail", str(exc)
         return "runs on 500 bars", "pass", "on the backtest server"
@@ -221,12 +221,11 @@ class _Checker:
 
     async def _backtest(self, c: Candidate) -> tuple[str, str, str]:
         try:
-            summary = await self.lab._backtest_summary(c.strategy, self.data, c.params, **self.costs)
+            summary = await self.lab.arun_summary(c.strategy, self.data, c.params, **self.costs)
         except (ClientError, StrategyError, ValueError) as exc:
             return "backtest", "fail", str(exc)
-        c.run_id, c.bars, c._lab = summary["run_id"], int(summary.get("bars", 0)), self.lab
-        c._metrics = {k: decode_number(v) for k, v in (summary.get("metrics") or {}).items()}
-        m = c._metrics
+        c.record_run(summary, self.lab)
+        m = c.metrics
         return "backtest", "pass", f"sharpe {m.get('sharpe', float('nan')):.2f}, {m.get('trades')} trades"
 
     async def _policy(self, c: Candidate) -> tuple[str, str, str]:

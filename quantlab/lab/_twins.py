@@ -23,7 +23,10 @@ def _twins(core: Callable[..., Coroutine[Any, Any, Any]]) -> tuple[Callable[...,
     @functools.wraps(core)
     async def twin(self: "Lab", *args: Any, **kwargs: Any) -> Any:
         self._check_open()
-        return await asyncio.wrap_future(self.mcp.submit(self._tracked(core(self, *args, **kwargs))))
+        coro = self._tracked(core(self, *args, **kwargs))
+        if asyncio.get_running_loop() is self.mcp.loop:  # awaited inside another step, on the lab's own loop
+            return await coro
+        return await asyncio.wrap_future(self.mcp.submit(coro))
 
     sync.__name__ = core.__name__.lstrip("_")
     twin.__name__ = "a" + sync.__name__

@@ -95,8 +95,8 @@ class ResearchSteps:
         if holdout is not None:
             holdout_start(1_000_000, holdout)            # a bad fraction fails before the run
         strat = self._strategy(strategy)
-        summary = await self._backtest_summary(strat, data, params, cash=cash, fees=fees, slippage=slippage,
-                                               periods_per_year=periods_per_year, fill=fill, timeout=timeout)
+        summary = await self._run_summary(strat, data, params, cash=cash, fees=fees, slippage=slippage,
+                                          periods_per_year=periods_per_year, fill=fill, timeout=timeout)
         result = await self._load_run(summary["run_id"], summary.get("bars", 0), strat)
         cut = holdout_start(len(result.equity), holdout)
         if cut is not None:
@@ -109,12 +109,20 @@ class ResearchSteps:
             result.holdout = {"fraction": float(holdout), "start": str(result.equity.index[cut]), "bars": n - cut}
         return result
 
-    async def _backtest_summary(self, strat: Strategy, data: Any, params: Mapping[str, Any] | None, *,
-                                cash: float = DEFAULT_CASH, fees: float = DEFAULT_FEES, slippage: float = DEFAULT_SLIPPAGE,
-                                periods_per_year: float | None = None, fill: str = "next_open",
-                                timeout: float = 120.0) -> dict[str, Any]:
-        """Run a backtest on the server and return only its summary (``run_id``, ``bars``, ``metrics``):
-        the code agent's checks need the metrics, not 100k bars of equity (fetch those with :meth:`_load_run`)."""
+    async def _run_summary(self, strategy: Strategy | str, data: Any = "sample",
+                           params: Mapping[str, Any] | None = None, *,
+                           cash: float = DEFAULT_CASH, fees: float = DEFAULT_FEES, slippage: float = DEFAULT_SLIPPAGE,
+                           periods_per_year: float | None = None, fill: str = "next_open",
+                           timeout: float = 120.0) -> dict[str, Any]:
+        """Backtest on the server and return only its summary (``run_id``, ``bars``, ``metrics``), not the
+        series: what the code agent's checks need, without moving 100k bars of equity (fetch those later
+        with :meth:`load_run`). Takes the arguments of :meth:`backtest` (no ``holdout``); not counted
+        as a trial (the caller counts its own).
+
+        >>> s = lab.run_summary(strategy, "sample", {"fast": 10})        # doctest: +SKIP
+        >>> s["metrics"]["sharpe"], s["run_id"]                          # doctest: +SKIP
+        """
+        strat = self._strategy(strategy)
         ref, _ = await self._data_ref(data)
         args: dict[str, Any] = {"code": strat.code, "name": strat.name, "params": dict(params or {}), "data": ref,
                                 "cash": cash, "fees": fees, "slippage": slippage, "fill": fill, "timeout": timeout}
@@ -122,8 +130,12 @@ class ResearchSteps:
             args["periods_per_year"] = periods_per_year
         return await self._call(self.backtest_server, "run_backtest", args, timeout=timeout + 15)
 
-    async def _load_run(self, run_id: str, bars: int, strat: Strategy | None = None) -> BacktestResult:
-        """The full :class:`BacktestResult` of a stored run."""
+    async def _load_run(self, run_id: str, bars: int = 0, strat: Strategy | None = None) -> BacktestResult:
+        """The full :class:`BacktestResult` of the stored run ``run_id`` (``bars``: its length when
+        known, so a long run comes in pages; ``strat``: the strategy to attach when the run has none).
+
+        >>> r = lab.load_run(summary["run_id"], summary["bars"])          # doctest: +SKIP
+        """
         from quantlab.engine.backtest import BacktestResult
 
         result = BacktestResult.from_dict(await self._fetch_run(run_id, bars))
@@ -132,6 +144,8 @@ class ResearchSteps:
         return result
 
     backtest, abacktest = _twins(_counted(_backtest, lambda r: (r.name, 1)))
+    run_summary, arun_summary = _twins(_run_summary)
+    load_run, aload_run = _twins(_load_run)
 
     async def _fetch_run(self, run_id: str, bars: int) -> dict[str, Any]:
         """The whole run as ``to_dict()``; runs of many bars come in pages (one big JSON message is slow)."""
@@ -179,6 +193,7 @@ class ResearchSteps:
 
         if grid is None:
             raise TypeError("lab.sweep needs a grid, e.g. {'fast': [5, 10], 'slow': [50, 100]}.")
+        strat = self._strategy(strategy)
         strat = self._strategy(strategy)
         ref, _ = await self._data_ref(data)
         args: dict[str, Any] = {"code": strat.code, "name": strat.name, "grid": grid if isinstance(grid, Mapping) else list(grid),

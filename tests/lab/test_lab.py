@@ -23,6 +23,20 @@ def test_server_backtest_equals_in_process(lab, strategy):
     assert remote.strategy == strategy
 
 
+def test_run_summary_then_load_run_is_the_backtest(lab, strategy):
+    """The summary the code agent works from, and the whole run fetched later, match lab.backtest."""
+    params = {"fast": 7, "slow": 40}
+    full = lab.backtest(strategy, "sample", params)
+    summary = lab.run_summary(strategy, "sample", params)
+    assert summary["bars"] == len(full.equity) and summary["run_id"]
+    assert {k: summary["metrics"][k] for k in ("sharpe", "trades")} == {k: full.metrics[k] for k in ("sharpe", "trades")}
+    loaded = lab.load_run(summary["run_id"], summary["bars"], strategy)
+    assert loaded.metrics == full.metrics and loaded.strategy == strategy
+    assert_series_equal(loaded.equity, full.equity, check_exact=True)
+    again = asyncio.run(lab.aload_run(summary["run_id"], summary["bars"]))  # the async twin, from another loop
+    assert again.metrics == full.metrics
+
+
 def test_dataframe_is_uploaded_once_and_backtested(lab, strategy):
     frame = data.synthetic(3_000, seed=11)
     r1 = lab.backtest(strategy, frame)
