@@ -100,7 +100,7 @@ class Candidate:
         self._metrics = {k: decode_number(v) for k, v in (summary.get("metrics") or {}).items()}
 
     def _attach(self, result: "BacktestResult") -> None:
-        result._quantlab_candidate = self  # so lab.store(gen.best.result) keeps the transcript too
+        result.generated_by = self  # so lab.store(gen.best.result) keeps the transcript too
         self._result = result
 
     @property

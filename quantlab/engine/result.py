@@ -94,6 +94,9 @@ class BacktestResult:
         self.holdout: dict | None = None
         #: the look-ahead report (:class:`~quantlab.engine.lookahead.LookaheadReport`) once ``lab.validate`` ran it
         self.lookahead: Any = None
+        #: the code agent's ``Candidate`` that produced this result when a model wrote the strategy
+        #: (``lab.store`` then keeps the generation's transcript too); ``None`` otherwise
+        self.generated_by: Any = None
         self.equity = equity
         self.returns = returns
         self.positions = positions

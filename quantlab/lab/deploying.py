@@ -49,15 +49,18 @@ def _is_backtest_result(obj: Any) -> bool:
 
 def _candidate_of(obj: Any) -> Any:
     """The generated candidate behind ``obj`` (a ``Candidate``, a ``Generation``'s best, or its result), else ``None``."""
-    if hasattr(obj, "attempts") and hasattr(obj, "best"):  # a Generation: its best candidate
+    gen = sys.modules.get("quantlab.agent.generation")
+    if gen is None:  # the code agent never ran in this process: nothing here was generated
+        return None
+    if isinstance(obj, gen.Generation):  # its best candidate
         best = obj.best
         if best is None:
             raise LabError(f"this generation has no candidate that passed ({obj.stop_reason}); "
                            "store one of gen.attempts with force=True, or generate again.")
         return best
-    if hasattr(obj, "generation") and hasattr(obj, "checks") and hasattr(obj, "attempt"):
+    if isinstance(obj, gen.Candidate):
         return obj
-    return getattr(obj, "_quantlab_candidate", None)
+    return obj.generated_by if _is_backtest_result(obj) else None
 
 
 def _generation_store_args(candidate: Any) -> dict[str, Any]:
