@@ -20,7 +20,9 @@ import pandas as pd
 
 from quantlab._util import to_jsonable
 from quantlab.client import ClientError
-from quantlab.engine.strategy import Strategy, StrategyError
+from quantlab.engine import sandbox
+from quantlab.engine.lookahead import check_lookahead
+from quantlab.engine.strategy import StrategyError
 
 from .drivers import make_driver
 from .generation import Candidate, Check, Generation
@@ -104,14 +106,6 @@ def _signals_def(tree: ast.Module) -> ast.FunctionDef | None:
     return defs[-1] if defs else None
 
 
-def _sandbox_available() -> bool:
-    try:
-        from quantlab.engine import sandbox  # type: ignore[attr-defined]  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class _Checker:
     """Runs the checks of one candidate, cheapest first, stopping at the first failure."""
 
@@ -161,63 +155,37 @@ class _Checker:
 
     async def _sandbox(self, c: Candidate) -> tuple[str, str, str]:
         try:
-            from quantlab.engine.sandbox import check_code  # type: ignore[import-not-found]
-        except ImportError:
-            return "sandbox", "skip", "quantlab.engine.sandbox is not available in this quantlab"
-        try:
-            await asyncio.to_thread(check_code, c.code)
+            await asyncio.to_thread(sandbox.check_code, c.code)
         except Exception as exc:  # noqa: BLE001 - SandboxError names the line
             return "sandbox", "fail", f"{type(exc).__name__}: {exc}"
         return "sandbox", "pass", ""
 
     async def _smoke_run(self, c: Candidate) -> tuple[str, str, str]:
         try:
-            from quantlab.engine.sandbox import load, run_signals  # type: ignore[import-not-found]
-        except ImportError:  # no sandbox in this quantlab: the code is loaded here, evaluated on the server
-            load = run_signals = None
-        try:
-            # with the sandbox, the generated code never runs in this process: its parameters are read there
-            loader = load if load is not None else Strategy.from_code
-            c.strategy = await asyncio.to_thread(loader, c.code, c.name or "generated")
+            # the generated code never runs in this process: its parameters are read in the sandbox
+            c.strategy = await asyncio.to_thread(sandbox.load, c.code, c.name or "generated")
             params = c.strategy.resolve_params({**c.params, **self.params})
         except Exception as exc:  # noqa: BLE001 - StrategyError, SandboxError: the reason goes back to the model
             return "runs on 500 bars", "fail", f"{type(exc).__name__}: {exc}"
         c.params = params
-        if run_signals is not None:
-            try:
-                out = await asyncio.to_thread(run_signals, c.strategy, self.smoke_data(), params)
-            except Exception as exc:  # noqa: BLE001 - SandboxError / SignalError with the line
-                return "runs on 500 bars", "fail", f"{type(exc).__name__}: {exc}"
-            n = len(out) if hasattr(out, "__len__") else "?"
-            return "runs on 500 bars", "pass", f"{n} targets in the sandbox"
         try:
-            await self.lab.arun_summary(c.strategy, SMOKE_REF, params, **self.costs)
-        except (ClientError, StrategyError, ValueError) as exc:
-            return "runs on 500 bars", "fail", str(exc)
-        return "runs on 500 bars", "pass", "on the backtest server"
+            out = await asyncio.to_thread(sandbox.run_signals, c.strategy, self.smoke_data(), params)
+        except Exception as exc:  # noqa: BLE001 - SandboxError / SignalError with the line
+            return "runs on 500 bars", "fail", f"{type(exc).__name__}: {exc}"
+        return "runs on 500 bars", "pass", f"{len(out)} targets in the sandbox"
 
     async def _causal(self, c: Candidate) -> tuple[str, str, str]:
-        import quantlab
-
-        try:
-            check = quantlab.check_lookahead
-        except AttributeError:
-            return "causal", "skip", "quantlab.check_lookahead is not available in this quantlab"
         # three prefixes catch shift(-k), centred windows and whole-series statistics alike; each one is a
         # sandboxed run, so fewer cuts keep an attempt cheap
-        kwargs: dict[str, Any] = {"cuts": LOOKAHEAD_CUTS}
-        if _sandbox_available():
-            kwargs["sandbox"] = True
+        check = functools.partial(check_lookahead, c.strategy, self.smoke_data(), c.params, cuts=LOOKAHEAD_CUTS,
+                                  sandbox=True)
         try:
-            report = await asyncio.to_thread(functools.partial(check, c.strategy, self.smoke_data(), c.params, **kwargs))
+            report = await asyncio.to_thread(check)
         except Exception as exc:  # noqa: BLE001 - the strategy's own error during the check
             return "causal", "fail", f"the look-ahead check could not run the strategy: {type(exc).__name__}: {exc}"
-        if getattr(report, "causal", True):
+        if report.causal:
             return "causal", "pass", ""
-        message = getattr(report, "message", None) or (
-            f"look-ahead at bar {getattr(report, 'first_bar', '?')}: {getattr(report, 'full_value', '?')} with the "
-            f"full data, {getattr(report, 'prefix_value', '?')} when the data ends at {getattr(report, 'cut', '?')}")
-        return "causal", "fail", f"{message} Use only data up to each bar."
+        return "causal", "fail", f"{report.message} Use only data up to each bar."
 
     async def _backtest(self, c: Candidate) -> tuple[str, str, str]:
         try:
