@@ -73,7 +73,7 @@ def run_child(task: dict[str, Any]) -> dict[str, Any]:
 
     # the code never runs in this process: checked, then evaluated in sandboxed children (docs/sandbox.md)
     timeout = float(task.get("timeout") or 600)
-    limits = {"cpu_seconds": timeout, "wall_seconds": timeout}
+    limits = {"cpu_seconds": timeout + 1, "wall_seconds": timeout}  # wall time is the limit; CPU a backstop after it
     if task.get("memory_mb"):
         limits["memory_mb"] = int(task["memory_mb"])
     try:

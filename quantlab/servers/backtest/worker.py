@@ -162,7 +162,9 @@ def run_task(task: dict[str, Any], cache: DataCache, memory_mb: int | None = Non
     ref = task.get("data") or "sample"
     name = task.get("name") or "strategy"
     timeout = float(task.get("timeout") or 300)
-    limits = sandbox.SandboxLimits(cpu_seconds=timeout, wall_seconds=timeout,
+    # the run's limit is wall-clock time; CPU time is a backstop a second later, so a busy loop is
+    # reported as the timeout the caller set (with equal limits, either could fire first)
+    limits = sandbox.SandboxLimits(cpu_seconds=timeout + 1, wall_seconds=timeout,
                                    **({"memory_mb": memory_mb} if memory_mb else {}))
     try:
         # the static check first: refused code costs no data load and no process
